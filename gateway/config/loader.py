@@ -1,0 +1,274 @@
+"""Load ``conf/``: parse JSON, expand ``${ENV}``, validate, and report every problem at once.
+
+A ``Config`` is an immutable snapshot: the running server reads it from a ``ConfigHolder`` and a
+reload swaps in a new snapshot in one assignment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.config.model import AppConfig, GatewaySettings, SiteConfig, strip_comments
+from gateway.errors import ConfigError, ConfigIssue
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_CONFIG = "conf/gateway.json"
+DEFAULT_PROVIDER = "default"
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A client of this gateway: an app of the ``default`` provider file."""
+
+    provider: str
+    app: str
+    source: str
+    config: AppConfig
+
+    @property
+    def client_id(self) -> str:
+        return self.config.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One validated snapshot of everything under ``conf/``."""
+
+    path: Path
+    gateway: GatewaySettings
+    providers: Mapping[str, Mapping[str, AppConfig]]
+    provider_sources: Mapping[str, str]
+    clients: Mapping[str, Client]
+    sites: Mapping[str, SiteConfig]
+    files: tuple[Path, ...] = field(default=())
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def client(self, client_id: str) -> Client | None:
+        return self.clients.get(client_id)
+
+
+def config_path_from_env(explicit: str | None = None) -> Path:
+    """The config file: ``--config``, else ``GATEWAY_CONFIG``, else ``conf/gateway.json``."""
+    return Path(explicit or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the configuration rooted at ``path``; raise ``ConfigError`` listing all
+    problems (file, key, reason) when anything is wrong."""
+    env = os.environ if environ is None else environ
+    issues: list[ConfigIssue] = []
+    files: list[Path] = [path]
+
+    raw = _read_json(path, issues)
+    gateway: GatewaySettings | None = None
+    dirs: dict[str, Any] = {}
+    if raw is not None:
+        if not isinstance(raw, dict):
+            issues.append(ConfigIssue(str(path), "", "must be a JSON object"))
+        else:
+            expanded = _expand_env(strip_comments(raw), env, str(path), "", issues)
+            gateway = _validate(GatewaySettings, expanded, str(path), "", issues)
+            dirs = expanded
+    if raw is None:
+        raise ConfigError(issues)
+    # Even when gateway.json has errors, look at the other files so every problem is reported.
+    oauth2_name = gateway.oauth2_dir if gateway else _str_or(dirs.get("oauth2_dir"), "oauth2")
+    sites_name = gateway.sites_dir if gateway else _str_or(dirs.get("sites_dir"), "sites")
+
+    base = path.parent
+    providers: dict[str, dict[str, AppConfig]] = {}
+    provider_sources: dict[str, str] = {}
+    clients: dict[str, Client] = {}
+    oauth2_dir = base / oauth2_name
+    if not oauth2_dir.is_dir():
+        issues.append(ConfigIssue(str(oauth2_dir), "", "directory not found (oauth2_dir)"))
+    for file in _json_files(oauth2_dir):
+        files.append(file)
+        provider = file.stem
+        if not _PROVIDER_NAME.match(provider):
+            issues.append(ConfigIssue(str(file), "", "file name must be a plain provider name"))
+            continue
+        provider_sources[provider] = str(file)
+        apps = _read_object_of_objects(file, env, issues)
+        providers[provider] = {}
+        seen: dict[str, str] = {}
+        for name, value in apps.items():
+            client_id = value.get("client_id")
+            if provider == DEFAULT_PROVIDER and isinstance(client_id, str):
+                if client_id in seen:
+                    issues.append(
+                        ConfigIssue(
+                            str(file),
+                            f"{name}.client_id",
+                            f"client_id {client_id!r} is already used by app {seen[client_id]!r}",
+                        )
+                    )
+                    continue
+                seen[client_id] = name
+            app = _validate(AppConfig, value, str(file), name, issues)
+            if app is None:
+                continue
+            providers[provider][name] = app
+            if provider == DEFAULT_PROVIDER:
+                clients[app.client_id] = Client(provider, name, str(file), app)
+
+    sites: dict[str, SiteConfig] = {}
+    sites_dir = base / sites_name
+    if sites_dir.exists() and not sites_dir.is_dir():
+        issues.append(ConfigIssue(str(sites_dir), "", "must be a directory (sites_dir)"))
+    for file in _json_files(sites_dir):
+        files.append(file)
+        site_raw = _read_json(file, issues)
+        if site_raw is None:
+            continue
+        if not isinstance(site_raw, dict):
+            issues.append(ConfigIssue(str(file), "", "must be a JSON object"))
+            continue
+        site_value = _expand_env(strip_comments(site_raw), env, str(file), "", issues)
+        site = _validate(SiteConfig, site_value, str(file), "", issues)
+        if site is not None:
+            sites[file.stem] = site
+
+    if issues or gateway is None:
+        raise ConfigError(issues)
+    return Config(
+        path=path,
+        gateway=gateway,
+        providers=MappingProxyType({k: MappingProxyType(v) for k, v in providers.items()}),
+        provider_sources=MappingProxyType(provider_sources),
+        clients=MappingProxyType(clients),
+        sites=MappingProxyType(sites),
+        files=tuple(files),
+    )
+
+
+def _json_files(directory: Path) -> Iterator[Path]:
+    if directory.is_dir():
+        yield from sorted(p for p in directory.glob("*.json") if p.is_file())
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result and key != "//":
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def _read_json(path: Path, issues: list[ConfigIssue]) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        issues.append(ConfigIssue(str(path), "", "file not found"))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(ConfigIssue(str(path), "", f"cannot read: {exc.__class__.__name__}"))
+        return None
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as exc:
+        issues.append(
+            ConfigIssue(
+                str(path), "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            )
+        )
+    except _DuplicateKeyError as exc:
+        issues.append(ConfigIssue(str(path), exc.key, "key appears twice in one object"))
+    return None
+
+
+def _read_object_of_objects(
+    path: Path, env: Mapping[str, str], issues: list[ConfigIssue]
+) -> dict[str, Any]:
+    raw = _read_json(path, issues)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        issues.append(ConfigIssue(str(path), "", "must be a JSON object of apps"))
+        return {}
+    result: dict[str, Any] = {}
+    for name, value in strip_comments(raw).items():
+        if not isinstance(value, dict):
+            issues.append(ConfigIssue(str(path), name, "each app must be a JSON object"))
+            continue
+        result[name] = _expand_env(value, env, str(path), name, issues)
+    return result
+
+
+def _expand_env(
+    value: Any, env: Mapping[str, str], file: str, key: str, issues: list[ConfigIssue]
+) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env, file, _join(key, k), issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, env, file, f"{key}[{i}]", issues) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        issues.append(ConfigIssue(file, key, f"environment variable {name} is not set"))
+        return ""
+
+    expanded = _ENV_REF.sub(substitute, value)
+    # An empty expansion of a whole value means "unset" (e.g. "${GATEWAY_MASTER_KEY:-}").
+    return None if expanded == "" and value.startswith("${") else expanded
+
+
+def _str_or(value: Any, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _validate(
+    model: type[M], value: Any, file: str, prefix: str, issues: list[ConfigIssue]
+) -> M | None:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = prefix
+            for part in error["loc"]:
+                loc = f"{loc}[{part}]" if isinstance(part, int) else _join(loc, str(part))
+            issues.append(ConfigIssue(file, loc, _reason(error["type"], error["msg"])))
+        return None
+
+
+def _reason(kind: str, message: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,384 @@
+"""Typed, frozen configuration models.
+
+Every model rejects unknown keys (a typo is an error, not a silently ignored setting). The models
+validate one file each; cross-file rules (unique client ids) live in ``loader``.
+
+Which keys need a restart: ``listen.*`` and ``database.*`` (see README, "Hot reload").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+GRANT_AUTHORIZATION_CODE = "authorization_code"
+GRANT_IMPLICIT = "implicit"
+GRANT_PASSWORD = "password"  # noqa: S105 - a grant type name, not a password
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_REFRESH_TOKEN = "refresh_token"  # noqa: S105
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+GrantType = Literal[
+    "authorization_code",
+    "implicit",
+    "password",
+    "client_credentials",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+]
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
+
+
+class Strict(BaseModel):
+    """Base of every config model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+# --- value checks ---------------------------------------------------------------------------
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (RFC 8252 section 7.3)."""
+    host = host.lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_origin(value: str) -> str:
+    """An exact Web origin: ``scheme://host[:port]``, lower case, nothing after the authority."""
+    if value in ("*", "null"):
+        raise ValueError(f"{value!r} is not allowed: list exact origins")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an origin like https://app.example.com")
+    if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be an origin only: no path, trailing slash, query or user info")
+    if "*" in value:
+        raise ValueError("wildcards are not allowed: list exact origins")
+    if value != value.lower():
+        raise ValueError("must be lower case, as browsers send it")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("http origins are allowed only for localhost; use https")
+    return value
+
+
+def check_redirect_uri(value: str) -> str:
+    """A registered redirect URI (RFC 9700 section 2.1, 2.6; RFC 6749 section 3.1.2)."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise ValueError("must be an absolute URI")
+    if scheme in FORBIDDEN_SCHEMES:
+        raise ValueError(f"the {scheme}: scheme is not allowed")
+    if "*" in value:
+        raise ValueError("wildcards are not allowed: redirect URIs are matched exactly")
+    if parts.fragment or value.endswith("#"):
+        raise ValueError("must not contain a fragment (RFC 6749 section 3.1.2)")
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        if "@" in parts.netloc:
+            raise ValueError("must not contain user info")
+        if scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("http is allowed only for loopback hosts (RFC 9700 section 2.6)")
+    elif "." not in scheme:
+        # RFC 8252 section 7.1: private-use schemes are reverse domain names.
+        raise ValueError("a custom scheme must be a reverse domain name such as com.example.app")
+    return value
+
+
+def check_scope_token(value: str) -> str:
+    """A scope token per RFC 6749 section 3.3 (NQCHAR without space)."""
+    if not value or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in value):
+        raise ValueError(f"{value!r} is not a valid scope token")
+    return value
+
+
+def check_route_prefix(value: str) -> str:
+    if not value.startswith("/") or not value.endswith("/"):
+        raise ValueError("must start and end with '/', e.g. /api/")
+    if "//" in value or "/../" in value or "/./" in value or "%" in value:
+        raise ValueError("must be a plain path without empty, dot or encoded segments")
+    return value
+
+
+def check_upstream(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:9000")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must not contain a query, fragment or user info")
+    return value
+
+
+Origin = Annotated[str, AfterValidator(check_origin)]
+RedirectUri = Annotated[str, AfterValidator(check_redirect_uri)]
+ScopeToken = Annotated[str, AfterValidator(check_scope_token)]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --- conf/gateway.json ----------------------------------------------------------------------
+
+
+class Listen(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Database(Strict):
+    url: SecretStr | None = None
+    pool_min: int = Field(1, ge=0, le=100)
+    pool_max: int = Field(10, ge=1, le=500)
+    connect_timeout: float = Field(5.0, gt=0, le=120)
+    command_timeout: float = Field(10.0, gt=0, le=600)
+    embedded_dir: str = "var/pgdata"
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Database:
+        if self.pool_min > self.pool_max:
+            raise ValueError("pool_min must not exceed pool_max")
+        return self
+
+
+class Redis(Strict):
+    url: SecretStr | None = None
+
+
+class CookieKey(Strict):
+    """A cookie sealing key: ``kid`` names it inside sealed values, ``secret`` is 32+ bytes."""
+
+    kid: str = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (e.g. `openssl rand -base64 32`)")
+        return value
+
+
+class Cookies(Strict):
+    samesite: Literal["None", "Lax", "Strict"] = "None"
+    secure: bool = True
+    keys: tuple[CookieKey, ...] = ()
+
+
+class Tokens(Strict):
+    access_ttl: int = Field(3600, ge=1, le=86400)
+    service_access_ttl: int = Field(86400, ge=1, le=31 * 86400)
+    refresh_ttl: int = Field(5184000, ge=60)
+    code_ttl: int = Field(60, ge=1, le=600)
+    refresh_grace: int = Field(30, ge=0, le=600)
+    session_ttl: int = Field(5184000, ge=60)
+    signing_alg: Literal["RS256", "ES256"] = "RS256"
+    key_rotation_days: int = Field(90, ge=1)
+
+
+class Keys(Strict):
+    """Where the gateway's own secrets come from; unset values are generated under ``var/``."""
+
+    master_key: SecretStr | None = None
+
+
+class Limits(Strict):
+    body_max: int = Field(1048576, ge=1024)
+    login_failures_per_account: int = Field(5, ge=1, le=100)
+    login_failures_per_ip: int = Field(30, ge=1)
+    login_lock_seconds: int = Field(60, ge=1)
+
+
+class Logging(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True
+
+
+class Route(Strict):
+    prefix: Annotated[str, AfterValidator(check_route_prefix)]
+    upstream: Annotated[str, AfterValidator(check_upstream)]
+    auth: Literal["required", "optional", "none"] = "required"
+    strip_prefix: bool = False
+    identity_headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(30.0, gt=0, le=3600)
+    max_body: int = Field(10 * 1048576, ge=0)
+    methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    origins: tuple[Origin, ...] = ()
+    csrf_header: str | None = None
+    websocket: bool = False
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+        bad = [m for m in value if m not in allowed]
+        if bad:
+            raise ValueError(f"unsupported methods {bad}; choose from {sorted(allowed)}")
+        return value
+
+
+class GatewaySettings(Strict):
+    """``conf/gateway.json``."""
+
+    listen: Listen = Listen()
+    issuer: str | None = None
+    database: Database = Database()
+    redis: Redis = Redis()
+    cookies: Cookies = Cookies()
+    tokens: Tokens = Tokens()
+    keys: Keys = Keys()
+    limits: Limits = Limits()
+    logging: Logging = Logging()
+    trusted_proxies: tuple[Network, ...] = ()
+    routes: tuple[Route, ...] = ()
+    oauth2_dir: str = "oauth2"
+    sites_dir: str = "sites"
+    demo: bool = False
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL such as https://id.example.com")
+        if parts.query or parts.fragment or value.endswith("/"):
+            raise ValueError("must have no query, fragment or trailing slash (RFC 8414 section 2)")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must use https unless it is a localhost address")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_prefixes(cls, value: tuple[Route, ...]) -> tuple[Route, ...]:
+        seen: set[str] = set()
+        for route in value:
+            if route.prefix in seen:
+                raise ValueError(f"prefix {route.prefix} is configured twice")
+            if route.prefix.startswith(("/oauth2/", "/.well-known/")) or route.prefix in (
+                "/healthz/",
+                "/readyz/",
+                "/metrics/",
+            ):
+                raise ValueError(f"prefix {route.prefix} is reserved for the gateway")
+            seen.add(route.prefix)
+        return value
+
+    def public_issuer(self) -> str:
+        """The issuer URL: configured, else derived from the listen address."""
+        if self.issuer:
+            return self.issuer
+        host = self.listen.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+            host = "localhost"
+        return f"http://{host}:{self.listen.port}"
+
+
+# --- conf/oauth2/<provider>.json --------------------------------------------------------------
+
+
+class AppConfig(Strict):
+    """One application (client) of a provider file.
+
+    In ``default.json`` an app is a client of this gateway; in other provider files
+    (``google.json``) it describes this gateway's registration at an external identity provider.
+    """
+
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretStr | None = None
+    project_id: str | None = None
+    issuers: tuple[str, ...] = ()
+    scopes: tuple[ScopeToken, ...] = ()
+    redirect_uris: tuple[RedirectUri, ...] = ()
+    post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
+    javascript_origins: tuple[Origin, ...] = ()
+    allowed_ips: tuple[Network, ...] = ()
+    auth_uri: str | None = None
+    token_uri: str | None = None
+    cert_uri: str | None = None
+    jwks_uri: str | None = None
+    auth_provider_x509_cert_url: str | None = None
+    userinfo_uri: str | None = None
+    grant_types: tuple[GrantType, ...] | None = None
+    pkce: Literal["required", "optional"] | None = None
+    consent: bool = False
+    algorithm: Literal["RS256", "ES256", "HS256"] | None = None
+    access_ttl: int | None = Field(None, ge=1, le=86400)
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        if any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _public_rules(self) -> AppConfig:
+        if self.is_public:
+            if GRANT_CLIENT_CREDENTIALS in self.effective_grant_types:
+                raise ValueError("a public client (no client_secret) cannot use client_credentials")
+            if self.pkce == "optional":
+                raise ValueError("PKCE is always required for a public client (no client_secret)")
+            if self.algorithm == "HS256":
+                raise ValueError("HS256 needs a client_secret to sign with")
+        return self
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_secret is None
+
+    @property
+    def effective_grant_types(self) -> tuple[str, ...]:
+        if self.grant_types is not None:
+            return self.grant_types
+        return (GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN)
+
+    @property
+    def requires_pkce(self) -> bool:
+        return self.is_public or self.pkce != "optional"
+
+
+# --- conf/sites/<name>.json -------------------------------------------------------------------
+
+
+class SitePages(Strict):
+    """Pages of a site the authorization flow sends the browser to; unset means built-in."""
+
+    identifier: str | None = None
+    secret: str | None = None
+    callback: str | None = None
+    error: str | None = None
+
+
+class SiteConfig(Strict):
+    hosts: tuple[str, ...] = ()
+    oauth2: SitePages = SitePages()
+
+
+def strip_comments(value: Any) -> Any:
+    """Remove ``"//"`` keys (comments) at any depth of a parsed JSON document."""
+    if isinstance(value, dict):
+        return {k: strip_comments(v) for k, v in value.items() if k != "//"}
+    if isinstance(value, list):
+        return [strip_comments(v) for v in value]
+    return value

@@ -1,0 +1,54 @@
+"""The one error hierarchy of the gateway.
+
+``GatewayError`` is the root. Each family is rendered in exactly one place:
+
+* ``oauth.errors.OAuthError`` (RFC 6749 error codes) by the web layer's error middleware;
+* ``UpstreamError`` by the proxy (502/504 JSON);
+* ``ConfigError`` by the command line (one line per problem) and by hot reload (a log line);
+* ``StoreError`` when the database cannot be used at all (unreachable, misconfigured).
+
+Messages are public: they never contain a secret, a token or a DSN password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem found in the configuration: which file, which key, and why."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: {self.reason}"
+
+
+class ConfigError(GatewayError):
+    """The configuration cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class StoreError(GatewayError):
+    """The database cannot be used (unreachable, refused, broken migrations)."""
+
+
+class UpstreamError(GatewayError):
+    """An upstream API failed to answer (connection refused, timeout)."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        self.status = status
+        self.error = error
+        self.description = description
+        super().__init__(description)
