@@ -1,0 +1,12 @@
+-- SQLSTATEs raised by daemon functions. Python maps each code to an error class
+-- (gateway/store/errors.py); it never parses message text. Class GW: gateway; class OA: OAuth.
+--
+--   GW001  user already exists          GW002  invalid input
+--   OA001  invalid_grant                OA002  invalid_client
+--   OA003  invalid_scope                OA004  unauthorized_client
+--   OA005  invalid_request              OA006  access_denied
+--   OA007  login_required               OA008  consent_required
+--   OA009  invalid_target
+--
+-- This file only documents the codes; docs/sql.md lists which function raises which.
+SELECT 1;
