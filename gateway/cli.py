@@ -1,0 +1,277 @@
+"""The ``gateway`` command line.
+
+Exit codes: 0 success; 1 a runtime failure (database unreachable, user exists); 2 bad usage or
+bad configuration. Messages go to stderr, one problem per line, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config.loader import Config, config_path_from_env, load_config
+from gateway.errors import ConfigError, GatewayError, StoreError
+from gateway.logs import configure_logging
+from gateway.passwords import Passwords, check_new_password
+from gateway.store import clients as client_store
+from gateway.store import users as user_store
+from gateway.store.errors import InvalidInputError, UserExistsError
+from gateway.store.migrate import MigrationResult, migrate
+from gateway.store.pool import DatabaseLocation, connect, locate_database
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("gateway.cli")
+
+
+class CommandError(Exception):
+    """A readable failure of a command: printed as ``error: ...`` with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = config_path_from_env(getattr(args, "config", None))
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CommandError(
+            "the configuration is invalid:\n  " + "\n  ".join(str(i) for i in exc.issues),
+            EXIT_USAGE,
+        ) from exc
+
+
+async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
+    """Apply migrations and synchronise the configured clients."""
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        result = await migrate(conn)
+        await client_store.sync_configured_clients(conn, config.clients, Passwords())
+    finally:
+        await conn.close()
+    return result
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.config.holder import ConfigHolder  # keeps `gateway --help` fast
+    from gateway.server import run_single, run_workers
+
+    config = _load(args)
+    configure_logging(config.gateway.logging.level)
+    host = args.host or config.gateway.listen.host
+    port = config.gateway.listen.port if args.port is None else args.port
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1", EXIT_USAGE)
+    if args.workers > 1 and port == 0:
+        raise CommandError("--workers > 1 needs a fixed --port", EXIT_USAGE)
+    location = _locate(config)
+    try:
+        result = asyncio.run(_prepare_database(config, location.dsn))
+        log.info("database ready: %s", result.summary())
+        if args.workers == 1:
+            run_single(ConfigHolder(config), location.dsn, host, port)
+        else:
+            run_workers(args.workers, config.path, location.dsn, host, port)
+    finally:
+        location.close()
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    location = _locate(config)
+    try:
+        result = asyncio.run(_migrate_only(config, location.dsn))
+    finally:
+        location.close()
+    print(result.summary())
+    return EXIT_OK
+
+
+async def _migrate_only(config: Config, dsn: str) -> MigrationResult:
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    if not args.password_stdin:
+        raise CommandError("give the password on standard input with --password-stdin", EXIT_USAGE)
+    name = args.name_arg
+    if not name or len(name) > 128 or any(ord(ch) < 0x21 for ch in name):
+        raise CommandError("the user name must be 1 to 128 characters without spaces", EXIT_USAGE)
+    if args.email is not None and ("@" not in args.email or len(args.email) > 320):
+        raise CommandError(f"{args.email!r} is not an email address", EXIT_USAGE)
+    password = sys.stdin.read()
+    password = password.removesuffix("\n").removesuffix("\r")
+    problem = check_new_password(password)
+    if problem:
+        raise CommandError(problem, EXIT_USAGE)
+    config = _load(args)
+    password_hash = Passwords().hash(password)
+    location = _locate(config)
+    try:
+        asyncio.run(_user_add(config, location.dsn, name, password_hash, args.email, args.name))
+    except UserExistsError as exc:
+        raise CommandError(f"user {name!r} already exists (or the email is taken)") from exc
+    except InvalidInputError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    finally:
+        location.close()
+    return EXIT_OK
+
+
+async def _user_add(
+    config: Config,
+    dsn: str,
+    username: str,
+    password_hash: str,
+    email: str | None,
+    display_name: str | None,
+) -> None:
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        await migrate(conn)
+        await user_store.user_add(conn, username, password_hash, email, display_name)
+    finally:
+        await conn.close()
+
+
+def cmd_client_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    rows = [("CLIENT_ID", "APP", "TYPE", "GRANT TYPES", "ORIGINS")]
+    for client in config.clients.values():
+        app = client.config
+        rows.append(
+            (
+                client.client_id,
+                client.app,
+                "public" if app.is_public else "confidential",
+                ",".join(_short_grant(g) for g in app.effective_grant_types),
+                ",".join(app.javascript_origins) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
+def cmd_client_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{len(config.clients)} clients OK ({', '.join(config.clients) or 'none'})")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(
+        f"{config.path}: OK ({len(config.clients)} clients, "
+        f"{len(config.gateway.routes)} routes, {len(config.sites)} sites, "
+        f"{len(config.providers)} provider files)"
+    )
+    return EXIT_OK
+
+
+def _short_grant(grant: str) -> str:
+    return grant.rsplit(":", 1)[-1]
+
+
+def _locate(config: Config) -> DatabaseLocation:
+    try:
+        return locate_database(config.gateway.database, Path.cwd())
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $GATEWAY_CONFIG or conf/gateway.json)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="OAuth 2.0 / OpenID Connect authorization server and SPA token handler.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", help="listen address (default: listen.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: listen.port)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", parents=[common], help="apply sql/ to the database")
+    mig.set_defaults(func=cmd_migrate)
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", parents=[common], help="create a user")
+    add.add_argument("name_arg", metavar="NAME", help="user name (login)")
+    add.add_argument("--email")
+    add.add_argument("--name", help="display name")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(func=cmd_user_add)
+
+    client = sub.add_parser("client", help="clients as loaded from conf/oauth2")
+    client_sub = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    client_sub.add_parser("list", parents=[common], help="list clients").set_defaults(
+        func=cmd_client_list
+    )
+    client_sub.add_parser("check", parents=[common], help="validate clients").set_defaults(
+        func=cmd_client_check
+    )
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cfg_sub.add_parser("check", parents=[common], help="validate all configuration").set_defaults(
+        func=cmd_config_check
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

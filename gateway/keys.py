@@ -1,0 +1,16 @@
+"""Every typed ``web.AppKey`` / ``web.RequestKey`` of the application, in one place."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from gateway.config.holder import ConfigHolder
+from gateway.passwords import Passwords
+
+CONFIG = web.AppKey("config", ConfigHolder)
+DATABASE_URL = web.AppKey("database_url", str)
+POOL = web.AppKey("pool", asyncpg.Pool)
+PASSWORDS = web.AppKey("passwords", Passwords)
+
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,1 @@
+"""Thin aiohttp handlers: parse the request, call the core, render the answer."""

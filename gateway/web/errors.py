@@ -1,0 +1,116 @@
+"""Rendering of every error the gateway answers with, in one middleware.
+
+OAuth errors become RFC 6749 section 5.2 JSON with ``Cache-Control: no-store`` and the right
+challenge; ``aiohttp`` HTTP errors (404, 405, 413) become the same JSON shape; database outages
+become 503 with ``Retry-After``; anything unexpected becomes ``500 server_error`` carrying only the
+request id, with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from gateway.errors import StoreError, UpstreamError
+from gateway.keys import REQUEST_ID
+from gateway.logs import request_id_var
+from gateway.oauth import errors as oauth
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+NO_STORE: dict[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REALM = 'realm="gateway"'
+
+
+def json_error(
+    status: int, error: str, description: str = "", headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"error": error}
+    if description:
+        body["error_description"] = description
+    return web.json_response(body, status=status, headers={**NO_STORE, **(headers or {})})
+
+
+def render_oauth_error(err: oauth.OAuthError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(err, oauth.InvalidClientError):
+        headers[hdrs.WWW_AUTHENTICATE] = f"Basic {REALM}"
+    elif isinstance(err, oauth.InvalidTokenError | oauth.InsufficientScopeError):
+        challenge = f'Bearer {REALM}, error="{err.error}"'
+        if isinstance(err, oauth.MissingTokenError):
+            challenge = f"Bearer {REALM}"
+        headers[hdrs.WWW_AUTHENTICATE] = challenge
+    elif isinstance(err, oauth.SlowDownError):
+        headers[hdrs.RETRY_AFTER] = str(err.retry_after)
+    elif isinstance(err, oauth.TemporarilyUnavailableError):
+        headers[hdrs.RETRY_AFTER] = "5"
+    if isinstance(err, oauth.MissingTokenError):
+        return web.json_response(
+            {"error": err.error}, status=err.status, headers={**NO_STORE, **headers}
+        )
+    return web.json_response(err.as_dict(), status=err.status, headers={**NO_STORE, **headers})
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "request_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "request_header_fields_too_large",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Assign the request id, then turn every failure into a JSON answer."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        response = await handler(request)
+    except oauth.OAuthError as err:
+        response = render_oauth_error(err)
+    except UpstreamError as err:
+        response = json_error(err.status, err.error, err.description)
+    except StoreError:
+        log.warning("database unavailable while serving %s %s", request.method, request.path)
+        response = json_error(
+            503,
+            "temporarily_unavailable",
+            "the database is unavailable; retry later",
+            {hdrs.RETRY_AFTER: "5"},
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            exc.headers["X-Request-Id"] = request_id
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
+        response = json_error(
+            exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason or "", headers
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error while serving %s %s", request.method, request.path)
+        response = json_error(500, "server_error", f"internal error; request id {request_id}")
+    finally:
+        request_id_var.reset(token)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+async def set_common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: no version in ``Server``, no MIME sniffing."""
+    response.headers[hdrs.SERVER] = "gateway"
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
