@@ -1,0 +1,106 @@
+"""Fixtures: a real PostgreSQL (never a mock), a cloned database per test module, configuration
+directories and the application under test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import ConfigHolder, load_config
+from gateway.server import runner_options
+from tests.support import (
+    ROOT,
+    create_database,
+    drop_database,
+    dsn_with_database,
+    ensure_template,
+    run_sync,
+    write_conf,
+)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """A DSN with the right to create databases: ``GATEWAY_TEST_DATABASE_URL`` or embedded."""
+    url = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from gateway.store.embedded import start_embedded
+
+    embedded = start_embedded(ROOT / "var" / "test-pgdata")
+    try:
+        yield embedded.dsn
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> str:
+    from gateway.store.migrate import schema_checksum
+
+    name = f"gw_tmpl_{schema_checksum()[:16]}"
+    run_sync(ensure_template(pg_admin_dsn, name))
+    return name
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
+    """A migrated database of its own for each test module."""
+    name = run_sync(create_database(pg_admin_dsn, template_db))
+    try:
+        yield dsn_with_database(pg_admin_dsn, name)
+    finally:
+        run_sync(drop_database(pg_admin_dsn, name))
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_dsn: str) -> Iterator[str]:
+    """A database with nothing in it, for migration tests."""
+    name = run_sync(create_database(pg_admin_dsn, None))
+    try:
+        yield dsn_with_database(pg_admin_dsn, name)
+    finally:
+        run_sync(drop_database(pg_admin_dsn, name))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def conf_path(tmp_path: Path) -> Path:
+    """A copy of the sample configuration in a temporary directory."""
+    return write_conf(tmp_path / "conf")
+
+
+@pytest.fixture
+def holder(conf_path: Path) -> ConfigHolder:
+    return ConfigHolder(load_config(conf_path, environ={}))
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: object, holder: ConfigHolder, database_url: str
+) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    return await start_client(aiohttp_client, create_app(holder, database_url=database_url))
+
+
+async def start_client(aiohttp_client: object, app: web.Application) -> TestClient:  # type: ignore[type-arg]
+    """A test client whose server runs with the production runner options (JSON access log)."""
+    server = TestServer(app)
+    # TestServer drops its constructor's runner options, so start it with them explicitly.
+    await server.start_server(**runner_options())
+    return await aiohttp_client(server)  # type: ignore[operator, no-any-return]

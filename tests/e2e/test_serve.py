@@ -1,0 +1,154 @@
+"""`gateway serve` as a real process: readiness, graceful stop, embedded PostgreSQL, workers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import ROOT, free_port, gateway_env, run_gateway, wait_http
+
+
+class Gateway:
+    """A `gateway serve` process; stopped with SIGTERM (then killed) at the end of the test."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def terminate(self, timeout: float = 40) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise
+        return self.process.returncode, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Gateway]]:
+    gateways: list[Gateway] = []
+    yield gateways
+    for gateway in gateways:
+        gateway.kill()
+
+
+def log_lines(stderr: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def postgres_processes(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.info.get("name") == "postgres" and any(str(pgdata) in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+def test_serve_becomes_ready_and_stops_gracefully_on_sigterm(
+    database_url: str, conf_path: Path, started: list[Gateway]
+) -> None:
+    port = free_port()
+    env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf_path))
+    gateway = Gateway(["--port", str(port)], env, ROOT)
+    started.append(gateway)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    code, stderr = gateway.terminate()
+    assert code == 0, stderr
+    messages = [line["msg"] for line in log_lines(stderr)]
+    assert "shutting down: finishing in-flight requests" in messages
+    assert messages[-1] == "stopped"
+    assert "Traceback" not in stderr
+
+
+def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
+    tmp_path: Path, started: list[Gateway]
+) -> None:
+    """DESIGN 5: without GATEWAY_DATABASE_URL the gateway runs its own PostgreSQL under
+    var/pgdata, stops it on exit and reuses the data on the next start."""
+    workdir = tmp_path / "site"
+    shutil.copytree(ROOT / "conf", workdir / "conf")
+    env = gateway_env()
+    port = free_port()
+    gateway = Gateway(["--port", str(port)], env, workdir)
+    started.append(gateway)
+    took = wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    assert took < 60
+    pgdata = workdir / "var" / "pgdata"
+    assert (pgdata / "PG_VERSION").exists()
+    assert postgres_processes(pgdata), "the embedded PostgreSQL is not running"
+
+    # A command beside the running server shares its database.
+    added = run_gateway(
+        "user", "add", "alice", "--password-stdin", env=env, cwd=workdir, stdin="pw1"
+    )
+    assert added.returncode == 0, added.stderr
+
+    code, stderr = gateway.terminate()
+    assert code == 0, stderr
+    deadline = time.monotonic() + 15
+    while postgres_processes(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not postgres_processes(pgdata), "the embedded PostgreSQL outlived the gateway"
+
+    # Second start: the same data directory, the same user.
+    port = free_port()
+    again = Gateway(["--port", str(port)], env, workdir)
+    started.append(again)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    exists = run_gateway(
+        "user", "add", "alice", "--password-stdin", env=env, cwd=workdir, stdin="x"
+    )
+    assert exists.returncode == 1
+    assert "already exists" in exists.stderr
+    code, stderr = again.terminate()
+    assert code == 0, stderr
+    assert "applied 0001_schema" not in stderr  # nothing to migrate on the second start
+
+
+def test_workers_share_one_port_and_all_stop(
+    database_url: str, conf_path: Path, started: list[Gateway]
+) -> None:
+    port = free_port()
+    env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf_path))
+    gateway = Gateway(["--port", str(port), "--workers", "2"], env, ROOT)
+    started.append(gateway)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    master = psutil.Process(gateway.process.pid)
+    deadline = time.monotonic() + 20
+    listening: set[int] = set()
+    while time.monotonic() < deadline and len(listening) < 2:
+        listening = {
+            child.pid
+            for child in master.children(recursive=True)
+            if any(c.laddr and c.laddr.port == port for c in child.net_connections("tcp"))
+        }
+        time.sleep(0.2)
+    assert len(listening) == 2, "expected two worker processes listening on the port"
+    children = master.children(recursive=True)
+    code, stderr = gateway.terminate()
+    assert code == 0, stderr
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive

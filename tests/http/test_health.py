@@ -1,0 +1,88 @@
+"""Health endpoints, error rendering and access logging through real HTTP and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.config import ConfigHolder
+from tests.support import create_database, drop_database, dsn_with_database
+
+
+async def test_healthz_answers_while_the_process_runs(client: TestClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_200_when_the_database_answers(client: TestClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "ready"
+
+
+async def test_readyz_is_503_with_a_reason_when_the_database_goes_away(
+    aiohttp_client: object, holder: ConfigHolder, pg_admin_dsn: str, template_db: str
+) -> None:
+    name = await create_database(pg_admin_dsn, template_db)
+    app = create_app(holder, database_url=dsn_with_database(pg_admin_dsn, name))
+    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    assert (await client.get("/readyz")).status == 200
+    await drop_database(pg_admin_dsn, name)  # terminates the pool's connections
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    assert await response.json() == {"status": "unavailable", "reason": "database unreachable"}
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_unknown_path_gets_a_json_404(client: TestClient) -> None:
+    response = await client.get("/no/such/thing")
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    assert (await response.json())["error"] == "not_found"
+
+
+async def test_wrong_method_gets_a_json_405_with_allow(client: TestClient) -> None:
+    response = await client.post("/healthz")
+    assert response.status == 405
+    assert "GET" in response.headers["Allow"]
+    assert (await response.json())["error"] == "method_not_allowed"
+
+
+async def test_every_response_has_a_request_id_and_no_server_version(client: TestClient) -> None:
+    response = await client.get("/healthz")
+    request_id = response.headers["X-Request-Id"]
+    assert len(request_id) == 32
+    assert response.headers["Server"] == "gateway"
+    again = await client.get("/healthz", headers={"X-Request-Id": "upstream-id-1234"})
+    assert again.headers["X-Request-Id"] == "upstream-id-1234"
+    forged = await client.get("/healthz", headers={"X-Request-Id": "bad\tvalue"})
+    assert forged.headers["X-Request-Id"] != "bad\tvalue"
+
+
+async def test_access_log_is_json_without_the_query_string(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    response = await client.get("/healthz?code=SECRETCODE123&state=abc")
+    assert response.status == 200
+    for _ in range(50):  # the line is written once the response has been sent
+        records = [r for r in caplog.records if r.name == "gateway.access"]
+        if records:
+            break
+        await asyncio.sleep(0.02)
+    assert records, "no access log line"
+    entry = json.loads(JsonFormatter().format(records[-1]))
+    assert entry["request_id"] == response.headers["X-Request-Id"]
+    assert entry["path"] == "/healthz"
+    assert entry["status"] == 200
+    assert "SECRETCODE123" not in json.dumps(entry)

@@ -1,0 +1,170 @@
+"""Shared test support: database cloning, config directories, subprocess helpers.
+
+Every test talks to a real PostgreSQL: the server in ``GATEWAY_TEST_DATABASE_URL`` when set, else an
+embedded one under ``var/test-pgdata``. A template database is migrated once per schema checksum and
+cloned for each test module (``CREATE DATABASE ... TEMPLATE``), which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CONF = ROOT / "conf"
+TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def _admin(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, timeout=10)
+
+
+async def ensure_template(admin_dsn: str, name: str) -> None:
+    from gateway.store.migrate import migrate
+
+    conn = await _admin(admin_dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", TEMPLATE_LOCK)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                building = f"{name}_build"
+                await conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
+                await conn.execute(f'CREATE DATABASE "{building}"')
+                db = await asyncpg.connect(dsn_with_database(admin_dsn, building), timeout=10)
+                try:
+                    await migrate(db)
+                finally:
+                    await db.close()
+                await conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+            stale = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'gw\\_tmpl\\_%' "
+                "AND datname <> $1 AND datname NOT LIKE '%\\_build'",
+                name,
+            )
+            for row in stale:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
+    finally:
+        await conn.close()
+
+
+async def create_database(admin_dsn: str, template: str | None) -> str:
+    name = f"gw_test_{uuid.uuid4().hex[:16]}"
+    conn = await _admin(admin_dsn)
+    try:
+        if template:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await _admin(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def run_sync(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_conf(
+    directory: Path,
+    *,
+    gateway: Mapping[str, Any] | None = None,
+    clients: Mapping[str, Any] | None = None,
+    sites: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write a configuration directory; defaults are the sample files of ``conf/``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "oauth2").mkdir(exist_ok=True)
+    (directory / "sites").mkdir(exist_ok=True)
+    base = json.loads((SAMPLE_CONF / "gateway.json").read_text())
+    base.update(gateway or {})
+    (directory / "gateway.json").write_text(json.dumps(base, indent=2))
+    default_clients = json.loads((SAMPLE_CONF / "oauth2" / "default.json").read_text())
+    (directory / "oauth2" / "default.json").write_text(
+        json.dumps(clients if clients is not None else default_clients, indent=2)
+    )
+    for name, site in (sites or {"default": {"hosts": ["localhost"]}}).items():
+        (directory / "sites" / f"{name}.json").write_text(json.dumps(site))
+    return directory / "gateway.json"
+
+
+def gateway_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``gateway`` subprocess: no inherited database or config settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(extra)
+    return env
+
+
+def run_gateway(
+    *args: str,
+    env: Mapping[str, str],
+    stdin: str = "",
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_http(url: str, *, timeout: float, status: int = 200) -> float:
+    """Poll ``url`` until it answers ``status``; return the seconds it took."""
+    import urllib.error
+    import urllib.request
+
+    start = time.monotonic()
+    deadline = start + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == status:
+                    return time.monotonic() - start
+                last = response.status
+        except urllib.error.HTTPError as exc:
+            last = exc.code
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status} within {timeout}s (last: {last})")

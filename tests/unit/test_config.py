@@ -1,0 +1,194 @@
+"""Config loading: the sample works; every bad input is reported with file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.config.holder import ConfigHolder
+from gateway.errors import ConfigError
+from tests.support import SAMPLE_CONF, write_conf
+
+
+def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=environ or {})
+    return [str(issue) for issue in info.value.issues]
+
+
+def test_sample_configuration_loads_with_its_three_clients() -> None:
+    config = load_config(SAMPLE_CONF / "gateway.json", environ={})
+    assert set(config.clients) == {"web", "service", "spa"}
+    web, spa, service = (config.clients[c].config for c in ("web", "spa", "service"))
+    assert not web.is_public
+    assert web.client_secret is not None
+    assert spa.is_public
+    assert spa.requires_pkce
+    assert "http://localhost:8080" in web.javascript_origins
+    assert "http://localhost:8080/oauth2/callback" in web.redirect_uris
+    assert service.effective_grant_types == ("client_credentials", "refresh_token")
+    assert config.gateway.listen.port == 8080
+    assert config.gateway.tokens.code_ttl == 60
+    assert config.gateway.cookies.samesite == "None"
+    assert config.gateway.public_issuer() == "http://localhost:8080"
+    assert config.gateway.redis.url is None  # "${GATEWAY_REDIS_URL:-}" with the variable unset
+    assert "default" in config.sites
+
+
+def test_missing_config_file_is_reported(tmp_path: Path) -> None:
+    assert issues_of(tmp_path / "nope.json") == [f"{tmp_path / 'nope.json'}: file not found"]
+
+
+def test_bad_json_reports_line_and_column(tmp_path: Path) -> None:
+    path = write_conf(tmp_path)
+    path.write_text('{\n  "listen": {\n    "port": 80,,\n  }\n}\n')
+    (issue,) = issues_of(path)
+    assert issue.startswith(f"{path}: invalid JSON at line 3, column 16")
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    path = write_conf(tmp_path)
+    path.write_text('{"oauth2_dir": "oauth2", "oauth2_dir": "other"}')
+    assert issues_of(path) == [f"{path}: oauth2_dir: key appears twice in one object"]
+
+
+def test_every_problem_in_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path,
+        gateway={"listen": {"host": "127.0.0.1", "port": 99999, "hots": "x"}},
+        clients={
+            "web": {
+                "client_id": "web",
+                "client_secret": "s",
+                "redirect_uris": ["http://rp.example.com/cb", "https://rp.example.com/*"],
+                "javascript_origins": ["https://app.example.com/"],
+            },
+            "spa": {"client_id": "spa", "grant_types": ["client_credentials"]},
+            "copy": {"client_id": "web", "client_secret": "t"},
+        },
+    )
+    issues = issues_of(path)
+    clients_file = tmp_path / "oauth2" / "default.json"
+    assert f"{path}: listen.port: Input should be less than or equal to 65535" in issues
+    assert f"{path}: listen.hots: unknown key" in issues
+    assert (
+        f"{clients_file}: web.redirect_uris[0]: http is allowed only for loopback hosts "
+        "(RFC 9700 section 2.6)" in issues
+    )
+    assert (
+        f"{clients_file}: web.redirect_uris[1]: wildcards are not allowed: redirect URIs are "
+        "matched exactly" in issues
+    )
+    assert (
+        f"{clients_file}: web.javascript_origins[0]: must be an origin only: no path, trailing "
+        "slash, query or user info" in issues
+    )
+    assert (
+        f"{clients_file}: spa: a public client (no client_secret) cannot use client_credentials"
+        in issues
+    )
+    assert f"{clients_file}: copy.client_id: client_id 'web' is already used by app 'web'" in issues
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("https://rp.example.com/cb#x", "must not contain a fragment"),
+        ("javascript:alert(1)", "the javascript: scheme is not allowed"),
+        ("https://*.example.com/cb", "wildcards are not allowed"),
+        ("/relative/cb", "must be an absolute URI"),
+        ("myapp:/cb", "a custom scheme must be a reverse domain name"),
+        ("https://user@rp.example.com/cb", "must not contain user info"),
+    ],
+)
+def test_unsafe_redirect_uris_are_refused(tmp_path: Path, uri: str, reason: str) -> None:
+    """SECURITY-CHECKLIST item 68: unsafe redirect URIs are rejected when the config loads."""
+    path = write_conf(
+        tmp_path,
+        clients={"web": {"client_id": "web", "client_secret": "s", "redirect_uris": [uri]}},
+    )
+    (issue,) = issues_of(path)
+    assert "web.redirect_uris[0]" in issue
+    assert reason in issue
+
+
+def test_loopback_and_native_redirect_uris_are_accepted(tmp_path: Path) -> None:
+    uris = ["http://127.0.0.1:9000/cb", "http://localhost/cb", "com.example.app:/cb"]
+    path = write_conf(tmp_path, clients={"app": {"client_id": "app", "redirect_uris": uris}})
+    assert load_config(path, environ={}).clients["app"].config.redirect_uris == tuple(uris)
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "null", "https://App.example.com", "http://app.example.com"]
+)
+def test_unsafe_origins_are_refused(tmp_path: Path, origin: str) -> None:
+    path = write_conf(
+        tmp_path,
+        clients={"web": {"client_id": "web", "client_secret": "s", "javascript_origins": [origin]}},
+    )
+    (issue,) = issues_of(path)
+    assert "web.javascript_origins[0]" in issue
+
+
+def test_environment_placeholders_are_expanded(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path,
+        gateway={"issuer": "${ISSUER}", "listen": {"host": "${HOST:-0.0.0.0}", "port": 8080}},
+        clients={"web": {"client_id": "web", "client_secret": "${WEB_SECRET}"}},
+    )
+    config = load_config(path, environ={"ISSUER": "https://id.example.com", "WEB_SECRET": "x$y"})
+    assert config.gateway.issuer == "https://id.example.com"
+    assert config.gateway.listen.host == "0.0.0.0"
+    secret = config.clients["web"].config.client_secret
+    assert secret is not None
+    assert secret.get_secret_value() == "x$y"
+
+
+def test_missing_environment_variable_names_file_and_key(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path, clients={"web": {"client_id": "web", "client_secret": "${WEB_SECRET}"}}
+    )
+    issues = issues_of(path)
+    assert (
+        f"{tmp_path / 'oauth2' / 'default.json'}: web.client_secret: environment variable "
+        "WEB_SECRET is not set" in issues
+    )
+
+
+def test_comments_are_ignored_and_secrets_are_not_printed(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path,
+        clients={"web": {"//": "a comment", "client_id": "web", "client_secret": "hunter2"}},
+    )
+    config = load_config(path, environ={})
+    assert "hunter2" not in repr(config.clients["web"])
+
+
+def test_public_client_cannot_opt_out_of_pkce(tmp_path: Path) -> None:
+    path = write_conf(tmp_path, clients={"spa": {"client_id": "spa", "pkce": "optional"}})
+    (issue,) = issues_of(path)
+    assert "PKCE is always required for a public client" in issue
+
+
+def test_reserved_route_prefix_is_refused(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path, gateway={"routes": [{"prefix": "/oauth2/", "upstream": "http://127.0.0.1:1"}]}
+    )
+    (issue,) = issues_of(path)
+    assert "routes: Value error" not in issue
+    assert "prefix /oauth2/ is reserved for the gateway" in issue
+
+
+def test_reload_keeps_old_config_on_invalid_edit(tmp_path: Path) -> None:
+    path = write_conf(tmp_path)
+    holder = ConfigHolder(load_config(path))
+    before = holder.current
+    path.write_text("{ broken")
+    assert holder.reload() is False
+    assert holder.current is before
+    write_conf(tmp_path, gateway={"tokens": {"access_ttl": 60}})
+    assert holder.reload() is True
+    assert holder.current.gateway.tokens.access_ttl == 60
+    assert holder.generation == 1
