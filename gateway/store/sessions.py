@@ -1,0 +1,161 @@
+"""Sign-in, sessions and consent: one function per ``daemon.*`` SQL function, same names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from gateway.store.errors import sql_errors
+from gateway.store.pool import Executor
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: UUID
+    username: str
+    email: str | None
+    name: str | None
+    password_hash: str
+    locked: bool
+
+
+@dataclass(frozen=True)
+class Login:
+    session_id: UUID
+    family_id: UUID
+    auth_time: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: UUID
+    user_id: UUID
+    username: str
+    email: str | None
+    name: str | None
+    auth_time: datetime
+    expires_at: datetime
+
+
+async def user_lookup(db: Executor, login: str) -> Account | None:
+    with sql_errors():
+        row = await db.fetchrow("SELECT * FROM daemon.user_lookup($1)", login)
+    return Account(**dict(row)) if row else None
+
+
+async def login(
+    db: Executor,
+    *,
+    user_id: UUID | None,
+    client_id: str,
+    kind: str,
+    scope: tuple[str, ...],
+    origin: str,
+    refresh_hash: bytes | None,
+    session_ttl: int,
+    refresh_ttl: int,
+    ip: str | None,
+    user_agent: str | None,
+    session_id: UUID | None = None,
+    clear: tuple[str, ...] = (),
+    secret_hash: bytes | None = None,
+) -> Login:
+    with sql_errors():
+        row = await db.fetchrow(
+            "SELECT * FROM daemon.login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            user_id,
+            client_id,
+            kind,
+            list(scope),
+            origin,
+            refresh_hash,
+            session_ttl,
+            refresh_ttl,
+            ip,
+            user_agent,
+            session_id,
+            list(clear),
+            secret_hash,
+        )
+    assert row is not None
+    return Login(row["session_id"], row["family_id"], row["auth_time"])
+
+
+async def session_open(
+    db: Executor,
+    *,
+    user_id: UUID,
+    client_id: str,
+    ttl: int,
+    ip: str | None,
+    user_agent: str | None,
+    clear: tuple[str, ...] = (),
+) -> UUID:
+    with sql_errors():
+        row = await db.fetchrow(
+            "SELECT * FROM daemon.session_open($1, $2, $3, $4, $5, $6)",
+            user_id,
+            client_id,
+            ttl,
+            ip,
+            user_agent,
+            list(clear),
+        )
+    assert row is not None
+    session_id: UUID = row["session_id"]
+    return session_id
+
+
+async def session_by_secret(db: Executor, secret_hash: bytes) -> tuple[UUID, UUID] | None:
+    with sql_errors():
+        row = await db.fetchrow("SELECT * FROM daemon.session_by_secret($1)", secret_hash)
+    return (row["session_id"], row["user_id"]) if row else None
+
+
+async def session_get(db: Executor, session_id: UUID) -> Session | None:
+    with sql_errors():
+        row = await db.fetchrow("SELECT * FROM daemon.session_get($1)", session_id)
+    return Session(**dict(row)) if row else None
+
+
+async def session_revoke(db: Executor, session_id: UUID, reason: str) -> bool:
+    with sql_errors():
+        return bool(await db.fetchval("SELECT daemon.session_revoke($1, $2)", session_id, reason))
+
+
+async def consent_get(db: Executor, user_id: UUID, client_id: str) -> tuple[str, ...]:
+    with sql_errors():
+        scope = await db.fetchval("SELECT daemon.consent_get($1, $2)", user_id, client_id)
+    return tuple(scope or ())
+
+
+async def consent_grant(
+    db: Executor, user_id: UUID, client_id: str, scope: tuple[str, ...]
+) -> None:
+    with sql_errors():
+        await db.execute("SELECT daemon.consent_grant($1, $2, $3)", user_id, client_id, list(scope))
+
+
+async def throttle_check(db: Executor, keys: tuple[str, ...]) -> int:
+    with sql_errors():
+        return int(await db.fetchval("SELECT daemon.throttle_check($1)", list(keys)))
+
+
+async def throttle_fail(
+    db: Executor, keys: tuple[str, ...], thresholds: tuple[int, ...], base_seconds: int
+) -> int:
+    with sql_errors():
+        return int(
+            await db.fetchval(
+                "SELECT daemon.throttle_fail($1, $2, $3)",
+                list(keys),
+                list(thresholds),
+                base_seconds,
+            )
+        )
+
+
+async def throttle_clear(db: Executor, keys: tuple[str, ...]) -> None:
+    with sql_errors():
+        await db.execute("SELECT daemon.throttle_clear($1)", list(keys))

@@ -1,0 +1,139 @@
+"""Issuing and verifying JWTs (RFC 7519) with the defences of RFC 8725.
+
+Verification is strict before any signature check: a bounded size, exactly three segments, header
+and claims JSON objects without duplicate members, no ``crit``, ``jku``, ``x5u``, ``jwk`` or ``x5c``
+(keys come only from the gateway's own key ring or the client's configured secret, never from the
+token), an algorithm that is the one the selected key is for, and an explicit ``typ`` so an ID token
+is never accepted as an access token (RFC 9068).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from gateway.tokens.keys import KeyRing, SigningKey
+from gateway.tokens.seal import b64url_decode
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
+ID_TOKEN_TYP = "JWT"  # noqa: S105
+MAX_TOKEN_LENGTH = 8192
+LEEWAY = 30
+_FORBIDDEN_HEADERS = ("crit", "jku", "x5u", "jwk", "x5c")
+
+
+class TokenInvalid(Exception):  # noqa: N818 - reads as "raise TokenInvalid(reason)"
+    """The token must not be accepted; ``reason`` is for logs, never for the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise TokenInvalid(f"duplicate member {key!r}")
+        result[key] = value
+    return result
+
+
+def _segment(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(text), object_pairs_hook=_no_duplicates)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise TokenInvalid("malformed segment") from exc
+    if not isinstance(value, dict):
+        raise TokenInvalid("segment is not a JSON object")
+    return value
+
+
+def inspect(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a structurally valid JWT, unverified."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenInvalid("missing or oversized token")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[2]:
+        raise TokenInvalid("not a signed compact JWT")
+    header, claims = _segment(parts[0]), _segment(parts[1])
+    for name in _FORBIDDEN_HEADERS:
+        if name in header:
+            raise TokenInvalid(f"header {name!r} is not accepted")
+    return header, claims
+
+
+def mint(claims: Mapping[str, Any], key: SigningKey, typ: str) -> str:
+    assert key.private_key is not None
+    return jwt.encode(
+        dict(claims),
+        key.private_key,  # type: ignore[arg-type]
+        algorithm=key.alg,
+        headers={"kid": key.kid, "typ": typ},
+    )
+
+
+def mint_hs256(claims: Mapping[str, Any], secret: bytes, typ: str) -> str:
+    return jwt.encode(dict(claims), secret, algorithm="HS256", headers={"typ": typ})
+
+
+class Verifier:
+    """Verifies tokens the gateway issued: its key ring, or HS256 with a client's secret."""
+
+    def __init__(
+        self, ring: KeyRing, issuer: str, hs256_secrets: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.ring = ring
+        self.issuer = issuer
+        self._hs256 = dict(hs256_secrets or {})
+
+    def verify(
+        self,
+        token: str,
+        *,
+        typ: str,
+        audience: str | None = None,
+        verify_exp: bool = True,
+    ) -> dict[str, Any]:
+        header, unverified = inspect(token)
+        if str(header.get("typ", "")).lower().removeprefix("application/") != typ.lower():
+            raise TokenInvalid(f"typ is not {typ}")
+        alg = header.get("alg")
+        key: Any
+        if alg in ("RS256", "ES256"):
+            kid = header.get("kid")
+            signing_key = self.ring.get(kid) if isinstance(kid, str) else None
+            if signing_key is None:
+                raise TokenInvalid("unknown kid")
+            if signing_key.alg != alg:
+                raise TokenInvalid("algorithm does not match the key")
+            key = signing_key.public_key
+        elif alg == "HS256":
+            client_id = unverified.get("client_id", unverified.get("azp"))
+            secret = self._hs256.get(client_id) if isinstance(client_id, str) else None
+            if secret is None:
+                raise TokenInvalid("HS256 is not configured for this client")
+            key = secret
+        else:
+            raise TokenInvalid("algorithm not accepted")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=self.issuer,
+                audience=audience,
+                leeway=LEEWAY,
+                options={
+                    "require": ["exp", "iat", "iss", "sub"],
+                    "verify_aud": audience is not None,
+                    "verify_exp": verify_exp,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(exc.__class__.__name__) from exc
+        return claims

@@ -1,0 +1,173 @@
+-- Sessions and sign-in. A session is one sign-in (browser SSO through the SID cookie, or a token
+-- session of the password grant, or a service session of client_credentials); a token family is one
+-- grant inside it: the chain of rotating refresh tokens issued to one client.
+
+CREATE OR REPLACE FUNCTION daemon.user_lookup(p_login text)
+RETURNS TABLE (user_id uuid, username text, email text, name text, password_hash text, locked boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT id, username, email, name, password_hash, locked
+    FROM auth.users
+    WHERE lower(username) = lower(p_login) OR (position('@' IN p_login) > 0 AND lower(email) = lower(p_login))
+    ORDER BY lower(username) = lower(p_login) DESC
+    LIMIT 1;
+$$;
+COMMENT ON FUNCTION daemon.user_lookup(text) IS
+    'The account a login name (user name, or email) refers to; the password is checked by the caller';
+
+CREATE OR REPLACE FUNCTION daemon.login(
+    p_user_id uuid, p_client_id text, p_kind text, p_scope text[], p_origin text,
+    p_refresh_hash bytea, p_session_ttl integer, p_refresh_ttl integer,
+    p_ip inet, p_user_agent text, p_session_id uuid DEFAULT NULL, p_clear text[] DEFAULT '{}',
+    p_secret_hash bytea DEFAULT NULL
+) RETURNS TABLE (session_id uuid, family_id uuid, auth_time timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_session auth.session%ROWTYPE;
+BEGIN
+    PERFORM 1 FROM oauth2.client c WHERE c.client_id = p_client_id AND c.enabled;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown client' USING ERRCODE = 'OA002';
+    END IF;
+    IF p_user_id IS NOT NULL THEN
+        PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+        END IF;
+    END IF;
+    IF p_session_id IS NOT NULL THEN
+        SELECT * INTO v_session FROM auth.session s
+        WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+          AND s.user_id IS NOT DISTINCT FROM p_user_id
+        FOR UPDATE;
+    END IF;
+    IF v_session.id IS NULL THEN
+        INSERT INTO auth.session (user_id, client_id, kind, expires_at, ip, user_agent, secret_hash)
+        VALUES (p_user_id, p_client_id, p_kind, now() + make_interval(secs => p_session_ttl),
+                p_ip, left(p_user_agent, 512), p_secret_hash)
+        RETURNING * INTO v_session;
+    ELSE
+        UPDATE auth.session SET last_seen_at = now() WHERE id = v_session.id;
+    END IF;
+
+    INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, expires_at)
+    VALUES (v_session.id, p_client_id, p_user_id, coalesce(p_scope, '{}'), p_origin, v_session.expires_at)
+    RETURNING id INTO family_id;
+    IF p_refresh_hash IS NOT NULL THEN
+        INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
+        VALUES (p_refresh_hash, family_id, 0,
+                least(now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
+    END IF;
+    IF array_length(p_clear, 1) > 0 THEN
+        DELETE FROM auth.throttle WHERE key = ANY (p_clear);
+    END IF;
+    PERFORM daemon.audit('login', p_user_id, p_client_id, v_session.id, p_ip,
+                         jsonb_build_object('origin', p_origin));
+    session_id := v_session.id;
+    auth_time := v_session.auth_time;
+    RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea) IS
+    'Sign-in after the caller verified the credentials: opens a session (or reuses p_session_id when it '
+    'is live and belongs to the user), opens a token family with its first refresh token (when '
+    'p_refresh_hash is given) and clears the throttle keys p_clear. Raises OA002 for a disabled '
+    'client and OA001 for a locked account.';
+
+CREATE OR REPLACE FUNCTION daemon.session_open(
+    p_user_id uuid, p_client_id text, p_ttl integer, p_ip inet, p_user_agent text,
+    p_clear text[] DEFAULT '{}'
+) RETURNS TABLE (session_id uuid, auth_time timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+    END IF;
+    INSERT INTO auth.session (user_id, client_id, kind, expires_at, ip, user_agent)
+    VALUES (p_user_id, p_client_id, 'browser', now() + make_interval(secs => p_ttl), p_ip,
+            left(p_user_agent, 512))
+    RETURNING id, auth.session.auth_time INTO session_id, auth_time;
+    IF array_length(p_clear, 1) > 0 THEN
+        DELETE FROM auth.throttle WHERE key = ANY (p_clear);
+    END IF;
+    PERFORM daemon.audit('login', p_user_id, p_client_id, session_id, p_ip,
+                         jsonb_build_object('origin', 'form'));
+    RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION daemon.session_open(uuid, text, integer, inet, text, text[]) IS
+    'A browser session after a sign-in on the login page (the caller verified the password)';
+
+CREATE OR REPLACE FUNCTION daemon.session_by_secret(p_secret_hash bytea)
+RETURNS TABLE (session_id uuid, user_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.id, s.user_id FROM auth.session s JOIN auth.users u ON u.id = s.user_id
+    WHERE s.secret_hash = p_secret_hash AND s.revoked_at IS NULL AND s.expires_at > now()
+      AND NOT u.locked;
+$$;
+COMMENT ON FUNCTION daemon.session_by_secret(bytea) IS 'The live session a session secret belongs to';
+
+CREATE OR REPLACE FUNCTION daemon.session_get(p_session_id uuid)
+RETURNS TABLE (session_id uuid, user_id uuid, username text, email text, name text,
+               auth_time timestamptz, expires_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.id, u.id, u.username, u.email, u.name, s.auth_time, s.expires_at
+    FROM auth.session s JOIN auth.users u ON u.id = s.user_id
+    WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+      AND NOT u.locked AND s.kind = 'browser';
+$$;
+COMMENT ON FUNCTION daemon.session_get(uuid) IS 'A live browser session and its user, or nothing';
+
+CREATE OR REPLACE FUNCTION daemon.session_revoke(p_session_id uuid, p_reason text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    UPDATE auth.session SET revoked_at = now(), revoked_reason = p_reason
+    WHERE id = p_session_id AND revoked_at IS NULL
+    RETURNING user_id INTO v_user;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE auth.token_family SET revoked_at = now(), revoked_reason = p_reason, successor_sealed = NULL
+    WHERE session_id = p_session_id AND revoked_at IS NULL;
+    PERFORM daemon.audit('session.revoke', v_user, NULL, p_session_id, NULL,
+                         jsonb_build_object('reason', p_reason));
+    RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION daemon.session_revoke(uuid, text) IS
+    'End a session and every token family in it (logout, replay). False when it was already over.';
+
+CREATE OR REPLACE FUNCTION daemon.consent_get(p_user_id uuid, p_client_id text)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT scope FROM auth.consent WHERE user_id = p_user_id AND client_id = p_client_id), '{}');
+$$;
+
+CREATE OR REPLACE FUNCTION daemon.consent_grant(p_user_id uuid, p_client_id text, p_scope text[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO auth.consent (user_id, client_id, scope) VALUES (p_user_id, p_client_id, p_scope)
+    ON CONFLICT (user_id, client_id) DO UPDATE
+        SET scope = ARRAY(SELECT DISTINCT unnest(auth.consent.scope || excluded.scope)),
+            granted_at = now();
+$$;
+COMMENT ON FUNCTION daemon.consent_grant(uuid, text, text[]) IS 'Record consent to a scope (merged with earlier consent)';

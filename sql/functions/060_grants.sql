@@ -1,0 +1,306 @@
+-- Authorization codes, refresh-token rotation, revocation and token status.
+--
+-- Refresh rotation (daemon.refresh_token), as a state machine of one refresh token:
+--
+--   current --(presented by its client)--> superseded, successor created (generation + 1);
+--             the successor is kept sealed on the family until successor_until (the grace)
+--   superseded --(presented within the grace)--> status 'grace': the caller unseals and returns
+--             the same successor, so concurrent refreshes converge on one token
+--   superseded --(presented after the grace)--> status 'replay': the whole session is revoked
+--   any --(presented by another client)--> OA001, nothing changes (a misuse is not a replay)
+
+CREATE OR REPLACE FUNCTION daemon.code_issue(
+    p_code_hash bytea, p_client_id text, p_user_id uuid, p_session_id uuid, p_redirect_uri text,
+    p_scope text[], p_nonce text, p_code_challenge text, p_offline boolean, p_ttl integer
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_auth_time timestamptz;
+BEGIN
+    SELECT s.auth_time INTO v_auth_time FROM auth.session s
+    WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA007';
+    END IF;
+    INSERT INTO auth.code (code_hash, client_id, user_id, session_id, redirect_uri, scope, nonce,
+                           code_challenge, code_challenge_method, offline, expires_at, auth_time)
+    VALUES (p_code_hash, p_client_id, p_user_id, p_session_id, p_redirect_uri, coalesce(p_scope, '{}'),
+            p_nonce, p_code_challenge, CASE WHEN p_code_challenge IS NULL THEN NULL ELSE 'S256' END,
+            p_offline, now() + make_interval(secs => p_ttl), v_auth_time);
+END;
+$$;
+COMMENT ON FUNCTION daemon.code_issue(bytea, text, uuid, uuid, text, text[], text, text, boolean, integer) IS
+    'Store an authorization code (its SHA-256) bound to client, redirect URI, PKCE challenge, user and '
+    'session. OA007 when the session is over.';
+
+CREATE OR REPLACE FUNCTION daemon.code_redeem(
+    p_code_hash bytea, p_client_id text, p_redirect_uri text, p_verifier_challenge text,
+    p_refresh_hash bytea, p_refresh_ttl integer
+) RETURNS TABLE (status text, session_id uuid, family_id uuid, user_id uuid, scope text[],
+                 nonce text, auth_time timestamptz, offline boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c auth.code%ROWTYPE;
+    v_session auth.session%ROWTYPE;
+BEGIN
+    SELECT * INTO c FROM auth.code WHERE code_hash = p_code_hash FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown authorization code' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.used_at IS NOT NULL THEN
+        -- RFC 6749 4.1.2: a second use revokes what the first one issued. Returned, not raised,
+        -- so that the revocation commits.
+        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = 'code replay',
+                                     successor_sealed = NULL
+        WHERE code_hash = p_code_hash AND revoked_at IS NULL;
+        PERFORM daemon.audit('code.replay', c.user_id, c.client_id, c.session_id, NULL, '{}');
+        status := 'replay';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF c.expires_at <= now() THEN
+        RAISE EXCEPTION 'the authorization code has expired' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.client_id <> p_client_id THEN
+        RAISE EXCEPTION 'the code was issued to another client' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.redirect_uri IS DISTINCT FROM p_redirect_uri AND c.redirect_uri IS NOT NULL THEN
+        RAISE EXCEPTION 'redirect_uri differs from the authorization request' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.code_challenge IS NOT NULL AND p_verifier_challenge IS NULL THEN
+        RAISE EXCEPTION 'code_verifier is required' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.code_challenge IS NULL AND p_verifier_challenge IS NOT NULL THEN
+        -- RFC 9700 4.8.2: a verifier without a challenge is a PKCE downgrade.
+        RAISE EXCEPTION 'code_verifier sent but no code_challenge was registered' USING ERRCODE = 'OA001';
+    END IF;
+    IF c.code_challenge IS DISTINCT FROM p_verifier_challenge THEN
+        RAISE EXCEPTION 'code_verifier does not match the code_challenge' USING ERRCODE = 'OA001';
+    END IF;
+    SELECT * INTO v_session FROM auth.session s
+    WHERE s.id = c.session_id AND s.revoked_at IS NULL AND s.expires_at > now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the session of this code is over' USING ERRCODE = 'OA001';
+    END IF;
+
+    UPDATE auth.code SET used_at = now() WHERE code_hash = p_code_hash;
+    INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, code_hash, nonce, expires_at)
+    VALUES (c.session_id, c.client_id, c.user_id, c.scope, 'authorization_code', c.code_hash, c.nonce,
+            v_session.expires_at)
+    RETURNING id INTO family_id;
+    IF c.offline AND p_refresh_hash IS NOT NULL THEN
+        INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
+        VALUES (p_refresh_hash, family_id, 0,
+                least(now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
+    END IF;
+    status := 'ok';
+    session_id := c.session_id;
+    user_id := c.user_id;
+    scope := c.scope;
+    nonce := c.nonce;
+    auth_time := coalesce(c.auth_time, v_session.auth_time);
+    offline := c.offline AND p_refresh_hash IS NOT NULL;
+    RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION daemon.code_redeem(bytea, text, text, text, bytea, integer) IS
+    'Redeem a code once: checks client, redirect URI, PKCE (p_verifier_challenge is S256 of the verifier) '
+    'and opens a token family, with a refresh token when the code is offline. A second use returns '
+    'status replay and revokes the families issued from it. Other failures raise OA001.';
+
+CREATE OR REPLACE FUNCTION daemon.family_open(
+    p_session_id uuid, p_client_id text, p_user_id uuid, p_scope text[], p_origin text
+) RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_expires timestamptz;
+    v_family uuid;
+BEGIN
+    SELECT s.expires_at INTO v_expires FROM auth.session s
+    WHERE s.id = p_session_id AND s.user_id IS NOT DISTINCT FROM p_user_id
+      AND s.revoked_at IS NULL AND s.expires_at > now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA007';
+    END IF;
+    INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, expires_at)
+    VALUES (p_session_id, p_client_id, p_user_id, coalesce(p_scope, '{}'), p_origin, v_expires)
+    RETURNING id INTO v_family;
+    RETURN v_family;
+END;
+$$;
+COMMENT ON FUNCTION daemon.family_open(uuid, text, uuid, text[], text) IS
+    'A token family without a refresh token (tokens from /authorize), inside a live session';
+
+CREATE OR REPLACE FUNCTION daemon.refresh_token(
+    p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
+    p_grace integer, p_refresh_ttl integer
+) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
+                 successor_sealed text, auth_time timestamptz, generation integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rt auth.refresh_token%ROWTYPE;
+    f auth.token_family%ROWTYPE;
+    v_session auth.session%ROWTYPE;
+    v_changed timestamptz;
+BEGIN
+    SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown refresh token' USING ERRCODE = 'OA001';
+    END IF;
+    -- One family at a time: concurrent refreshes of one family queue here, and the token is
+    -- read again once the lock is held (another refresh may have superseded it meanwhile).
+    SELECT * INTO f FROM auth.token_family WHERE id = rt.family_id FOR UPDATE;
+    SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
+    IF f.client_id <> p_client_id THEN
+        RAISE EXCEPTION 'the refresh token was issued to another client' USING ERRCODE = 'OA001';
+    END IF;
+    IF f.revoked_at IS NOT NULL OR f.expires_at <= now() THEN
+        RAISE EXCEPTION 'the refresh token is no longer valid' USING ERRCODE = 'OA001';
+    END IF;
+    SELECT * INTO v_session FROM auth.session s WHERE s.id = f.session_id;
+    IF v_session.revoked_at IS NOT NULL OR v_session.expires_at <= now() THEN
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA001';
+    END IF;
+    IF f.user_id IS NOT NULL THEN
+        SELECT password_changed_at INTO v_changed FROM auth.users u WHERE u.id = f.user_id AND NOT u.locked;
+        IF NOT FOUND OR v_changed > f.created_at THEN
+            RAISE EXCEPTION 'the account changed since the token was issued' USING ERRCODE = 'OA001';
+        END IF;
+    END IF;
+
+    IF rt.superseded_at IS NOT NULL THEN
+        IF rt.superseded_at > now() - make_interval(secs => p_grace)
+           AND f.successor_until > now() AND f.successor_sealed IS NOT NULL THEN
+            IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
+                RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'OA003';
+            END IF;
+            status := 'grace';
+            family_id := f.id; session_id := f.session_id; user_id := f.user_id;
+            scope := coalesce(p_scope, f.scope); successor_sealed := f.successor_sealed;
+            auth_time := v_session.auth_time; generation := f.generation;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session.
+        UPDATE auth.session SET revoked_at = now(), revoked_reason = 'refresh token replay'
+        WHERE id = f.session_id AND revoked_at IS NULL;
+        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = 'refresh token replay',
+                                     successor_sealed = NULL
+        WHERE auth.token_family.session_id = f.session_id AND revoked_at IS NULL;
+        PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
+                             jsonb_build_object('generation', rt.generation));
+        status := 'replay';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF rt.expires_at <= now() THEN
+        RAISE EXCEPTION 'the refresh token has expired' USING ERRCODE = 'OA001';
+    END IF;
+    IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
+        RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'OA003';
+    END IF;
+
+    UPDATE auth.refresh_token SET superseded_at = now() WHERE token_hash = p_old_hash;
+    INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
+    VALUES (p_new_hash, f.id, f.generation + 1,
+            least(now() + make_interval(secs => p_refresh_ttl), f.expires_at));
+    UPDATE auth.token_family
+    SET generation = f.generation + 1, successor_sealed = p_new_sealed,
+        successor_until = now() + make_interval(secs => p_grace)
+    WHERE id = f.id;
+    UPDATE auth.session SET last_seen_at = now() WHERE id = f.session_id;
+    status := 'rotated';
+    family_id := f.id; session_id := f.session_id; user_id := f.user_id;
+    scope := coalesce(p_scope, f.scope); successor_sealed := NULL;
+    auth_time := v_session.auth_time; generation := f.generation + 1;
+    RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer) IS
+    'Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
+    'caller issues p_new_hash''s token), grace (the caller unseals successor_sealed and returns that '
+    'token again), replay (the session was revoked). OA001 for unknown, foreign, expired or revoked '
+    'tokens; OA003 when p_scope exceeds the granted scope.';
+
+CREATE OR REPLACE FUNCTION daemon.token_status(p_family_id uuid)
+RETURNS TABLE (active boolean, client_id text, session_id uuid, user_id uuid, username text,
+               email text, name text, scope text[], expires_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.revoked_at IS NULL AND f.expires_at > now() AND s.revoked_at IS NULL
+               AND s.expires_at > now() AND (u.id IS NULL OR NOT u.locked)
+               AND (u.id IS NULL OR u.password_changed_at <= f.created_at),
+           f.client_id, f.session_id, f.user_id, u.username, u.email, u.name, f.scope, f.expires_at
+    FROM auth.token_family f
+    JOIN auth.session s ON s.id = f.session_id
+    LEFT JOIN auth.users u ON u.id = f.user_id
+    WHERE f.id = p_family_id;
+$$;
+COMMENT ON FUNCTION daemon.token_status(uuid) IS
+    'Whether tokens of a family may still be used (the family, its session and its user are live)';
+
+CREATE OR REPLACE FUNCTION daemon.refresh_lookup(p_hash bytea)
+RETURNS TABLE (active boolean, family_id uuid, client_id text, user_id uuid, username text,
+               scope text[], created_at timestamptz, expires_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT st.active AND r.superseded_at IS NULL AND r.expires_at > now(),
+           r.family_id, st.client_id, st.user_id, st.username, st.scope, r.created_at, r.expires_at
+    FROM auth.refresh_token r, LATERAL daemon.token_status(r.family_id) st
+    WHERE r.token_hash = p_hash;
+$$;
+COMMENT ON FUNCTION daemon.refresh_lookup(bytea) IS 'A refresh token by hash, for introspection and revocation';
+
+CREATE OR REPLACE FUNCTION daemon.token_revoke(p_family_id uuid, p_client_id text, p_reason text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f auth.token_family%ROWTYPE;
+BEGIN
+    SELECT * INTO f FROM auth.token_family WHERE id = p_family_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'unknown';
+    END IF;
+    IF f.client_id <> p_client_id THEN
+        RETURN 'wrong_client';
+    END IF;
+    IF f.revoked_at IS NULL THEN
+        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = p_reason, successor_sealed = NULL
+        WHERE id = p_family_id;
+        PERFORM daemon.audit('token.revoke', f.user_id, f.client_id, f.session_id, NULL,
+                             jsonb_build_object('reason', p_reason));
+    END IF;
+    RETURN 'revoked';
+END;
+$$;
+COMMENT ON FUNCTION daemon.token_revoke(uuid, text, text) IS
+    'RFC 7009: revoke a token family (its refresh token and every access token issued in it). '
+    'Returns revoked, unknown or wrong_client (another client''s token: nothing changes).';
+
+CREATE OR REPLACE FUNCTION daemon.assertion_use(p_issuer text, p_jti text, p_expires_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM auth.assertion WHERE expires_at < now() - interval '1 day';
+    INSERT INTO auth.assertion (issuer, jti, expires_at) VALUES (p_issuer, p_jti, p_expires_at);
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'the assertion was already used' USING ERRCODE = 'OA001';
+END;
+$$;
+COMMENT ON FUNCTION daemon.assertion_use(text, text, timestamptz) IS
+    'Record a JWT bearer assertion''s jti; OA001 when it was seen before (replay)';
