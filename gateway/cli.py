@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.authority import build_master, ensure_signing_keys
 from gateway.config.loader import Config, config_path_from_env, load_config
 from gateway.errors import ConfigError, GatewayError, StoreError
 from gateway.logs import configure_logging
@@ -53,11 +54,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
-    """Apply migrations and synchronise the configured clients."""
+    """Apply migrations, synchronise the clients and make sure a signing key exists, once, before
+    any worker starts."""
     conn = await connect(dsn, config.gateway.database)
     try:
         result = await migrate(conn)
         await client_store.sync_configured_clients(conn, config.clients, Passwords())
+        _, master = build_master(config)
+        await ensure_signing_keys(conn, config, master)
     finally:
         await conn.close()
     return result

@@ -25,6 +25,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONF = ROOT / "conf"
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
+TEST_MASTER_KEY = "test-master-key-0123456789abcdefghijklmnop"
 
 
 def dsn_with_database(dsn: str, database: str) -> str:
@@ -111,6 +112,7 @@ def write_conf(
     (directory / "oauth2").mkdir(exist_ok=True)
     (directory / "sites").mkdir(exist_ok=True)
     base = json.loads((SAMPLE_CONF / "gateway.json").read_text())
+    base["keys"] = {"master_key": TEST_MASTER_KEY}
     base.update(gateway or {})
     (directory / "gateway.json").write_text(json.dumps(base, indent=2))
     default_clients = json.loads((SAMPLE_CONF / "oauth2" / "default.json").read_text())

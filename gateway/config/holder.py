@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from gateway.config.loader import Config, load_config
 from gateway.errors import ConfigError
@@ -16,6 +17,23 @@ from gateway.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Config, Config], None]
+T = TypeVar("T")
+
+
+class PerConfig(Generic[T]):
+    """A value derived from one configuration snapshot, rebuilt when the snapshot changes."""
+
+    def __init__(self, build: Callable[[Config], T]) -> None:
+        self._build = build
+        self._cached: tuple[Config, T] | None = None
+
+    def get(self, config: Config) -> T:
+        cached = self._cached
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        value = self._build(config)
+        self._cached = (config, value)
+        return value
 
 
 class ConfigHolder:

@@ -193,12 +193,21 @@ class Tokens(Strict):
     session_ttl: int = Field(5184000, ge=60)
     signing_alg: Literal["RS256", "ES256"] = "RS256"
     key_rotation_days: int = Field(90, ge=1)
+    audience: str | None = None
 
 
 class Keys(Strict):
     """Where the gateway's own secrets come from; unset values are generated under ``var/``."""
 
     master_key: SecretStr | None = None
+    master_key_file: str = "var/master.key"
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (e.g. `openssl rand -base64 32`)")
+        return value
 
 
 class Limits(Strict):
@@ -206,6 +215,9 @@ class Limits(Strict):
     login_failures_per_account: int = Field(5, ge=1, le=100)
     login_failures_per_ip: int = Field(30, ge=1)
     login_lock_seconds: int = Field(60, ge=1)
+    client_failures: int = Field(10, ge=1)
+    client_failures_per_ip: int = Field(50, ge=1)
+    client_lock_seconds: int = Field(2, ge=1)
 
 
 class Logging(Strict):
@@ -308,7 +320,8 @@ class AppConfig(Strict):
     client_secret: SecretStr | None = None
     project_id: str | None = None
     issuers: tuple[str, ...] = ()
-    scopes: tuple[ScopeToken, ...] = ()
+    scopes: tuple[ScopeToken, ...] = ("openid", "profile", "email", "offline_access")
+    audiences: tuple[str, ...] = ()
     redirect_uris: tuple[RedirectUri, ...] = ()
     post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     javascript_origins: tuple[Origin, ...] = ()
@@ -324,6 +337,7 @@ class AppConfig(Strict):
     consent: bool = False
     algorithm: Literal["RS256", "ES256", "HS256"] | None = None
     access_ttl: int | None = Field(None, ge=1, le=86400)
+    token_delivery: Literal["body+cookies", "cookies", "body"] = "body+cookies"  # noqa: S105
 
     @field_validator("client_id")
     @classmethod

@@ -1,0 +1,73 @@
+"""Client authentication (RFC 6749 section 2.3) against the configured clients.
+
+Unknown clients and wrong secrets fail identically (``invalid_client``, 401), the comparison is
+constant-time, and failures are throttled per client id and per client address (section 2.3.1:
+"MUST protect ... against brute force attacks").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from gateway.config.loader import Client
+from gateway.grants.context import Context
+from gateway.oauth.errors import InvalidClientError, SlowDownError, UnauthorizedClientError
+from gateway.oauth.rfc6749 import ClientCredentials
+from gateway.store import sessions as store
+
+_DUMMY = hashlib.sha256(b"no such client").digest()
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def throttle_keys(ctx: Context, client_id: str) -> tuple[str, ...]:
+    keys = [f"client:{client_id}"]
+    if ctx.ip:
+        keys.append(f"client-ip:{ctx.ip}")
+    return tuple(keys)
+
+
+async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
+    """The client the request authenticates as, or ``invalid_client``."""
+    if creds.client_id is None:
+        raise InvalidClientError("client authentication is required")
+    keys = throttle_keys(ctx, creds.client_id)
+    wait = await store.throttle_check(ctx.db, keys)
+    if wait:
+        raise SlowDownError("too many failed client authentications", retry_after=wait)
+    client = ctx.config.client(creds.client_id)
+    if not _credentials_match(client, creds):
+        limits = ctx.settings.limits
+        thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
+        await store.throttle_fail(ctx.db, keys, thresholds, limits.client_lock_seconds)
+        raise InvalidClientError("client authentication failed")
+    assert client is not None
+    if client.config.allowed_ips and not _ip_allowed(ctx.ip, client):
+        raise UnauthorizedClientError("this client may not be used from this address")
+    return client
+
+
+def _credentials_match(client: Client | None, creds: ClientCredentials) -> bool:
+    if client is None:
+        hmac.compare_digest(_DUMMY, _digest(creds.secret or ""))
+        return False
+    configured = client.config.client_secret
+    if configured is None:  # public client: identifies itself, presents no secret
+        return creds.secret is None
+    if creds.secret is None:
+        return False
+    return hmac.compare_digest(_digest(configured.get_secret_value()), _digest(creds.secret))
+
+
+def _ip_allowed(ip: str | None, client: Client) -> bool:
+    if ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in client.config.allowed_ips)

@@ -1,0 +1,105 @@
+"""What a grant needs: long-lived services (``Authority``) and one request's view (``Context``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.loader import Config
+from gateway.config.model import GatewaySettings
+from gateway.passwords import Passwords
+from gateway.store.pool import Pool
+from gateway.tokens.jwt import Verifier
+from gateway.tokens.keys import KeyRing
+from gateway.tokens.remote import RemoteKey
+from gateway.tokens.seal import Sealer, derive_key
+
+COOKIE_KEY_INFO = "gateway cookie key v1"
+
+RemoteKeys = Callable[[str], Awaitable[dict[str, RemoteKey]]]
+
+
+@dataclass
+class Authority:
+    """Services shared by every request of one process."""
+
+    pool: Pool
+    passwords: Passwords
+    master: Sealer
+    keyring: KeyRing
+    remote_keys: RemoteKeys
+    master_secret: bytes = b""
+    _verifier: tuple[Config, KeyRing, Verifier] | None = None
+    _cookie_sealer: tuple[Config, Sealer] | None = None
+
+    def cookie_sealer(self, config: Config) -> Sealer:
+        """Seals cookies: ``cookies.keys`` (first seals, all unseal), else a key derived from the
+        master key."""
+        cached = self._cookie_sealer
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        keys = [
+            (key.kid, derive_key(key.secret.get_secret_value().encode(), COOKIE_KEY_INFO))
+            for key in config.gateway.cookies.keys
+        ] or [("m", derive_key(self.master_secret, COOKIE_KEY_INFO))]
+        sealer = Sealer(keys)
+        self._cookie_sealer = (config, sealer)
+        return sealer
+
+    def verifier(self, config: Config) -> Verifier:
+        """A verifier for this configuration (issuer, HS256 clients) and key ring, cached."""
+        cached = self._verifier
+        if cached is not None and cached[0] is config and cached[1] is self.keyring:
+            return cached[2]
+        hs256 = {
+            client.client_id: client.config.client_secret.get_secret_value().encode()
+            for client in config.clients.values()
+            if client.config.algorithm == "HS256" and client.config.client_secret is not None
+        }
+        verifier = Verifier(self.keyring, config.gateway.public_issuer(), hs256)
+        self._verifier = (config, self.keyring, verifier)
+        return verifier
+
+    async def verify_password(self, password_hash: str | None, password: str) -> bool:
+        """argon2 is slow on purpose: run it off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.passwords.verify, password_hash, password)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One request: the configuration snapshot it started with and who is asking."""
+
+    authority: Authority
+    config: Config
+    ip: str | None = None
+    user_agent: str | None = None
+    now: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def settings(self) -> GatewaySettings:
+        return self.config.gateway
+
+    @property
+    def issuer(self) -> str:
+        return self.config.gateway.public_issuer()
+
+    @property
+    def audience(self) -> str:
+        return self.config.gateway.tokens.audience or self.issuer
+
+    @property
+    def db(self) -> Pool:
+        return self.authority.pool
+
+    def verifier(self) -> Verifier:
+        return self.authority.verifier(self.config)
+
+    def endpoint(self, path: str) -> str:
+        return f"{self.issuer}{path}"
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"ip": self.ip}

@@ -1,0 +1,150 @@
+"""Minting what a grant returns: access tokens (RFC 9068 JWTs), ID tokens, refresh tokens and codes.
+
+Refresh tokens and codes are 256-bit random strings; only their SHA-256 reaches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from gateway.config.loader import Client
+from gateway.grants.context import Context
+from gateway.oauth import oidc
+from gateway.oauth.rfc6749 import format_scope
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint, mint_hs256
+
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+
+
+def new_secret() -> str:
+    """A refresh token, code or session secret: 256 bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_hash(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def client_subject(client_id: str) -> str:
+    """The ``sub`` of client-credentials tokens: never equal to a user's (RFC 9700 4.15)."""
+    return f"client:{client_id}"
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    """A successful token response (RFC 6749 section 5.1) and what the cookies need."""
+
+    access_token: str
+    expires_in: int
+    scope: tuple[str, ...]
+    session_id: UUID | None
+    family_id: UUID | None
+    refresh_token: str | None = None
+    id_token: str | None = None
+    service: bool = False
+    requested_scope: tuple[str, ...] | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self, *, include_tokens: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.expires_in}
+        if include_tokens:
+            body["access_token"] = self.access_token
+            if self.refresh_token:
+                body["refresh_token"] = self.refresh_token
+            if self.id_token:
+                body["id_token"] = self.id_token
+        body["scope"] = format_scope(self.scope)
+        if self.session_id is not None:
+            body["session"] = str(self.session_id)
+        body.update(self.extra)
+        return body
+
+
+def access_ttl(ctx: Context, client: Client, *, service: bool) -> int:
+    if client.config.access_ttl is not None:
+        return client.config.access_ttl
+    tokens = ctx.settings.tokens
+    return tokens.service_access_ttl if service else tokens.access_ttl
+
+
+def mint_access_token(
+    ctx: Context,
+    client: Client,
+    *,
+    subject: str,
+    scope: tuple[str, ...],
+    session_id: UUID | None,
+    family_id: UUID | None,
+    ttl: int,
+    username: str | None = None,
+    audience: tuple[str, ...] = (),
+    actor: Mapping[str, Any] | None = None,
+) -> str:
+    claims: dict[str, Any] = {
+        "iss": ctx.issuer,
+        "sub": subject,
+        "aud": list(audience) if audience else ctx.audience,
+        "exp": ctx.now + ttl,
+        "iat": ctx.now,
+        "nbf": ctx.now,
+        "jti": uuid.uuid4().hex,
+        "client_id": client.client_id,
+        "scope": format_scope(scope),
+    }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
+    if family_id is not None:
+        claims["gid"] = str(family_id)
+    if username is not None:
+        claims["preferred_username"] = username
+    if actor:
+        claims["act"] = dict(actor)
+    return _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
+
+
+def mint_id_token(
+    ctx: Context,
+    client: Client,
+    *,
+    user: Mapping[str, Any],
+    scope: tuple[str, ...],
+    session_id: UUID,
+    family_id: UUID,
+    auth_time: int,
+    nonce: str | None = None,
+    access_token: str | None = None,
+    code: str | None = None,
+) -> str:
+    claims = oidc.id_token_claims(
+        issuer=ctx.issuer,
+        client_id=client.client_id,
+        user=user,
+        scope=scope,
+        now=ctx.now,
+        ttl=ctx.settings.tokens.access_ttl,
+        auth_time=auth_time,
+        session_id=str(session_id),
+        nonce=nonce,
+        access_token=access_token,
+        code=code,
+    )
+    claims["gid"] = str(family_id)
+    return _sign(ctx, client, claims, ID_TOKEN_TYP)
+
+
+def _sign(ctx: Context, client: Client, claims: dict[str, Any], typ: str) -> str:
+    if client.config.algorithm == "HS256" and client.config.client_secret is not None:
+        return mint_hs256(claims, client.config.client_secret.get_secret_value().encode(), typ)
+    return mint(claims, ctx.authority.keyring.signing, typ)
+
+
+def user_profile(
+    user_id: UUID, username: str | None, email: str | None, name: str | None
+) -> dict[str, Any]:
+    return {"sub": str(user_id), "username": username, "email": email, "name": name}

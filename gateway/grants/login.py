@@ -1,0 +1,41 @@
+"""Checking a user's password, with throttling per account and per client address.
+
+Wrong password, unknown user and locked account answer identically, and an unknown user still
+costs one argon2 verification, so neither the answer nor its timing tells whether an account
+exists (SECURITY-CHECKLIST items 137-140).
+"""
+
+from __future__ import annotations
+
+from gateway.grants.context import Context
+from gateway.oauth.errors import InvalidGrantError, SlowDownError
+from gateway.store import sessions as store
+from gateway.store.sessions import Account
+
+WRONG_CREDENTIALS = "the user name or password is wrong"
+
+
+def login_throttle_keys(ctx: Context, username: str) -> tuple[str, ...]:
+    keys = [f"acct:{username.lower()}"]
+    if ctx.ip:
+        keys.append(f"ip:{ctx.ip}")
+    return tuple(keys)
+
+
+async def check_password(
+    ctx: Context, username: str, password: str
+) -> tuple[Account, tuple[str, ...]]:
+    """The account whose password this is, and the throttle keys to clear once signed in."""
+    limits = ctx.settings.limits
+    keys = login_throttle_keys(ctx, username)
+    wait = await store.throttle_check(ctx.db, keys)
+    if wait:
+        raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
+    account = await store.user_lookup(ctx.db, username) if len(username) <= 320 else None
+    usable_hash = account.password_hash if account is not None and not account.locked else None
+    ok = await ctx.authority.verify_password(usable_hash, password)
+    if not ok or account is None or usable_hash is None:
+        thresholds = (limits.login_failures_per_account, limits.login_failures_per_ip)
+        await store.throttle_fail(ctx.db, keys, thresholds[: len(keys)], limits.login_lock_seconds)
+        raise InvalidGrantError(WRONG_CREDENTIALS)
+    return account, keys[:1]

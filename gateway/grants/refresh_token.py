@@ -1,0 +1,98 @@
+"""Refreshing (RFC 6749 section 6) with rotation, a grace period and replay detection.
+
+Every refresh rotates the token. The successor is kept sealed (master key) beside the family for
+``tokens.refresh_grace`` seconds, so a concurrent refresh with the same token, from another tab or
+another replica, gets the same successor instead of tripping replay detection; after the grace a
+superseded token revokes the whole session (RFC 9700 section 4.14.2). The state machine is in
+sql/functions/060_grants.sql.
+"""
+
+from __future__ import annotations
+
+from gateway.config.loader import Client
+from gateway.grants import issue
+from gateway.grants.context import Context
+from gateway.grants.issue import TokenResult
+from gateway.oauth.errors import InvalidGrantError
+from gateway.oauth.params import Params
+from gateway.oauth.rfc6749 import parse_scope
+from gateway.store import grants as store
+
+SUCCESSOR_PURPOSE = "refresh-successor"
+
+
+async def refresh_token_grant(ctx: Context, client: Client, params: Params) -> TokenResult:
+    return await refresh(
+        ctx, client, params.require("refresh_token"), parse_scope(params.get("scope"))
+    )
+
+
+async def refresh(
+    ctx: Context, client: Client, token: str, scope: tuple[str, ...] | None = None
+) -> TokenResult:
+    """Rotate ``token`` and mint new tokens; also the token handler's transparent refresh."""
+    if len(token) > 512:
+        raise InvalidGrantError("unknown refresh token")
+    successor = issue.new_secret()
+    purpose = f"{SUCCESSOR_PURPOSE}:{client.client_id}"
+    tokens = ctx.settings.tokens
+    rotation = await store.refresh_token(
+        ctx.db,
+        old_hash=issue.secret_hash(token),
+        client_id=client.client_id,
+        new_hash=issue.secret_hash(successor),
+        new_sealed=ctx.authority.master.seal(successor.encode(), purpose=purpose),
+        scope=scope,
+        grace=tokens.refresh_grace,
+        refresh_ttl=tokens.refresh_ttl,
+    )
+    if rotation.status == "replay":
+        raise InvalidGrantError("the refresh token was already used; the session has ended")
+    if rotation.status == "grace":
+        sealed = rotation.successor_sealed or ""
+        plain = ctx.authority.master.unseal(sealed, purpose=purpose)
+        if plain is None:
+            raise InvalidGrantError("the refresh token is no longer valid")
+        successor = plain.decode()
+    assert rotation.family_id is not None
+    assert rotation.session_id is not None
+    assert rotation.auth_time is not None
+    status = await store.token_status(ctx.db, rotation.family_id)
+    if status is None or not status.active:
+        raise InvalidGrantError("the refresh token is no longer valid")
+    service = rotation.user_id is None
+    ttl = issue.access_ttl(ctx, client, service=service)
+    subject = issue.client_subject(client.client_id) if service else str(rotation.user_id)
+    access = issue.mint_access_token(
+        ctx,
+        client,
+        subject=subject,
+        scope=rotation.scope,
+        session_id=rotation.session_id,
+        family_id=rotation.family_id,
+        ttl=ttl,
+        username=status.username,
+    )
+    id_token = None
+    if "openid" in rotation.scope and rotation.user_id is not None:
+        id_token = issue.mint_id_token(
+            ctx,
+            client,
+            user=issue.user_profile(rotation.user_id, status.username, status.email, status.name),
+            scope=rotation.scope,
+            session_id=rotation.session_id,
+            family_id=rotation.family_id,
+            auth_time=int(rotation.auth_time.timestamp()),
+            access_token=access,
+        )
+    return TokenResult(
+        access_token=access,
+        expires_in=ttl,
+        scope=rotation.scope,
+        session_id=rotation.session_id,
+        family_id=rotation.family_id,
+        refresh_token=successor,
+        id_token=id_token,
+        service=service,
+        requested_scope=scope,
+    )

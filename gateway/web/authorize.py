@@ -1,0 +1,290 @@
+"""``/oauth2/authorize`` (alias ``/oauth2/auth``), the built-in login and consent forms.
+
+The authorization request travels through the login and consent pages sealed in a hidden ``flow``
+field (with an expiry and a CSRF nonce that must match the ``GW-CSRF`` cookie), so the forms need
+no server-side state and cannot be forged or replayed from another browser. After a credential
+POST the browser is sent on with 303 (RFC 9700 section 4.12).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import hdrs, web
+
+from gateway.config.loader import Config
+from gateway.grants.authorize import decide
+from gateway.grants.context import Context
+from gateway.grants.login import check_password
+from gateway.oauth.errors import (
+    AccessDeniedError,
+    InvalidGrantError,
+    InvalidRequestError,
+    SlowDownError,
+)
+from gateway.oauth.params import Params, parse_form, parse_query
+from gateway.oauth.rfc6749 import (
+    AuthorizationRequest,
+    PageError,
+    RedirectError,
+    validate_authorization_request,
+)
+from gateway.store import sessions as store
+from gateway.store.sessions import Session
+from gateway.web import pages
+from gateway.web.context import grant_context
+from gateway.web.cookies import CSRF, read_session, set_csrf_cookie, set_session_cookie
+
+routes = web.RouteTableDef()
+FLOW_PURPOSE = "authorize-flow"
+FLOW_TTL = 900
+LOGIN_ACTION = "/oauth2/login"
+CONSENT_ACTION = "/oauth2/consent"
+
+
+# --- the authorization endpoint ---------------------------------------------------------------
+
+
+@routes.get("/oauth2/authorize")
+@routes.get("/oauth2/auth")
+async def authorize_get(request: web.Request) -> web.StreamResponse:
+    return await _authorize(request, list(request.query.items()))
+
+
+@routes.post("/oauth2/authorize")
+@routes.post("/oauth2/auth")
+async def authorize_post(request: web.Request) -> web.StreamResponse:
+    try:
+        pairs = list(parse_form_pairs(await request.read()))
+    except InvalidRequestError as exc:
+        return pages.error_page(request, exc.error, exc.description)
+    return await _authorize(request, pairs)
+
+
+async def _authorize(request: web.Request, pairs: list[tuple[str, str]]) -> web.StreamResponse:
+    ctx = grant_context(request)
+    try:
+        params = parse_query(pairs)
+        auth_request = _validate(ctx.config, params)
+    except PageError as exc:
+        return pages.error_page(request, exc.error.error, exc.error.description)
+    except RedirectError as exc:
+        raise web.HTTPFound(exc.location(ctx.issuer)) from None
+    session = await _current_session(request, ctx)
+    return await _continue(request, ctx, params, auth_request, session, status=302)
+
+
+def parse_form_pairs(body: bytes) -> list[tuple[str, str]]:
+    return list(parse_form(body).items())
+
+
+def _validate(config: Config, params: Params) -> AuthorizationRequest:
+    def lookup(client_id: str) -> Any:
+        client = config.client(client_id)
+        return client.config if client else None
+
+    return validate_authorization_request(params, lookup)
+
+
+async def _current_session(request: web.Request, ctx: Context) -> Session | None:
+    session_id = read_session(request, ctx.authority.cookie_sealer(ctx.config))
+    return await store.session_get(ctx.db, session_id) if session_id else None
+
+
+async def _continue(
+    request: web.Request,
+    ctx: Context,
+    params: Params,
+    auth_request: AuthorizationRequest,
+    session: Session | None,
+    *,
+    status: int,
+    fresh_login: bool = False,
+    consented: bool = False,
+    set_sid: bool = False,
+) -> web.StreamResponse:
+    client = ctx.config.client(auth_request.client_id)
+    assert client is not None
+    try:
+        outcome = await decide(
+            ctx, client, auth_request, session, fresh_login=fresh_login, consented=consented
+        )
+    except RedirectError as exc:
+        outcome = exc.location(ctx.issuer)
+    if isinstance(outcome, str):
+        response: web.StreamResponse = web.Response(
+            status=status, headers={hdrs.LOCATION: outcome, hdrs.CACHE_CONTROL: "no-store"}
+        )
+    elif outcome.page == "login":
+        site_page = _site_login_page(request, ctx.config, auth_request)
+        if site_page is not None:
+            raise web.HTTPFound(site_page + "?" + urlencode(list(params.items())))
+        nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
+        response = pages.login_page(
+            request,
+            client_name=client.app,
+            action=LOGIN_ACTION,
+            hidden={"flow": _seal_flow(ctx, params, nonce)},
+            username=auth_request.login_hint or "",
+        )
+        set_csrf_cookie(response, ctx.settings, nonce)
+    else:
+        assert session is not None
+        nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
+        response = pages.consent_page(
+            request,
+            client_name=client.app,
+            action=CONSENT_ACTION,
+            hidden={"flow": _seal_flow(ctx, params, nonce, session=str(session.session_id))},
+            scope=auth_request.scope,
+        )
+        set_csrf_cookie(response, ctx.settings, nonce)
+    if set_sid and session is not None:
+        set_session_cookie(
+            response, ctx.settings, ctx.authority.cookie_sealer(ctx.config), session.session_id
+        )
+    return response
+
+
+def _site_login_page(
+    request: web.Request, config: Config, auth_request: AuthorizationRequest
+) -> str | None:
+    """A site's own login page (``conf/sites``) for this host, if it has one."""
+    host = (request.host or "").split(":", 1)[0].lower()
+    for site in config.sites.values():
+        if host in (h.lower() for h in site.hosts):
+            pages_ = site.oauth2
+            page = pages_.secret if "secret" in auth_request.prompt else None
+            return page or pages_.identifier
+    return None
+
+
+# --- the sealed flow --------------------------------------------------------------------------
+
+
+def _seal_flow(ctx: Context, params: Params, nonce: str, *, session: str | None = None) -> str:
+    flow = {"p": list(params.items()), "c": nonce, "e": int(time.time()) + FLOW_TTL, "s": session}
+    sealer = ctx.authority.cookie_sealer(ctx.config)
+    return sealer.seal(json.dumps(flow).encode(), purpose=FLOW_PURPOSE)
+
+
+def _open_flow(request: web.Request, ctx: Context, form: Params) -> tuple[Params, str | None]:
+    """The sealed authorization request of a form POST, after the CSRF checks (RFC 6749 10.12)."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and origin != _origin_of(ctx.issuer):
+        raise web.HTTPForbidden(reason="cross-origin form submission")
+    sealed = form.get("flow")
+    plain = (
+        ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=FLOW_PURPOSE)
+        if sealed
+        else None
+    )
+    if plain is None:
+        raise web.HTTPForbidden(reason="missing or forged form")
+    flow = json.loads(plain)
+    cookie = request.cookies.get(CSRF, "")
+    if not secrets.compare_digest(str(flow["c"]).encode(), cookie.encode()):
+        raise web.HTTPForbidden(reason="the form does not belong to this browser")
+    if int(flow["e"]) < time.time():
+        raise _Expired
+    return parse_query([(str(k), str(v)) for k, v in flow["p"]]), flow.get("s")
+
+
+class _Expired(Exception):  # noqa: N818
+    pass
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# --- the login and consent forms --------------------------------------------------------------
+
+
+@routes.post(LOGIN_ACTION)
+async def login_post(request: web.Request) -> web.StreamResponse:
+    ctx = grant_context(request)
+    form = parse_form(await request.read())
+    try:
+        params, _ = _open_flow(request, ctx, form)
+        auth_request = _validate(ctx.config, params)
+    except _Expired:
+        return pages.message_page(request, "expired", status=400)
+    except PageError as exc:
+        return pages.error_page(request, exc.error.error, exc.error.description)
+    except RedirectError as exc:
+        raise web.HTTPSeeOther(exc.location(ctx.issuer)) from None
+    client = ctx.config.client(auth_request.client_id)
+    assert client is not None
+    username = form.get("username", "")
+    hidden = {"flow": form.get("flow", "")}
+    try:
+        account, clear = await check_password(ctx, username, form.get("password", ""))
+    except InvalidGrantError:
+        return pages.login_page(
+            request,
+            client_name=client.app,
+            action=LOGIN_ACTION,
+            hidden=hidden,
+            username=username,
+            message="wrong",
+            status=401,
+        )
+    except SlowDownError as exc:
+        response = pages.login_page(
+            request,
+            client_name=client.app,
+            action=LOGIN_ACTION,
+            hidden=hidden,
+            username=username,
+            message="throttled",
+            status=429,
+            seconds=exc.retry_after,
+        )
+        response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
+        return response
+    session_id = await store.session_open(
+        ctx.db,
+        user_id=account.user_id,
+        client_id=client.client_id,
+        ttl=ctx.settings.tokens.session_ttl,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        clear=clear,
+    )
+    session = await store.session_get(ctx.db, session_id)
+    return await _continue(
+        request, ctx, params, auth_request, session, status=303, fresh_login=True, set_sid=True
+    )
+
+
+@routes.post(CONSENT_ACTION)
+async def consent_post(request: web.Request) -> web.StreamResponse:
+    ctx = grant_context(request)
+    form = parse_form(await request.read())
+    try:
+        params, flow_session = _open_flow(request, ctx, form)
+        auth_request = _validate(ctx.config, params)
+    except _Expired:
+        return pages.message_page(request, "expired", status=400)
+    except PageError as exc:
+        return pages.error_page(request, exc.error.error, exc.error.description)
+    except RedirectError as exc:
+        raise web.HTTPSeeOther(exc.location(ctx.issuer)) from None
+    session = await _current_session(request, ctx)
+    if session is None or str(session.session_id) != flow_session:
+        raise web.HTTPForbidden(reason="the consent form belongs to another session")
+    if form.get("decision") != "allow":
+        denied = RedirectError(
+            AccessDeniedError("the user denied access"),
+            auth_request.redirect_uri,
+            auth_request.state,
+            auth_request.fragment,
+        )
+        raise web.HTTPSeeOther(denied.location(ctx.issuer))
+    return await _continue(request, ctx, params, auth_request, session, status=303, consented=True)

@@ -1,0 +1,19 @@
+"""The grant ``Context`` of a request: this request's configuration snapshot and caller."""
+
+from __future__ import annotations
+
+from aiohttp import hdrs, web
+
+from gateway.grants.context import Context
+from gateway.keys import AUTHORITY, CONFIG
+from gateway.web.forwarded import client_address
+
+
+def grant_context(request: web.Request) -> Context:
+    config = request.config_dict[CONFIG].current
+    return Context(
+        request.config_dict[AUTHORITY],
+        config,
+        ip=client_address(request, config.gateway),
+        user_agent=request.headers.get(hdrs.USER_AGENT),
+    )

@@ -1,0 +1,145 @@
+"""The session cookies (DESIGN.md section 6): names, attributes and sealed values.
+
+``__Secure-AT`` holds the access token, ``__Secure-RT`` the refresh token with its client and
+session, ``SID`` the session id; client-credentials tokens use ``__Secure-SAT``/``__Secure-SRT``.
+Every value is sealed (AES-GCM, key ids, a purpose per cookie), so a cookie is neither a readable
+JWT nor usable under another name. All are ``HttpOnly; Path=/``, host-only, ``Secure`` and
+``SameSite`` from ``cookies.*``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+from aiohttp import web
+
+from gateway.config.model import GatewaySettings
+from gateway.grants.issue import TokenResult
+from gateway.tokens.seal import Sealer
+
+ACCESS = "__Secure-AT"
+REFRESH = "__Secure-RT"
+SESSION = "SID"
+SERVICE_ACCESS = "__Secure-SAT"
+SERVICE_REFRESH = "__Secure-SRT"
+CSRF = "GW-CSRF"
+GATEWAY_COOKIES = frozenset({ACCESS, REFRESH, SESSION, SERVICE_ACCESS, SERVICE_REFRESH, CSRF})
+
+
+@dataclass(frozen=True)
+class RefreshCookie:
+    """What ``__Secure-RT`` carries: the refresh token, its client and its session."""
+
+    token: str
+    client_id: str
+    session_id: str
+
+
+def _set(
+    response: web.StreamResponse,
+    settings: GatewaySettings,
+    name: str,
+    value: str,
+    max_age: int,
+    *,
+    path: str = "/",
+    samesite: str | None = None,
+) -> None:
+    cookies = settings.cookies
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        secure=cookies.secure,
+        httponly=True,
+        samesite=samesite or cookies.samesite,
+    )
+
+
+def set_token_cookies(
+    response: web.StreamResponse,
+    settings: GatewaySettings,
+    sealer: Sealer,
+    result: TokenResult,
+    client_id: str,
+) -> None:
+    """Cookies for a token response (and for a transparent refresh)."""
+    tokens = settings.tokens
+    access_name, refresh_name = (
+        (SERVICE_ACCESS, SERVICE_REFRESH) if result.service else (ACCESS, REFRESH)
+    )
+    _set(
+        response,
+        settings,
+        access_name,
+        sealer.seal(result.access_token.encode(), purpose=f"cookie:{access_name}"),
+        result.expires_in,
+    )
+    if result.refresh_token and result.session_id is not None:
+        payload = json.dumps(
+            {"rt": result.refresh_token, "cid": client_id, "sid": str(result.session_id)}
+        ).encode()
+        _set(
+            response,
+            settings,
+            refresh_name,
+            sealer.seal(payload, purpose=f"cookie:{refresh_name}"),
+            tokens.refresh_ttl,
+        )
+    if result.session_id is not None and not result.service:
+        set_session_cookie(response, settings, sealer, result.session_id)
+
+
+def set_session_cookie(
+    response: web.StreamResponse, settings: GatewaySettings, sealer: Sealer, session_id: UUID
+) -> None:
+    _set(
+        response,
+        settings,
+        SESSION,
+        sealer.seal(str(session_id).encode(), purpose=f"cookie:{SESSION}"),
+        settings.tokens.session_ttl,
+    )
+
+
+def clear_session_cookies(response: web.StreamResponse, settings: GatewaySettings) -> None:
+    """Delete every session cookie with the attributes it was set with."""
+    for name in (ACCESS, REFRESH, SESSION, SERVICE_ACCESS, SERVICE_REFRESH):
+        _set(response, settings, name, "", 0)
+
+
+def read_access(request: web.BaseRequest, sealer: Sealer, name: str = ACCESS) -> str | None:
+    value = request.cookies.get(name)
+    plain = sealer.unseal(value, purpose=f"cookie:{name}") if value else None
+    return plain.decode() if plain else None
+
+
+def read_refresh(request: web.BaseRequest, sealer: Sealer) -> RefreshCookie | None:
+    value = request.cookies.get(REFRESH)
+    plain = sealer.unseal(value, purpose=f"cookie:{REFRESH}") if value else None
+    if plain is None:
+        return None
+    try:
+        data = json.loads(plain)
+        return RefreshCookie(str(data["rt"]), str(data["cid"]), str(data["sid"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_session(request: web.BaseRequest, sealer: Sealer) -> UUID | None:
+    value = request.cookies.get(SESSION)
+    plain = sealer.unseal(value, purpose=f"cookie:{SESSION}") if value else None
+    if plain is None:
+        return None
+    try:
+        return UUID(plain.decode())
+    except ValueError:
+        return None
+
+
+def set_csrf_cookie(response: web.StreamResponse, settings: GatewaySettings, nonce: str) -> None:
+    """The login-transaction cookie: ``SameSite=Lax`` so it survives the top-level navigation."""
+    _set(response, settings, CSRF, nonce, 1800, path="/oauth2/", samesite="Lax")

@@ -1,0 +1,198 @@
+"""CORS (WHATWG Fetch) for every path a browser app calls, in one middleware.
+
+* Credentialed paths (the token endpoint, userinfo, logout, revoke, introspect and every proxied
+  route): the ``Origin`` must be exactly one of the allowed origins (the union of the clients'
+  ``javascript_origins`` plus the route's ``origins``); it is reflected with
+  ``Access-Control-Allow-Credentials: true``. Unknown origins, ``null`` and look-alikes get no CORS
+  headers at all. ``Vary: Origin`` is on every answer, errors included.
+* Public metadata (discovery, JWKS): ``Access-Control-Allow-Origin: *`` without credentials.
+* Everything else, ``/oauth2/authorize`` in particular (RFC 9700 section 2.6): no CORS.
+
+Preflights are answered here and never reach a handler or an upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+
+from gateway.config.holder import PerConfig
+from gateway.config.loader import Config
+from gateway.keys import CONFIG
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CREDENTIALED_PATHS = frozenset(
+    {"/oauth2/token", "/oauth2/userinfo", "/oauth2/logout", "/oauth2/revoke", "/oauth2/introspect"}
+)
+PUBLIC_PATHS = frozenset(
+    {
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/oauth2/jwks",
+    }
+)
+ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+ALLOWED_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "authorization",
+        "cache-control",
+        "content-language",
+        "content-type",
+        "x-csrf-token",
+        "x-requested-with",
+        "x-request-id",
+    }
+)
+MAX_AGE = "600"
+REJECTION_LOG_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    origins: frozenset[str]
+    methods: tuple[str, ...]
+    headers: frozenset[str]
+    credentials: bool
+
+
+class CorsPolicy:
+    """The CORS rules of one configuration snapshot."""
+
+    def __init__(self, config: Config) -> None:
+        self.client_origins = frozenset(
+            origin
+            for client in config.clients.values()
+            for origin in client.config.javascript_origins
+        )
+        self._oauth = Rule(self.client_origins, ("GET", "POST"), ALLOWED_HEADERS, True)
+        self._public = Rule(frozenset(), ("GET",), frozenset(), False)
+        self._routes = [
+            (
+                route.prefix,
+                Rule(
+                    self.client_origins | frozenset(route.origins),
+                    route.methods,
+                    ALLOWED_HEADERS
+                    | ({route.csrf_header.lower()} if route.csrf_header else frozenset()),
+                    True,
+                ),
+            )
+            for route in sorted(config.gateway.routes, key=lambda r: -len(r.prefix))
+        ]
+
+    def rule_for(self, path: str) -> Rule | None:
+        if path in CREDENTIALED_PATHS:
+            return self._oauth
+        if path in PUBLIC_PATHS:
+            return self._public
+        for prefix, rule in self._routes:
+            if path.startswith(prefix):
+                return rule
+        return None
+
+    def is_allowed(self, origin: str | None, path: str) -> bool:
+        rule = self.rule_for(path)
+        return rule is not None and rule.credentials and origin in rule.origins
+
+
+class RejectionLog:
+    """Counts rejected origins and logs them at most once per interval, so ops see what is
+    blocked without a flood of log lines."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._last = 0.0
+
+    def record(self, origin: str, path: str) -> None:
+        key = origin[:200]
+        self.counts[key] = self.counts.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._last >= REJECTION_LOG_INTERVAL:
+            self._last = now
+            log.warning(
+                "rejected cross-origin request from %s to %s (%d so far from this origin)",
+                key,
+                path,
+                self.counts[key],
+            )
+
+
+REJECTIONS = web.AppKey("cors_rejections", RejectionLog)
+POLICY = web.AppKey("cors_policy", PerConfig[CorsPolicy])
+
+
+def setup_cors(app: web.Application) -> None:
+    app[REJECTIONS] = RejectionLog()
+    app[POLICY] = PerConfig(CorsPolicy)
+
+
+def _grant(response: web.StreamResponse, rule: Rule, origin: str | None) -> None:
+    vary = response.headers.get(hdrs.VARY, "")
+    if rule.credentials:
+        if "origin" not in vary.lower():
+            response.headers[hdrs.VARY] = f"{vary}, Origin" if vary else "Origin"
+        if origin is not None and origin in rule.origins:
+            response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+            response.headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
+            response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = "X-Request-Id, Retry-After"
+    else:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
+
+
+def _preflight(request: web.Request, rule: Rule, origin: str | None) -> web.Response:
+    response = web.Response(status=204)
+    response.headers[hdrs.VARY] = (
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+    )
+    method = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_METHOD, "")
+    if rule.credentials and (origin is None or origin not in rule.origins):
+        return response
+    if method not in rule.methods:
+        return response
+    requested = [
+        h.strip().lower()
+        for h in request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "").split(",")
+        if h.strip()
+    ]
+    if any(h not in rule.headers for h in requested):
+        return response
+    if rule.credentials:
+        assert origin is not None
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
+    else:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
+    response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(rule.methods)
+    if requested:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(requested)
+    response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = MAX_AGE
+    return response
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    config = request.config_dict[CONFIG].current
+    rule = request.config_dict[POLICY].get(config).rule_for(request.path)
+    if rule is None:
+        return await handler(request)
+    origin = request.headers.get(hdrs.ORIGIN)
+    if rule.credentials and origin is not None and origin not in rule.origins:
+        request.config_dict[REJECTIONS].record(origin, request.path)
+    if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
+        return _preflight(request, rule, origin)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _grant(exc, rule, origin)
+        raise
+    _grant(response, rule, origin)
+    return response

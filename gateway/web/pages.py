@@ -1,0 +1,185 @@
+"""The built-in pages: login, consent, error, logout. Plain HTML forms, no JavaScript, in English or
+Russian by ``Accept-Language``. Every page forbids framing and referrers (RFC 9700 4.16, 4.2.4)
+and is never cached; every reflected value is HTML-escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiohttp import hdrs, web
+
+TEXT = {
+    "en": {
+        "title": "Sign in",
+        "heading": "Sign in to continue to {client}",
+        "username": "User name or email",
+        "password": "Password",
+        "submit": "Sign in",
+        "wrong": "The user name or password is wrong.",
+        "throttled": "Too many attempts. Try again in {seconds} seconds.",
+        "expired": "The sign-in page has expired. Go back to the application and try again.",
+        "consent_title": "Allow access",
+        "consent_heading": "{client} asks for access to your account",
+        "consent_scopes": "It will be able to use:",
+        "allow": "Allow",
+        "deny": "Deny",
+        "error_title": "Sign-in error",
+        "error_heading": "The request cannot be completed",
+        "logout_title": "Sign out",
+        "logout_heading": "Sign out of all applications?",
+        "logout_submit": "Sign out",
+        "signed_out": "You are signed out.",
+    },
+    "ru": {
+        "title": "Вход",
+        "heading": "Войдите, чтобы продолжить в {client}",
+        "username": "Имя пользователя или email",
+        "password": "Пароль",
+        "submit": "Войти",
+        "wrong": "Неверное имя пользователя или пароль.",
+        "throttled": "Слишком много попыток. Повторите через {seconds} сек.",
+        "expired": "Страница входа устарела. Вернитесь в приложение и попробуйте снова.",
+        "consent_title": "Разрешить доступ",
+        "consent_heading": "{client} запрашивает доступ к вашей учётной записи",
+        "consent_scopes": "Приложение получит:",
+        "allow": "Разрешить",
+        "deny": "Отклонить",
+        "error_title": "Ошибка входа",
+        "error_heading": "Запрос не может быть выполнен",
+        "logout_title": "Выход",
+        "logout_heading": "Выйти из всех приложений?",
+        "logout_submit": "Выйти",
+        "signed_out": "Вы вышли из системы.",
+    },
+}
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+STYLE = (
+    "body{font:16px system-ui,sans-serif;background:#f4f5f7;margin:0}"
+    "main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;"
+    "box-shadow:0 1px 4px #0002}h1{font-size:1.3rem}label{display:block;margin:.8rem 0 .2rem}"
+    "input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}"
+    "button{margin-top:1.2rem;padding:.6rem 1.2rem}.error{color:#b00020}"
+)
+
+
+def language(request: web.BaseRequest) -> str:
+    """``ru`` or ``en``, whichever ``Accept-Language`` prefers (English by default)."""
+    best, best_q = "en", -1.0
+    for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().lower()[:2]
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if lang in TEXT and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def _page(lang: str, title: str, body: str, status: int) -> web.Response:
+    html = (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )
+    return web.Response(
+        text=html, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
+
+
+def _hidden(fields: dict[str, str]) -> str:
+    return "".join(
+        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items()
+    )
+
+
+def login_page(
+    request: web.BaseRequest,
+    *,
+    client_name: str,
+    action: str,
+    hidden: dict[str, str],
+    username: str = "",
+    message: str | None = None,
+    status: int = 200,
+    **fmt: object,
+) -> web.Response:
+    lang = language(request)
+    t = TEXT[lang]
+    error = (
+        f'<p class="error" role="alert">{escape(t[message].format(**fmt))}</p>' if message else ""
+    )
+    body = (
+        f"<h1>{escape(t['heading'].format(client=client_name))}</h1>{error}"
+        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
+        f'<label for="username">{t["username"]}</label>'
+        f'<input type="text" id="username" name="username" value="{escape(username)}" '
+        f'autocomplete="username" required autofocus>'
+        f'<label for="password">{t["password"]}</label>'
+        f'<input type="password" id="password" name="password" autocomplete="current-password" '
+        f"required>"
+        f'<button type="submit">{t["submit"]}</button></form>'
+    )
+    return _page(lang, t["title"], body, status)
+
+
+def consent_page(
+    request: web.BaseRequest,
+    *,
+    client_name: str,
+    action: str,
+    hidden: dict[str, str],
+    scope: tuple[str, ...],
+) -> web.Response:
+    lang = language(request)
+    t = TEXT[lang]
+    items = "".join(f"<li>{escape(s)}</li>" for s in scope)
+    body = (
+        f"<h1>{escape(t['consent_heading'].format(client=client_name))}</h1>"
+        f"<p>{t['consent_scopes']}</p><ul>{items}</ul>"
+        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
+        f'<button type="submit" name="decision" value="allow">{t["allow"]}</button> '
+        f'<button type="submit" name="decision" value="deny">{t["deny"]}</button></form>'
+    )
+    return _page(lang, t["consent_title"], body, 200)
+
+
+def error_page(
+    request: web.BaseRequest, error: str, description: str, status: int = 400
+) -> web.Response:
+    lang = language(request)
+    t = TEXT[lang]
+    body = (
+        f"<h1>{t['error_heading']}</h1>"
+        f'<p class="error"><code>{escape(error)}</code></p><p>{escape(description)}</p>'
+    )
+    return _page(lang, t["error_title"], body, status)
+
+
+def message_page(request: web.BaseRequest, key: str, status: int = 200) -> web.Response:
+    lang = language(request)
+    t = TEXT[lang]
+    return _page(lang, t["title"], f"<p>{escape(t[key])}</p>", status)
+
+
+def logout_page(request: web.BaseRequest, *, action: str, hidden: dict[str, str]) -> web.Response:
+    lang = language(request)
+    t = TEXT[lang]
+    body = (
+        f"<h1>{t['logout_heading']}</h1>"
+        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
+        f'<button type="submit">{t["logout_submit"]}</button></form>'
+    )
+    return _page(lang, t["logout_title"], body, 200)
