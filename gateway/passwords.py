@@ -13,6 +13,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 
+def client_secret_hasher() -> PasswordHasher:
+    """argon2id with light parameters for client secrets: they are machine-generated and only
+    hashed at rest (clients authenticate against the configuration), so the cost of a password
+    hash would only slow every start-up down."""
+    return PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+
+
 class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()

@@ -20,6 +20,7 @@ from gateway.oauth.rfc6749 import format_scope
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint, mint_hs256
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+SECRET_EXTRAS = frozenset({"secret"})
 
 
 def new_secret() -> str:
@@ -62,7 +63,10 @@ class TokenResult:
         body["scope"] = format_scope(self.scope)
         if self.session_id is not None:
             body["session"] = str(self.session_id)
-        body.update(self.extra)
+        for key, value in self.extra.items():
+            # The session secret is a credential: it stays out of bodies when tokens do.
+            if include_tokens or key not in SECRET_EXTRAS:
+                body[key] = value
         return body
 
 

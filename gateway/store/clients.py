@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config.loader import Client
-from gateway.passwords import Passwords
+from gateway.passwords import Passwords, client_secret_hasher
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
@@ -36,9 +36,10 @@ async def client_sync(db: Executor, clients: list[dict[str, object]]) -> SyncRes
 
 
 async def sync_configured_clients(
-    db: Executor, clients: Mapping[str, Client], passwords: Passwords
+    db: Executor, clients: Mapping[str, Client], passwords: Passwords | None = None
 ) -> SyncResult:
     """Store the configured clients; a secret is re-hashed only when it changed."""
+    passwords = passwords or Passwords(client_secret_hasher())
     existing = await client_secret_hashes(db)
     rows: list[dict[str, object]] = []
     for client in clients.values():
