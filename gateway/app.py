@@ -12,14 +12,24 @@ from aiohttp import web
 from gateway import keys
 from gateway.authority import build_master, ensure_signing_keys
 from gateway.config.holder import ConfigHolder
+from gateway.config.loader import Config
+from gateway.config.model import is_loopback_host
+from gateway.config.watch import watch
 from gateway.errors import GatewayError
 from gateway.grants.context import Authority
 from gateway.passwords import Passwords
+from gateway.proxy.forward import PROXY, ProxyState, proxy
+from gateway.proxy.refresh import Refresher
+from gateway.proxy.revocations import revocation_listener
+from gateway.proxy.upstreams import Upstreams
+from gateway.store import sessions as user_store
+from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
+from gateway.store.errors import UserExistsError
 from gateway.store.pool import create_pool
-from gateway.web import authorize, discovery, health, logout, token, tokens
-from gateway.web.cors import cors_middleware, setup_cors
-from gateway.web.errors import error_middleware, set_common_headers
+from gateway.web import authorize, demo, discovery, health, logout, token, tokens
+from gateway.web.cors import setup_cors
+from gateway.web.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
 from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
@@ -38,7 +48,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
     holder = app[keys.CONFIG]
     pool = app[keys.POOL]
     secret, master = build_master(holder.current)
-    await sync_configured_clients(pool, holder.current.clients, app[keys.PASSWORDS])
+    await sync_configured_clients(pool, holder.current.clients)
     ring = await ensure_signing_keys(pool, holder.current, master)
     async with remote_key_cache(holder) as remote:
         authority = Authority(
@@ -66,12 +76,72 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _reload(app: web.Application) -> AsyncIterator[None]:
+    """Watch the configuration files; after a reload, store new and changed clients."""
+    holder = app[keys.CONFIG]
+    pool = app[keys.POOL]
+    pending: set[asyncio.Task[None]] = set()
+
+    async def sync(config: Config) -> None:
+        try:
+            await sync_configured_clients(pool, config.clients)
+        except GatewayError as exc:
+            log.error("cannot store the reloaded clients: %s", exc)
+
+    def on_reload(_old: Config, new: Config) -> None:
+        task = asyncio.get_running_loop().create_task(sync(new))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    holder.subscribe(on_reload)
+    watcher = asyncio.create_task(watch(holder))
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _proxy(app: web.Application) -> AsyncIterator[None]:
+    tokens = app[keys.CONFIG].current.gateway.tokens
+    horizon = max(tokens.access_ttl, tokens.service_access_ttl) + 60
+    upstreams = Upstreams()
+    async with revocation_listener(app[keys.DATABASE_URL], horizon) as revocations:
+        state = ProxyState(upstreams, Refresher(), revocations)
+        app[PROXY] = state
+        app[keys.CONFIG].subscribe(lambda _old, _new: state.cache.clear())
+        try:
+            yield
+        finally:
+            await upstreams.close()
+
+
+# Everything but the gateway's own paths may be a proxied route (matched at request time, so
+# routes can change without a restart).
+PROXIED_PATHS = r"/{tail:(?!oauth2/|\.well-known/|healthz$|readyz$|metrics$).*}"
+
+
+async def _demo_user(app: web.Application) -> None:
+    """The demo's user ``demo`` / ``demo``, only on a loopback listener and only once."""
+    config = app[keys.CONFIG].current.gateway
+    if not is_loopback_host(config.listen.host):
+        log.warning("demo is on, but the demo user is created only on a loopback listener")
+        return
+    pool = app[keys.POOL]
+    if await user_store.user_lookup(pool, "demo") is None:
+        password_hash = await asyncio.to_thread(app[keys.PASSWORDS].hash, "demo")
+        with contextlib.suppress(UserExistsError):
+            await user_writes.user_add(pool, "demo", password_hash, None, "Demo User")
+            log.warning("demo: created the user demo with the password demo")
+
+
 def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     """The gateway application for the configuration in ``holder`` and the database at
     ``database_url`` (migrated beforehand by ``gateway serve`` or ``gateway migrate``)."""
     config = holder.current.gateway
     app = web.Application(
-        middlewares=[cors_middleware, error_middleware],
+        middlewares=[gateway_middleware],
         client_max_size=config.limits.body_max,
     )
     app[keys.CONFIG] = holder
@@ -80,7 +150,14 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     setup_cors(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_authority)
-    app.on_response_prepare.append(set_common_headers)
+    app.cleanup_ctx.append(_proxy)
+    app.cleanup_ctx.append(_reload)
+    app[REQUEST_IDS] = RequestIds()
+    app.on_response_prepare.append(prepare_response)
     for module in (health, discovery, token, tokens, authorize, logout):
         app.router.add_routes(module.routes)
+    if config.demo:
+        app.router.add_routes(demo.routes)
+        app.on_startup.append(_demo_user)
+    app.router.add_route("*", PROXIED_PATHS, proxy)
     return app

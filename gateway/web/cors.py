@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -25,8 +24,6 @@ from gateway.config.loader import Config
 from gateway.keys import CONFIG
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CREDENTIALED_PATHS = frozenset(
     {"/oauth2/token", "/oauth2/userinfo", "/oauth2/logout", "/oauth2/revoke", "/oauth2/introspect"}
@@ -127,6 +124,7 @@ class RejectionLog:
 
 
 REJECTIONS = web.AppKey("cors_rejections", RejectionLog)
+CORS_RULE = web.RequestKey("cors_rule", Rule)
 POLICY = web.AppKey("cors_policy", PerConfig[CorsPolicy])
 
 
@@ -178,21 +176,30 @@ def _preflight(request: web.Request, rule: Rule, origin: str | None) -> web.Resp
     return response
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = request.config_dict[CONFIG].current
-    rule = request.config_dict[POLICY].get(config).rule_for(request.path)
+def _is_preflight(request: web.BaseRequest) -> bool:
+    return request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+
+
+def preflight(request: web.Request) -> web.Response | None:
+    """The answer to a CORS preflight (never forwarded); counts rejected origins on the way.
+
+    The rule found here is kept on the request for ``add_cors_headers``."""
+    app = request.app
+    rule = app[POLICY].get(app[CONFIG].current).rule_for(request.path)
     if rule is None:
-        return await handler(request)
+        return None
+    request[CORS_RULE] = rule
     origin = request.headers.get(hdrs.ORIGIN)
     if rule.credentials and origin is not None and origin not in rule.origins:
-        request.config_dict[REJECTIONS].record(origin, request.path)
-    if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
+        app[REJECTIONS].record(origin, request.path)
+    if _is_preflight(request):
         return _preflight(request, rule, origin)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        _grant(exc, rule, origin)
-        raise
-    _grant(response, rule, origin)
-    return response
+    return None
+
+
+def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """CORS headers on every answer, streamed and error ones included, right before its headers
+    are sent (called from the ``on_response_prepare`` hook)."""
+    rule = request.get(CORS_RULE)
+    if rule is not None and not _is_preflight(request):
+        _grant(response, rule, request.headers.get(hdrs.ORIGIN))

@@ -9,9 +9,10 @@ request id, with the traceback in the log.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
@@ -20,6 +21,7 @@ from gateway.errors import StoreError, UpstreamError
 from gateway.keys import REQUEST_ID
 from gateway.logs import request_id_var
 from gateway.oauth import errors as oauth
+from gateway.web.cors import add_cors_headers, preflight
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +72,32 @@ _HTTP_CODES = {
 }
 
 
+class RequestIds:
+    """Request ids: a random per-process prefix and a counter (unique, cheap; not secrets)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+
+
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Assign the request id, then turn every failure into a JSON answer."""
-    incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Assign the request id, answer CORS preflights, and turn every failure into JSON."""
+    incoming = request.headers.get("X-Request-Id")
+    if incoming is not None and _REQUEST_ID.match(incoming):
+        request_id = incoming
+    else:
+        request_id = request.app[REQUEST_IDS].next()
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     try:
-        response = await handler(request)
+        response = preflight(request) or await handler(request)
     except oauth.OAuthError as err:
         response = render_oauth_error(err)
     except UpstreamError as err:
@@ -110,7 +129,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-async def set_common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: no version in ``Server``, no MIME sniffing."""
-    response.headers[hdrs.SERVER] = "gateway"
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+async def prepare_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: no version in ``Server``, no MIME sniffing, CORS."""
+    headers = response.headers
+    headers[hdrs.SERVER] = "gateway"
+    if "X-Content-Type-Options" not in headers:
+        headers["X-Content-Type-Options"] = "nosniff"
+    add_cors_headers(request, response)

@@ -146,6 +146,7 @@ BEGIN
     WHERE session_id = p_session_id AND revoked_at IS NULL;
     PERFORM daemon.audit('session.revoke', v_user, NULL, p_session_id, NULL,
                          jsonb_build_object('reason', p_reason));
+    PERFORM pg_notify('gateway_revocation', 's:' || p_session_id);
     RETURN true;
 END;
 $$;

@@ -57,6 +57,8 @@ BEGIN
         UPDATE auth.token_family SET revoked_at = now(), revoked_reason = 'code replay',
                                      successor_sealed = NULL
         WHERE code_hash = p_code_hash AND revoked_at IS NULL;
+        PERFORM pg_notify('gateway_revocation', 'f:' || f.id)
+        FROM auth.token_family f WHERE f.code_hash = p_code_hash;
         PERFORM daemon.audit('code.replay', c.user_id, c.client_id, c.session_id, NULL, '{}');
         status := 'replay';
         RETURN NEXT;
@@ -197,6 +199,7 @@ BEGIN
         WHERE auth.token_family.session_id = f.session_id AND revoked_at IS NULL;
         PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
                              jsonb_build_object('generation', rt.generation));
+        PERFORM pg_notify('gateway_revocation', 's:' || f.session_id);
         status := 'replay';
         RETURN NEXT;
         RETURN;
@@ -281,6 +284,7 @@ BEGIN
         WHERE id = p_family_id;
         PERFORM daemon.audit('token.revoke', f.user_id, f.client_id, f.session_id, NULL,
                              jsonb_build_object('reason', p_reason));
+        PERFORM pg_notify('gateway_revocation', 'f:' || p_family_id);
     END IF;
     RETURN 'revoked';
 END;
@@ -304,3 +308,20 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.assertion_use(text, text, timestamptz) IS
     'Record a JWT bearer assertion''s jti; OA001 when it was seen before (replay)';
+
+CREATE OR REPLACE FUNCTION daemon.revocations_since(p_seconds integer)
+RETURNS TABLE (kind text, id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 's', s.id FROM auth.session s
+    WHERE s.revoked_at > now() - make_interval(secs => p_seconds)
+    UNION ALL
+    SELECT 'f', f.id FROM auth.token_family f
+    WHERE f.revoked_at > now() - make_interval(secs => p_seconds)
+      AND f.revoked_reason IS DISTINCT FROM 'logout';
+$$;
+COMMENT ON FUNCTION daemon.revocations_since(integer) IS
+    'Sessions (s) and token families (f) revoked in the last p_seconds: what a token handler must '
+    'refuse although their access tokens have not expired. New ones are announced on the '
+    'gateway_revocation channel (payload s:<uuid> or f:<uuid>).'

@@ -1,0 +1,188 @@
+"""The request's credentials: a Bearer header, else the session cookies (DESIGN.md section 6).
+
+Access tokens are verified locally. A verified token is remembered until its ``exp``, keyed by
+what the client sent (the sealed ``__Secure-AT`` with its ``SID``, or the header value), so the hot
+path is one dictionary lookup: no database call, no decryption, no signature check. Revoked
+sessions and families (``Revocations``) are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from gateway.proxy.revocations import Revocations
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
+from gateway.tokens.seal import Sealer
+from gateway.web.cookies import ACCESS, GATEWAY_COOKIES, REFRESH, SESSION, RefreshCookie
+
+MAX_CACHED = 50_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    token: str
+    claims: dict[str, Any]
+    from_cookie: bool
+
+
+class VerifiedTokens:
+    """Verified access tokens until they expire, keyed by what the client sent."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.time():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: str, principal: Principal) -> None:
+        if len(self._entries) >= MAX_CACHED:
+            now = time.time()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= MAX_CACHED:
+                self._entries.clear()
+        self._entries[key] = (float(principal.claims["exp"]), principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What the request carries: a valid access token, and/or what a refresh needs (kept
+    sealed until a refresh actually needs it)."""
+
+    principal: Principal | None
+    has_cookies: bool
+    bearer: bool
+    invalid_bearer: bool = False
+    other_cookies: str | None = None
+    sealed_refresh: str | None = None
+    sealed_session: str = ""
+
+    @property
+    def can_refresh(self) -> bool:
+        return self.sealed_refresh is not None and not self.bearer
+
+
+NOTHING = Presented(None, False, False)
+
+
+def split_cookies(header: str | None) -> tuple[dict[str, str], str | None]:
+    """The gateway's own cookies, and the ``Cookie`` header of everything else (or None).
+
+    One pass, no ``http.cookies`` (which is slow and lenient in ways a proxy does not want)."""
+    if not header:
+        return {}, None
+    own: dict[str, str] = {}
+    others: list[str] = []
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name in GATEWAY_COOKIES:
+            own[name] = value.strip('"')
+        elif name:
+            others.append(part.strip())
+    return own, "; ".join(others) or None
+
+
+def _unseal(sealer: Sealer, name: str, value: str | None) -> str | None:
+    plain = sealer.unseal(value, purpose=f"cookie:{name}") if value else None
+    return plain.decode() if plain else None
+
+
+def _refresh_cookie(sealer: Sealer, value: str | None) -> RefreshCookie | None:
+    plain = _unseal(sealer, REFRESH, value)
+    if plain is None:
+        return None
+    try:
+        data = json.loads(plain)
+        return RefreshCookie(str(data["rt"]), str(data["cid"]), str(data["sid"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def present(
+    request: web.BaseRequest,
+    *,
+    verifier: Verifier,
+    sealer: Sealer,
+    cache: VerifiedTokens,
+    revocations: Revocations,
+    audience: str,
+) -> Presented:
+    """Read and check the credentials without any I/O."""
+    own, others = split_cookies(request.headers.get(hdrs.COOKIE))
+    has_cookies = ACCESS in own or REFRESH in own or SESSION in own
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        principal = None
+        if scheme.lower() == "bearer" and value:
+            principal = cache.get(value) or _verify(value, value, False, verifier, cache, audience)
+        if principal is not None and revocations.is_revoked(principal.claims):
+            principal = None
+        return Presented(principal, has_cookies, True, principal is None, others)
+
+    sealed_access = own.get(ACCESS)
+    sealed_session = own.get(SESSION, "")
+    principal = None
+    if sealed_access:
+        # The key binds the access token to the SID it came with (SECURITY-CHECKLIST item 81).
+        key = f"{sealed_access}|{sealed_session}"
+        principal = cache.get(key)
+        if principal is None:
+            token = _unseal(sealer, ACCESS, sealed_access)
+            session = _unseal(sealer, SESSION, sealed_session) if sealed_session else None
+            if token is not None and (sealed_session == "" or session is not None):
+                principal = _verify(key, token, True, verifier, cache, audience, session)
+    sealed_refresh = own.get(REFRESH)
+    if principal is not None and revocations.is_revoked(principal.claims):
+        principal = None
+        sealed_refresh = None
+    return Presented(principal, has_cookies, False, False, others, sealed_refresh, sealed_session)
+
+
+def refresh_cookie(
+    presented: Presented, sealer: Sealer, revocations: Revocations
+) -> RefreshCookie | None:
+    """The refresh cookie, when it is intact, of the same session as ``SID``, and not revoked."""
+    refresh = _refresh_cookie(sealer, presented.sealed_refresh)
+    if refresh is None:
+        return None
+    session = presented.sealed_session
+    if session and _unseal(sealer, SESSION, session) != refresh.session_id:
+        return None
+    if revocations.is_revoked({"sid": refresh.session_id}):
+        return None
+    return refresh
+
+
+def _verify(
+    key: str,
+    token: str,
+    from_cookie: bool,
+    verifier: Verifier,
+    cache: VerifiedTokens,
+    audience: str,
+    session: str | None = None,
+) -> Principal | None:
+    try:
+        claims = verifier.verify(token, typ=ACCESS_TOKEN_TYP, audience=audience)
+    except TokenInvalid:
+        return None
+    if session is not None and str(claims.get("sid")) != session:
+        return None
+    principal = Principal(token, claims, from_cookie)
+    cache.put(key, principal)
+    return principal

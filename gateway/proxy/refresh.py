@@ -1,0 +1,53 @@
+"""Transparent refresh, single-flight per refresh token within a process.
+
+Every request that needs a refresh with the same ``__Secure-RT`` waits for one refresh and gets
+its result; the result is also remembered for the refresh grace, so a request still carrying the
+old cookie a moment later gets the same tokens without another database call. Across replicas the
+database's grace handling (``daemon.refresh_token``) makes concurrent refreshes converge on one
+successor. The refresh runs in its own task, so a client that disconnects does not cancel it for
+the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.grants.context import Context
+from gateway.grants.issue import TokenResult
+from gateway.grants.refresh_token import refresh
+from gateway.oauth.errors import InvalidClientError
+from gateway.web.cookies import RefreshCookie
+
+MAX_REMEMBERED = 10_000
+
+
+class Refresher:
+    def __init__(self) -> None:
+        self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
+        self._recent: dict[str, tuple[float, TokenResult]] = {}
+        self.count = 0
+
+    async def refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
+        key = cookie.token
+        remembered = self._recent.get(key)
+        if remembered is not None and remembered[0] > time.monotonic():
+            return remembered[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._refresh(ctx, cookie))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
+        client = ctx.config.client(cookie.client_id)
+        if client is None:
+            raise InvalidClientError("the client of this session is no longer configured")
+        result = await refresh(ctx, client, cookie.token)
+        self.count += 1
+        now = time.monotonic()
+        if len(self._recent) >= MAX_REMEMBERED:
+            self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
+        self._recent[cookie.token] = (now + ctx.settings.tokens.refresh_grace, result)
+        return result

@@ -1,0 +1,113 @@
+"""WebSocket upgrades on routes with ``"websocket": true``.
+
+The handshake is authenticated like any request (cookie or Bearer, refresh included: the
+handshake answer carries the new cookies); the upstream gets the Bearer token. Messages are
+pumped both ways until either side closes, and the connection is closed (1008, policy violation)
+as soon as its session or token family is revoked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, hdrs, web
+from yarl import URL
+
+from gateway.errors import UpstreamError
+from gateway.proxy.credentials import Principal
+from gateway.proxy.forward import Exchange, identity_claims
+from gateway.proxy.revocations import Revocations
+from gateway.web.cookies import set_token_cookies
+
+POLICY_VIOLATION = 1008
+
+
+async def proxy_websocket(
+    exchange: Exchange, url: URL, principal: Principal | None
+) -> web.StreamResponse:
+    request, route, state = exchange.request, exchange.route, exchange.state
+    headers: dict[str, str] = {}
+    claims: dict[str, Any] = {}
+    if principal is not None:
+        headers[hdrs.AUTHORIZATION] = f"Bearer {principal.token}"
+        claims = identity_claims(exchange, principal)
+    protocols = [
+        p.strip()
+        for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")
+        if p.strip()
+    ]
+    ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
+    try:
+        upstream = await state.upstreams.session(route).ws_connect(
+            ws_url,
+            headers=headers,
+            protocols=protocols,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+            autoclose=False,
+            autoping=True,
+        )
+    except (aiohttp.ClientError, TimeoutError):
+        raise UpstreamError(502, "bad_gateway", "the upstream refused the WebSocket") from None
+
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False
+    )
+    if exchange.refreshed is not None and exchange.refresh is not None:
+        sealer = exchange.authority.cookie_sealer(exchange.config)
+        set_token_cookies(
+            client, exchange.config.gateway, sealer, exchange.refreshed, exchange.refresh.client_id
+        )
+    await client.prepare(request)
+    revocations: Revocations = state.revocations
+    tasks = [
+        asyncio.create_task(_pump(client, upstream)),
+        asyncio.create_task(_pump(upstream, client)),
+        asyncio.create_task(_watch(revocations, claims)),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        revoked = tasks[2] in done
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    code = POLICY_VIOLATION if revoked else aiohttp.WSCloseCode.OK
+    message = b"session revoked" if revoked else b""
+    await client.close(code=code, message=message)
+    await upstream.close(code=code, message=message)
+    return client
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for message in source:
+        if message.type == WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif (
+            message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
+            or message.type == WSMsgType.ERROR
+        ):
+            break
+
+
+async def _watch(revocations: Revocations, claims: dict[str, Any]) -> None:
+    """Return when the connection's session or family is revoked (never, for anonymous ones)."""
+    if not claims:
+        await asyncio.Event().wait()
+    while not revocations.is_revoked(claims):
+        event = revocations.changed()
+        try:
+            if revocations.is_revoked(claims):
+                return
+            await event.wait()
+        finally:
+            revocations.forget(event)
