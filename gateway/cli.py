@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.authority import build_master, ensure_signing_keys
+from gateway.config import origins
 from gateway.config.loader import Config, config_path_from_env, load_config
 from gateway.errors import ConfigError, GatewayError, StoreError
 from gateway.logs import configure_logging
@@ -23,6 +24,7 @@ from gateway.store import users as user_store
 from gateway.store.errors import InvalidInputError, UserExistsError
 from gateway.store.migrate import MigrationResult, migrate
 from gateway.store.pool import DatabaseLocation, connect, locate_database
+from gateway.tokens.keys import KeyRing
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,7 +61,7 @@ async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
     conn = await connect(dsn, config.gateway.database)
     try:
         result = await migrate(conn)
-        await client_store.sync_configured_clients(conn, config.clients, Passwords())
+        await client_store.sync_configured_clients(conn, config.clients)
         _, master = build_master(config)
         await ensure_signing_keys(conn, config, master)
     finally:
@@ -171,11 +173,7 @@ def cmd_client_list(args: argparse.Namespace) -> int:
                 ",".join(app.javascript_origins) or "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    _print_table(rows)
     return EXIT_OK
 
 
@@ -193,6 +191,61 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{len(config.providers)} provider files)"
     )
     return EXIT_OK
+
+
+def cmd_origins_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    rows = [("ORIGIN", "ALLOWED BY")]
+    for found in sorted(origins.grants(config), key=lambda g: (g.origin, g.by)):
+        rows.append((found.origin, str(found)))
+    _print_table(rows)
+    return EXIT_OK
+
+
+def cmd_origins_check(args: argparse.Namespace) -> int:
+    allowed, message = origins.explain(_load(args), args.origin)
+    print(message)
+    return EXIT_OK if allowed else EXIT_FAILURE
+
+
+def cmd_origins_edit(args: argparse.Namespace) -> int:
+    config = _load(args)
+    try:
+        print(origins.edit(config, args.client, args.origin, add=args.origins_command == "add"))
+    except origins.OriginError as exc:
+        raise CommandError(str(exc)) from exc
+    return EXIT_OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    location = _locate(config)
+    try:
+        ring = asyncio.run(_rotate(config, location.dsn))
+    finally:
+        location.close()
+    newest = max(ring.keys, key=lambda k: k.activated_at)
+    print(
+        f"signing key {newest.kid} ({newest.alg}) published; it signs from "
+        f"{newest.activated_at:%Y-%m-%d %H:%M:%S %Z}"
+    )
+    return EXIT_OK
+
+
+async def _rotate(config: Config, dsn: str) -> KeyRing:
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        await migrate(conn)
+        _, master = build_master(config)
+        return await ensure_signing_keys(conn, config, master, force=True)
+    finally:
+        await conn.close()
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _short_grant(grant: str) -> str:
@@ -252,6 +305,26 @@ def build_parser() -> argparse.ArgumentParser:
     client_sub.add_parser("check", parents=[common], help="validate clients").set_defaults(
         func=cmd_client_check
     )
+
+    orig = sub.add_parser("origins", help="the CORS origin allowlist")
+    orig_sub = orig.add_subparsers(dest="origins_command", required=True, metavar="ACTION")
+    orig_sub.add_parser(
+        "list", parents=[common], help="allowed origins and who allows them"
+    ).set_defaults(func=cmd_origins_list)
+    for action, text in (("add", "allow an origin for a client"), ("remove", "stop allowing it")):
+        edit = orig_sub.add_parser(action, parents=[common], help=text)
+        edit.add_argument("origin", metavar="ORIGIN")
+        edit.add_argument("--client", required=True, metavar="ID", help="client id")
+        edit.set_defaults(func=cmd_origins_edit)
+    check = orig_sub.add_parser("check", parents=[common], help="is an origin allowed, and why")
+    check.add_argument("origin", metavar="ORIGIN")
+    check.set_defaults(func=cmd_origins_check)
+
+    keys_parser = sub.add_parser("keys", help="signing keys")
+    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub.add_parser(
+        "rotate", parents=[common], help="publish a new signing key (it signs an hour later)"
+    ).set_defaults(func=cmd_keys_rotate)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
