@@ -113,6 +113,9 @@ def write_conf(
     (directory / "sites").mkdir(exist_ok=True)
     base = json.loads((SAMPLE_CONF / "gateway.json").read_text())
     base["keys"] = {"master_key": TEST_MASTER_KEY}
+    # The sample's demo and its /api/ route are for newcomers, not for tests.
+    base["demo"] = False
+    base["routes"] = []
     base.update(gateway or {})
     (directory / "gateway.json").write_text(json.dumps(base, indent=2))
     default_clients = json.loads((SAMPLE_CONF / "oauth2" / "default.json").read_text())
