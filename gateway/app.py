@@ -27,9 +27,10 @@ from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
 from gateway.store.pool import create_pool
-from gateway.web import authorize, demo, discovery, health, logout, token, tokens
+from gateway.web import authorize, demo, discovery, health, logout, metrics, token, tokens
 from gateway.web.cors import setup_cors
 from gateway.web.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
+from gateway.web.metrics import METRICS, Metrics
 from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     async with revocation_listener(app[keys.DATABASE_URL], horizon) as revocations:
         state = ProxyState(upstreams, Refresher(), revocations)
         app[PROXY] = state
+        app[keys.REVOCATIONS] = revocations
         app[keys.CONFIG].subscribe(lambda _old, _new: state.cache.clear())
         try:
             yield
@@ -154,7 +156,10 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_reload)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
-    for module in (health, discovery, token, tokens, authorize, logout):
+    app[METRICS] = Metrics()
+    holder.subscribe(lambda _old, _new: app[METRICS].reloads.labels("accepted").inc())
+    holder.subscribe_rejections(lambda: app[METRICS].reloads.labels("rejected").inc())
+    for module in (health, metrics, discovery, token, tokens, authorize, logout):
         app.router.add_routes(module.routes)
     if config.demo:
         app.router.add_routes(demo.routes)

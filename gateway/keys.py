@@ -8,11 +8,13 @@ from aiohttp import web
 from gateway.config.holder import ConfigHolder
 from gateway.grants.context import Authority
 from gateway.passwords import Passwords
+from gateway.proxy.revocations import Revocations
 
 CONFIG = web.AppKey("config", ConfigHolder)
 DATABASE_URL = web.AppKey("database_url", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 AUTHORITY = web.AppKey("authority", Authority)
+REVOCATIONS = web.AppKey("revocations", Revocations)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -30,6 +30,7 @@ from gateway.logs import AccessLogger, configure_logging
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 30.0
+MAX_HEADER = 32768
 RESTART_BACKOFF = 1.0
 
 
@@ -37,6 +38,10 @@ def runner_options(*, access_log: bool = True) -> dict[str, Any]:
     """Options of the ``AppRunner``: JSON access log, graceful-shutdown timeout."""
     return {
         "shutdown_timeout": SHUTDOWN_TIMEOUT,
+        # Long enough for real cookies and tokens, so oversized credentials reach the
+        # application and get its JSON answer; beyond this, aiohttp refuses the request.
+        "max_line_size": MAX_HEADER,
+        "max_field_size": MAX_HEADER,
         "access_log_class": AccessLogger,
         "access_log": logging.getLogger("gateway.access") if access_log else None,
     }

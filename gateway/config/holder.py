@@ -42,6 +42,7 @@ class ConfigHolder:
     def __init__(self, config: Config) -> None:
         self._current = config
         self._listeners: list[Listener] = []
+        self._rejection_listeners: list[Callable[[], None]] = []
         self.generation = 0
 
     @property
@@ -56,6 +57,10 @@ class ConfigHolder:
         """Call ``listener(old, new)`` after every successful swap."""
         self._listeners.append(listener)
 
+    def subscribe_rejections(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every rejected reload."""
+        self._rejection_listeners.append(listener)
+
     def replace(self, config: Config) -> None:
         old, self._current = self._current, config
         self.generation += 1
@@ -69,6 +74,8 @@ class ConfigHolder:
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("configuration change rejected: %s", issue)
+            for listener in self._rejection_listeners:
+                listener()
             return False
         restart = _restart_needed(self._current, config)
         if restart:

@@ -40,9 +40,6 @@ async def authorization_code_grant(ctx: Context, client: Client, params: Params)
     assert redeemed.session_id is not None
     assert redeemed.user_id is not None
     assert redeemed.auth_time is not None
-    status = await store.token_status(ctx.db, redeemed.family_id)
-    if status is None or not status.active:
-        raise InvalidGrantError("the authorization code is no longer valid")
     ttl = issue.access_ttl(ctx, client, service=False)
     access = issue.mint_access_token(
         ctx,
@@ -52,14 +49,16 @@ async def authorization_code_grant(ctx: Context, client: Client, params: Params)
         session_id=redeemed.session_id,
         family_id=redeemed.family_id,
         ttl=ttl,
-        username=status.username,
+        username=redeemed.username,
     )
     id_token = None
     if "openid" in redeemed.scope:
         id_token = issue.mint_id_token(
             ctx,
             client,
-            user=issue.user_profile(redeemed.user_id, status.username, status.email, status.name),
+            user=issue.user_profile(
+                redeemed.user_id, redeemed.username, redeemed.email, redeemed.name
+            ),
             scope=redeemed.scope,
             session_id=redeemed.session_id,
             family_id=redeemed.family_id,

@@ -96,6 +96,10 @@ class InvalidTokenError(OAuthError):
     status = 401
 
 
+class BearerRequestError(InvalidRequestError):
+    """RFC 6750 section 3.1 ``invalid_request`` at a resource: 400 with a Bearer challenge."""
+
+
 class MissingTokenError(InvalidTokenError):
     """RFC 6750 section 3.1: no credentials at all; the challenge carries no error code."""
 

@@ -21,7 +21,13 @@ MAX_VALUE = 8192
 class Params(Mapping[str, str]):
     """Request parameters with duplicates already rejected and empty values dropped."""
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        long_values: frozenset[str] = frozenset(),
+        lenient: frozenset[str] = frozenset(),
+    ) -> None:
         values: dict[str, str] = {}
         seen: set[str] = set()
         for count, (name, value) in enumerate(pairs, start=1):
@@ -30,7 +36,9 @@ class Params(Mapping[str, str]):
             if name in seen:
                 raise InvalidRequestError(f"parameter {_safe(name)} is repeated")
             seen.add(name)
-            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value) or len(value) > MAX_VALUE:
+            too_long = len(value) > MAX_VALUE and name not in long_values
+            control = name not in lenient and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+            if too_long or control:
                 raise InvalidRequestError(f"parameter {_safe(name)} has an invalid value")
             if value != "":
                 values[name] = value
@@ -62,19 +70,27 @@ def _safe(name: str) -> str:
     return cleaned or "(unnamed)"
 
 
-def parse_form(body: bytes) -> Params:
+def parse_form(
+    body: bytes,
+    *,
+    long_values: frozenset[str] = frozenset(),
+    lenient: frozenset[str] = frozenset(),
+) -> Params:
     """An ``application/x-www-form-urlencoded`` body, strictly UTF-8."""
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequestError("the body is not valid UTF-8 form data") from exc
-    return Params(pairs)
+    return Params(pairs, long_values=long_values, lenient=lenient)
 
 
-def parse_query(pairs: Iterable[tuple[str, str]]) -> Params:
-    """Query parameters already split by the framework."""
-    return Params(pairs)
+def parse_query(
+    pairs: Iterable[tuple[str, str]], *, lenient: frozenset[str] = frozenset()
+) -> Params:
+    """Query parameters already split by the framework. Values of ``lenient`` names are kept
+    as sent (the caller validates them, e.g. to echo a malformed ``state`` safely encoded)."""
+    return Params(pairs, lenient=lenient)
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -90,7 +106,12 @@ def _reject_constant(name: str) -> object:
     raise InvalidRequestError("the JSON body contains a non-finite number")
 
 
-def parse_json(body: bytes) -> Params:
+def parse_json(
+    body: bytes,
+    *,
+    long_values: frozenset[str] = frozenset(),
+    lenient: frozenset[str] = frozenset(),
+) -> Params:
     """A JSON object of string values."""
     try:
         value = json.loads(
@@ -109,10 +130,16 @@ def parse_json(body: bytes) -> Params:
         if not isinstance(item, str):
             raise InvalidRequestError(f"parameter {_safe(name)} must be a string")
         pairs.append((name, item))
-    return Params(pairs)
+    return Params(pairs, long_values=long_values, lenient=lenient)
 
 
-def parse_body(content_type: str, body: bytes) -> Params:
+def parse_body(
+    content_type: str,
+    body: bytes,
+    *,
+    long_values: frozenset[str] = frozenset(),
+    lenient: frozenset[str] = frozenset(),
+) -> Params:
     """Form or JSON by ``Content-Type``; anything else (``text/plain`` included) is refused."""
     mime, _, rest = content_type.partition(";")
     mime = mime.strip().lower()
@@ -124,9 +151,9 @@ def parse_body(content_type: str, body: bytes) -> Params:
     if charset not in ("", "utf-8", "utf8"):
         raise InvalidRequestError("the body must be UTF-8")
     if mime == "application/x-www-form-urlencoded":
-        return parse_form(body)
+        return parse_form(body, long_values=long_values, lenient=lenient)
     if mime == "application/json":
-        return parse_json(body)
+        return parse_json(body, long_values=long_values, lenient=lenient)
     raise InvalidRequestError(
         "Content-Type must be application/x-www-form-urlencoded or application/json"
     )

@@ -215,12 +215,15 @@ def validate_authorization_request(
     state = params.get("state")
     raw_types = params.get("response_type")
     response_types = frozenset(raw_types.split(" ")) if raw_types else frozenset()
-    fragment = bool(response_types) and response_types != frozenset({"code"})
+    # Errors use the response type's default mode; an unknown type gets the query.
+    fragment = response_types in RESPONSE_TYPES and response_types != frozenset({"code"})
 
     def fail(error: OAuthError) -> RedirectError:
         return RedirectError(error, redirect_uri, state, fragment)
 
     # 2. Everything else goes back to the client.
+    if state is not None and any(not 0x20 <= ord(ch) <= 0x7E for ch in state):
+        raise fail(InvalidRequestError("state must be visible ASCII characters"))
     for name in ("request", "request_uri"):
         if name in params:
             raise fail(

@@ -49,6 +49,7 @@ from gateway.web.cookies import RefreshCookie, clear_session_cookies, set_token_
 from gateway.web.cors import POLICY
 from gateway.web.errors import json_error
 from gateway.web.forwarded import client_address
+from gateway.web.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,23 @@ def _origin_of(url: str) -> str | None:
 
 
 def _csrf_refusal(exchange: Exchange) -> str | None:
-    """Why a cookie-authenticated unsafe request must not be forwarded (None: it may)."""
+    """Why a cookie-authenticated request must not be forwarded (None: it may).
+
+    Any method: an ``Origin`` that is not allowed, or a cross-site fetch without one, is refused
+    (a cross-site read or WebSocket handshake riding on the user's cookies). Unsafe methods also
+    need a positive sign of an allowed origin: ``Origin``, else the ``Referer``'s origin, else
+    ``Sec-Fetch-Site: same-origin``."""
     request = exchange.request
     rule = request.app[POLICY].get(exchange.config).rule_for(request.path)
     origins = rule.origins if rule is not None else frozenset()
     origin = request.headers.get(hdrs.ORIGIN)
+    if request.method not in UNSAFE_METHODS:
+        if origin is not None:
+            if origin not in origins and origin != exchange.settings.own_origin:
+                return "the Origin is not allowed"
+        elif request.headers.get("Sec-Fetch-Site") == "cross-site":
+            return "cross-site request"
+        return None
     if origin is None:
         referer = request.headers.get(hdrs.REFERER)
         origin = _origin_of(referer) if referer else None
@@ -149,6 +162,26 @@ def _csrf_refusal(exchange: Exchange) -> str | None:
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
+    """The handler of every proxied path; counts answers by status class."""
+    status = 500
+    try:
+        response = await _proxy(request)
+        status = response.status
+        return response
+    except UpstreamError as exc:
+        status = exc.status
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request.app[METRICS].proxied.labels(STATUS_CLASSES.get(status // 100, "other")).inc()
+
+
+STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+async def _proxy(request: web.Request) -> web.StreamResponse:
     app = request.app
     state = app[PROXY]
     settings = state.configs.get(app[CONFIG].current)
@@ -177,7 +210,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             audience=settings.audience,
         )
     presented = exchange.presented
-    if presented.has_cookies and not presented.bearer and request.method in UNSAFE_METHODS:
+    if presented.has_cookies and not presented.bearer:
         refusal = _csrf_refusal(exchange)
         if refusal is not None:
             return json_error(403, "forbidden", refusal)
@@ -209,19 +242,23 @@ async def _refresh(exchange: Exchange) -> TokenResult | web.Response:
         exchange.refresh = refresh_cookie(exchange.presented, sealer, exchange.state.revocations)
     if exchange.refresh is None:
         return _unauthorized(config, "the session has ended; sign in again", clear=True, error=True)
+    counter = exchange.request.app[METRICS].refreshes
     try:
         result = await exchange.state.refresher.refresh(
             grant_context(exchange.request), exchange.refresh
         )
     except OAuthError:
+        counter.labels("refused").inc()
         return _unauthorized(config, "the session has ended; sign in again", clear=True, error=True)
     except StoreError:
+        counter.labels("unavailable").inc()
         return json_error(
             503,
             "temporarily_unavailable",
             "the session cannot be renewed right now; retry later",
             {hdrs.RETRY_AFTER: "5"},
         )
+    counter.labels("renewed").inc()
     exchange.refreshed = result
     return result
 
@@ -332,7 +369,10 @@ async def _forward(exchange: Exchange, url: URL, principal: Principal | None) ->
             )
         except TimeoutError:
             raise UpstreamError(504, "gateway_timeout", TIMEOUT) from None
-        except aiohttp.ClientError:
+        except aiohttp.ClientError as exc:
+            # A body over the limit stops the upload from inside; aiohttp wraps that error.
+            if isinstance(exc.__cause__, UpstreamError):
+                raise exc.__cause__ from None
             raise UpstreamError(502, "bad_gateway", UNAVAILABLE) from None
         if upstream.status == 401 and replayable and not retried:
             # The upstream refused a token that looked valid: refresh once and retry.

@@ -20,6 +20,9 @@ class Redeemed:
     nonce: str | None
     auth_time: datetime | None
     offline: bool
+    username: str | None = None
+    email: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,9 @@ async def code_redeem(
         row["nonce"],
         row["auth_time"],
         bool(row["offline"]),
+        row["username"],
+        row["email"],
+        row["name"],
     )
 
 

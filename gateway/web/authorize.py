@@ -42,6 +42,7 @@ from gateway.web.cookies import CSRF, read_session, set_csrf_cookie, set_session
 routes = web.RouteTableDef()
 FLOW_PURPOSE = "authorize-flow"
 FLOW_TTL = 900
+LENIENT = frozenset({"state"})  # checked by the validation, which can then echo it encoded
 LOGIN_ACTION = "/oauth2/login"
 CONSENT_ACTION = "/oauth2/consent"
 
@@ -65,15 +66,25 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
     return await _authorize(request, pairs)
 
 
+def redirect(location: str, status: int = 302) -> web.Response:
+    """A redirect whose ``Location`` is sent exactly as built (``web.HTTPFound`` would re-encode
+    it through yarl and corrupt ``+``, ``=`` and ``&`` inside a fragment)."""
+    return web.Response(
+        status=status, headers={hdrs.LOCATION: location, hdrs.CACHE_CONTROL: "no-store"}
+    )
+
+
 async def _authorize(request: web.Request, pairs: list[tuple[str, str]]) -> web.StreamResponse:
     ctx = grant_context(request)
     try:
-        params = parse_query(pairs)
+        params = parse_query(pairs, lenient=LENIENT)
         auth_request = _validate(ctx.config, params)
+    except InvalidRequestError as exc:
+        return pages.error_page(request, exc.error, exc.description)
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
-        raise web.HTTPFound(exc.location(ctx.issuer)) from None
+        return redirect(exc.location(ctx.issuer))
     session = await _current_session(request, ctx)
     return await _continue(request, ctx, params, auth_request, session, status=302)
 
@@ -116,13 +127,11 @@ async def _continue(
     except RedirectError as exc:
         outcome = exc.location(ctx.issuer)
     if isinstance(outcome, str):
-        response: web.StreamResponse = web.Response(
-            status=status, headers={hdrs.LOCATION: outcome, hdrs.CACHE_CONTROL: "no-store"}
-        )
+        response: web.StreamResponse = redirect(outcome, status)
     elif outcome.page == "login":
         site_page = _site_login_page(request, ctx.config, auth_request)
         if site_page is not None:
-            raise web.HTTPFound(site_page + "?" + urlencode(list(params.items())))
+            return redirect(site_page + "?" + urlencode(list(params.items())))
         nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
         response = pages.login_page(
             request,
@@ -191,7 +200,8 @@ def _open_flow(request: web.Request, ctx: Context, form: Params) -> tuple[Params
         raise web.HTTPForbidden(reason="the form does not belong to this browser")
     if int(flow["e"]) < time.time():
         raise _Expired
-    return parse_query([(str(k), str(v)) for k, v in flow["p"]]), flow.get("s")
+    pairs = [(str(k), str(v)) for k, v in flow["p"]]
+    return parse_query(pairs, lenient=LENIENT), flow.get("s")
 
 
 class _Expired(Exception):  # noqa: N818
@@ -218,7 +228,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
-        raise web.HTTPSeeOther(exc.location(ctx.issuer)) from None
+        return redirect(exc.location(ctx.issuer), 303)
     client = ctx.config.client(auth_request.client_id)
     assert client is not None
     username = form.get("username", "")
@@ -275,7 +285,7 @@ async def consent_post(request: web.Request) -> web.StreamResponse:
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
-        raise web.HTTPSeeOther(exc.location(ctx.issuer)) from None
+        return redirect(exc.location(ctx.issuer), 303)
     session = await _current_session(request, ctx)
     if session is None or str(session.session_id) != flow_session:
         raise web.HTTPForbidden(reason="the consent form belongs to another session")
@@ -286,5 +296,5 @@ async def consent_post(request: web.Request) -> web.StreamResponse:
             auth_request.state,
             auth_request.fragment,
         )
-        raise web.HTTPSeeOther(denied.location(ctx.issuer))
+        return redirect(denied.location(ctx.issuer), 303)
     return await _continue(request, ctx, params, auth_request, session, status=303, consented=True)

@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
 from gateway.keys import CONFIG
+from gateway.web.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def preflight(request: web.Request) -> web.Response | None:
     origin = request.headers.get(hdrs.ORIGIN)
     if rule.credentials and origin is not None and origin not in rule.origins:
         app[REJECTIONS].record(origin, request.path)
+        app[METRICS].cors_rejected.inc()
     if _is_preflight(request):
         return _preflight(request, rule, origin)
     return None

@@ -44,7 +44,9 @@ def render_oauth_error(err: oauth.OAuthError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(err, oauth.InvalidClientError):
         headers[hdrs.WWW_AUTHENTICATE] = f"Basic {REALM}"
-    elif isinstance(err, oauth.InvalidTokenError | oauth.InsufficientScopeError):
+    elif isinstance(
+        err, oauth.InvalidTokenError | oauth.InsufficientScopeError | oauth.BearerRequestError
+    ):
         challenge = f'Bearer {REALM}, error="{err.error}"'
         if isinstance(err, oauth.MissingTokenError):
             challenge = f"Bearer {REALM}"
@@ -84,6 +86,9 @@ class RequestIds:
 
 
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+# Never proxied nor served (RFC 9110 9.3.6, 9.3.8): tunnels and request echoes.
+REFUSED_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
+ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @web.middleware
@@ -97,6 +102,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     try:
+        if request.method in REFUSED_METHODS:
+            raise web.HTTPMethodNotAllowed(request.method, ALLOWED_METHODS)
         response = preflight(request) or await handler(request)
     except oauth.OAuthError as err:
         response = render_oauth_error(err)

@@ -16,6 +16,7 @@ from uuid import UUID
 from aiohttp import hdrs, web
 
 from gateway.grants.context import Context
+from gateway.keys import REVOCATIONS
 from gateway.oauth.errors import InvalidRequestError
 from gateway.oauth.params import Params, parse_body, parse_query
 from gateway.oauth.rfc6749 import build_redirect
@@ -90,6 +91,8 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
         if sid:
             try:
                 await store.session_revoke(ctx.db, UUID(sid), "logout")
+                # This process refuses the session at once; others learn it through NOTIFY.
+                request.app[REVOCATIONS].add("s", sid)
             except ValueError:
                 continue
     response: web.StreamResponse

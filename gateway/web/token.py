@@ -12,13 +12,18 @@ from gateway.web.cookies import set_token_cookies
 from gateway.web.errors import NO_STORE
 
 routes = web.RouteTableDef()
+# Values that are only hashed and looked up: anything malformed is simply not found
+# (invalid_grant), rather than a parameter error.
+OPAQUE = frozenset({"code", "refresh_token"})
 
 
 @routes.post("/oauth2/token")
 async def token(request: web.Request) -> web.Response:
     if request.query_string:
         raise InvalidRequestError("parameters must be sent in the request body, not the URL")
-    params = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read())
+    params = parse_body(
+        request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read(), lenient=OPAQUE
+    )
     ctx = grant_context(request)
     client, result = await token_request(ctx, params, request.headers.get(hdrs.AUTHORIZATION))
     delivery = client.config.token_delivery

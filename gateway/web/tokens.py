@@ -13,6 +13,7 @@ from gateway.grants.clients import authenticate_client
 from gateway.grants.context import Context
 from gateway.oauth import oidc
 from gateway.oauth.errors import (
+    BearerRequestError,
     InsufficientScopeError,
     InvalidRequestError,
     InvalidTokenError,
@@ -27,6 +28,7 @@ from gateway.web.context import grant_context
 from gateway.web.errors import NO_STORE
 
 routes = web.RouteTableDef()
+TOKEN = frozenset({"token"})
 
 
 def _family(claims: dict[str, Any]) -> UUID | None:
@@ -83,7 +85,7 @@ async def _bearer(request: web.Request) -> str:
         if "access_token" in body:
             found.append(body["access_token"])
     if len(found) > 1:
-        raise InvalidRequestError("send the access token one way only")
+        raise BearerRequestError("send the access token one way only")
     if not found or (header is None and "access_token" in request.query):
         # Tokens in the URL end up in logs and histories (RFC 6750 section 2.3): not accepted.
         raise MissingTokenError("an access token is required")
@@ -96,7 +98,9 @@ async def _bearer(request: web.Request) -> str:
 async def _client_request(request: web.Request) -> tuple[Context, Any, Params]:
     if request.query_string:
         raise InvalidRequestError("parameters must be sent in the request body, not the URL")
-    params = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read())
+    params = parse_body(
+        request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read(), long_values=TOKEN
+    )
     ctx = grant_context(request)
     client = await authenticate_client(
         ctx, client_credentials(request.headers.get(hdrs.AUTHORIZATION), params)

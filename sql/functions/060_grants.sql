@@ -35,11 +35,14 @@ COMMENT ON FUNCTION daemon.code_issue(bytea, text, uuid, uuid, text, text[], tex
     'Store an authorization code (its SHA-256) bound to client, redirect URI, PKCE challenge, user and '
     'session. OA007 when the session is over.';
 
-CREATE OR REPLACE FUNCTION daemon.code_redeem(
+-- The result columns changed once (user name, email and name added): replace, not amend.
+DROP FUNCTION IF EXISTS daemon.code_redeem(bytea, text, text, text, bytea, integer);
+CREATE FUNCTION daemon.code_redeem(
     p_code_hash bytea, p_client_id text, p_redirect_uri text, p_verifier_challenge text,
     p_refresh_hash bytea, p_refresh_ttl integer
 ) RETURNS TABLE (status text, session_id uuid, family_id uuid, user_id uuid, scope text[],
-                 nonce text, auth_time timestamptz, offline boolean)
+                 nonce text, auth_time timestamptz, offline boolean, username text,
+                 email text, name text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -87,6 +90,11 @@ BEGIN
     WHERE s.id = c.session_id AND s.revoked_at IS NULL AND s.expires_at > now();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session of this code is over' USING ERRCODE = 'OA001';
+    END IF;
+    SELECT u.username, u.email, u.name INTO username, email, name
+    FROM auth.users u WHERE u.id = c.user_id AND NOT u.locked;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
     END IF;
 
     UPDATE auth.code SET used_at = now() WHERE code_hash = p_code_hash;

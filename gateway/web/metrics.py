@@ -1,0 +1,64 @@
+"""``GET /metrics`` (Prometheus text format), for loopback and trusted proxies only.
+
+A registry per application (no process-global state): counters of proxied answers by status
+class, refreshes by outcome, rejected CORS origins and configuration reloads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from gateway.keys import CONFIG
+from gateway.web.forwarded import is_trusted
+
+routes = web.RouteTableDef()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.proxied = Counter(
+            "gateway_proxied_responses",
+            "Answers to proxied requests, by status class",
+            ["status"],
+            registry=self.registry,
+        )
+        self.refreshes = Counter(
+            "gateway_refreshes",
+            "Transparent refreshes by the token handler, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.cors_rejected = Counter(
+            "gateway_cors_rejected_origins",
+            "Cross-origin requests from origins that are not allowed",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "gateway_config_reloads",
+            "Configuration reloads, by result",
+            ["result"],
+            registry=self.registry,
+        )
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def _local(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    settings = request.app[CONFIG].current.gateway
+    if not (_local(request.remote) or is_trusted(request.remote, settings)):
+        raise web.HTTPNotFound(reason="no route for this path")
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
