@@ -14,9 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
+from gateway.passwords import Passwords
 from gateway.server import runner_options
+from gateway.store.users import user_add
 from tests.support import (
     ROOT,
+    USERS,
     create_database,
     drop_database,
     dsn_with_database,
@@ -59,6 +62,31 @@ def database_url(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
         yield dsn_with_database(pg_admin_dsn, name)
     finally:
         run_sync(drop_database(pg_admin_dsn, name))
+
+
+@pytest.fixture(scope="module")
+def users(database_url: str) -> dict[str, str]:
+    """alice, bob and carol (locked) in this module's database: name -> user id."""
+
+    async def create() -> dict[str, str]:
+        conn = await asyncpg.connect(database_url)
+        passwords = Passwords()
+        ids = {}
+        try:
+            for name, (password, email, display) in USERS.items():
+                existing = await conn.fetchval(
+                    "SELECT id FROM auth.users WHERE username = $1", name
+                )
+                ids[name] = str(
+                    existing or await user_add(conn, name, passwords.hash(password), email, display)
+                )
+            await conn.execute("UPDATE auth.users SET locked = true WHERE username = 'carol'")
+        finally:
+            await conn.close()
+        return ids
+
+    result: dict[str, str] = run_sync(create())
+    return result
 
 
 @pytest.fixture

@@ -25,6 +25,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONF = ROOT / "conf"
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
+# Users of the HTTP and browser tests (carol is locked by the `users` fixture).
+USERS = {
+    "alice": ("Correct-Horse-9", "alice@example.test", "Alice Liddell"),
+    "bob": ("B0b-Passw0rd!", "bob@example.test", "Bob"),
+    "carol": ("Carol-Passw0rd", "carol@example.test", "Carol"),
+}
 TEST_MASTER_KEY = "test-master-key-0123456789abcdefghijklmnop"
 
 

@@ -27,7 +27,6 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.server import runner_options
-from tests.http.conftest import users  # noqa: F401 - the fixture, shared with the HTTP tests
 from tests.support import free_port, gateway_env, write_conf
 
 pytestmark = pytest.mark.browser

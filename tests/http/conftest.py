@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import pytest
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.passwords import Passwords
 from gateway.server import runner_options
-from gateway.store.users import user_add
-from tests.support import run_sync, write_conf
+from tests.support import USERS, write_conf
 
 ISSUER = "https://as.example.test"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -113,11 +110,6 @@ CLIENTS: dict[str, dict[str, Any]] = {
         "consent": True,
     },
 }
-USERS = {
-    "alice": ("Correct-Horse-9", "alice@example.test", "Alice Liddell"),
-    "bob": ("B0b-Passw0rd!", "bob@example.test", "Bob"),
-    "carol": ("Carol-Passw0rd", "carol@example.test", "Carol"),
-}
 RELAXED_LIMITS = {
     "login_failures_per_account": 100,
     "login_failures_per_ip": 10000,
@@ -138,31 +130,6 @@ def as_config(directory: Path, **gateway: Any) -> Path:
     settings: dict[str, Any] = {"issuer": ISSUER, "limits": RELAXED_LIMITS}
     settings.update(gateway)
     return write_conf(directory, gateway=settings, clients=CLIENTS)
-
-
-@pytest.fixture(scope="module")
-def users(database_url: str) -> dict[str, str]:
-    """alice, bob and carol (locked) in this module's database: name -> user id."""
-
-    async def create() -> dict[str, str]:
-        conn = await asyncpg.connect(database_url)
-        passwords = Passwords()
-        ids = {}
-        try:
-            for name, (password, email, display) in USERS.items():
-                existing = await conn.fetchval(
-                    "SELECT id FROM auth.users WHERE username = $1", name
-                )
-                ids[name] = str(
-                    existing or await user_add(conn, name, passwords.hash(password), email, display)
-                )
-            await conn.execute("UPDATE auth.users SET locked = true WHERE username = 'carol'")
-        finally:
-            await conn.close()
-        return ids
-
-    result: dict[str, str] = run_sync(create())
-    return result
 
 
 @pytest.fixture

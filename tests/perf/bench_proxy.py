@@ -1,0 +1,399 @@
+"""Token-handler benchmark: one command, one table, every figure measured in the same run.
+
+    .venv/bin/python -m tests.perf.bench_proxy [--duration 10] [--connections 32]
+
+It starts an upstream (aiohttp on uvloop, its own process), a minimal aiohttp pass-through proxy
+written here as a floor (its own process), and ``gateway serve`` (1 worker, then 2) against
+``GATEWAY_DATABASE_URL`` (else an embedded PostgreSQL in a temporary directory). It measures:
+
+1. with wrk (Debian's package): the upstream direct; the minimal proxy; the gateway with a valid
+   cookie; the gateway with 2 workers;
+2. with a Python load generator (wrk cannot keep a cookie jar per connection): the upstream direct,
+   the minimal proxy, the gateway with a valid cookie, and the gateway refreshing on a share of
+   requests (64 sessions whose access tokens live 1 s, each with its own cookie jar).
+
+Each row shows requests/s, p50 and p99 latency and the ratios to the direct upstream and to the
+minimal proxy of the same tool. Only 127.0.0.1 is used; every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+BODY = json.dumps({"id": 1, "name": "order", "items": list(range(20))})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the servers --------------------------------------------------------------------------------
+
+UPSTREAM = f"""
+import uvloop
+from aiohttp import web
+BODY = {BODY!r}.encode()
+async def handle(request):
+    await request.read()
+    return web.Response(body=BODY, content_type="application/json")
+app = web.Application()
+app.router.add_route("*", "/{{tail:.*}}", handle)
+web.run_app(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), access_log=None,
+            print=None, loop=uvloop.new_event_loop())
+"""
+
+MINIMAL_PROXY = """
+import sys
+import aiohttp
+import uvloop
+from aiohttp import web
+UPSTREAM = sys.argv[2]
+HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
+async def session_ctx(app):
+    app["s"] = aiohttp.ClientSession(auto_decompress=False,
+                                     connector=aiohttp.TCPConnector(limit=1000))
+    yield
+    await app["s"].close()
+async def handle(request):
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+    body = await request.read()
+    async with request.app["s"].request(request.method, UPSTREAM + request.path_qs,
+                                        headers=headers, data=body or None,
+                                        allow_redirects=False) as up:
+        data = await up.read()
+        out = {k: v for k, v in up.headers.items() if k.lower() not in HOP}
+        return web.Response(status=up.status, body=data, headers=out)
+app = web.Application()
+app.cleanup_ctx.append(session_ctx)
+app.router.add_route("*", "/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+            loop=uvloop.new_event_loop())
+"""
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def wait_ready(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def spawn(
+    stack: ExitStack, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    stack.callback(stop)
+    return process
+
+
+def write_config(directory: Path, port: int, upstream: str, access_ttl: int) -> Path:
+    (directory / "oauth2").mkdir(parents=True)
+    (directory / "sites").mkdir()
+    gateway = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "issuer": f"http://localhost:{port}",
+        "keys": {"master_key": "bench-master-key-0123456789abcdefghijklmn"},
+        "logging": {"level": "WARNING", "access_log": False},
+        "limits": {"login_failures_per_ip": 100000},
+        "routes": [{"prefix": "/api/", "upstream": upstream, "strip_prefix": True}],
+    }
+    (directory / "gateway.json").write_text(json.dumps(gateway))
+    clients = {
+        "spa": {
+            "client_id": "spa",
+            "javascript_origins": [f"http://localhost:{port}"],
+            "redirect_uris": [f"http://localhost:{port}/"],
+            "scopes": ["openid", "offline_access"],
+            "grant_types": ["authorization_code", "refresh_token", "password"],
+            "token_delivery": "cookies",
+            "access_ttl": access_ttl,
+        }
+    }
+    (directory / "oauth2" / "default.json").write_text(json.dumps(clients))
+    return directory / "gateway.json"
+
+
+def sign_in(port: int) -> str:
+    """A Cookie header for one fresh session of user bench."""
+    data = (
+        b"grant_type=password&client_id=spa&username=bench&password=bench-password"
+        b"&scope=openid%20offline_access"
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/oauth2/token",
+        data=data,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        cookies = response.headers.get_all("Set-Cookie") or []
+    return "; ".join(c.split(";", 1)[0] for c in cookies)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    note: str = ""
+
+
+_WRK_LATENCY = re.compile(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)|Socket errors:.*?(\d+)")
+
+
+def wrk(name: str, url: str, args: argparse.Namespace, cookie: str | None = None) -> Result:
+    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    if cookie:
+        command[1:1] = ["-H", f"Cookie: {cookie}"]
+    output = subprocess.run(
+        command, capture_output=True, text=True, timeout=args.duration + 60, check=True
+    ).stdout
+    latencies = {}
+    for percent, value, unit in _WRK_LATENCY.findall(output):
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        latencies[percent] = float(value) * scale
+    errors = sum(int(a or b or 0) for a, b in _WRK_ERRORS.findall(output))
+    return Result(
+        name,
+        float(_WRK_RPS.search(output).group(1)),
+        latencies["50"],  # type: ignore[union-attr]
+        latencies["99"],
+        errors,
+    )
+
+
+async def _python_load(
+    url: str, cookies: list[str], duration: float, connections: int, *, track: bool
+) -> tuple[int, list[float], int, int]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    refreshes = 0
+    deadline = time.monotonic() + duration
+
+    async def user(index: int) -> None:
+        nonlocal errors, refreshes
+        jar = {}
+        for part in cookies[index % len(cookies)].split("; ") if cookies else []:
+            name, _, value = part.partition("=")
+            jar[name] = value
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while time.monotonic() < deadline:
+                header = "; ".join(f"{k}={v}" for k, v in jar.items())
+                started = time.perf_counter()
+                async with session.get(url, headers={"Cookie": header} if header else {}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                    if track:
+                        set_cookies = r.headers.getall("Set-Cookie", [])
+                        if set_cookies:
+                            refreshes += 1
+                        for line in set_cookies:
+                            name, _, rest = line.partition("=")
+                            jar[name] = rest.split(";", 1)[0]
+                latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(user(i) for i in range(connections)))
+    return len(latencies), latencies, errors, refreshes
+
+
+def python_load(
+    name: str, url: str, args: argparse.Namespace, cookies: list[str], *, track: bool = False
+) -> Result:
+    import uvloop
+
+    count, latencies, errors, refreshes = uvloop.run(
+        _python_load(url, cookies, args.duration, args.connections, track=track)
+    )
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    note = f"{refreshes / count:.1%} of requests refreshed" if track and count else ""
+    return Result(
+        name,
+        count / args.duration,
+        statistics.median(latencies) * 1000 if latencies else 0.0,
+        p99 * 1000,
+        errors,
+        note,
+    )
+
+
+def table(title: str, results: list[Result], direct: Result, floor: Result) -> str:
+    lines = [
+        title,
+        f"{'scenario':<38}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'x direct':>10}"
+        f"{'x minimal':>11}{'errors':>8}  note",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.name:<38}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.rps / direct.rps:>10.2f}{r.rps / floor.rps:>11.2f}{r.errors:>8}  {r.note}"
+        )
+    return "\n".join(lines)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
+        work = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        if os.environ.get("GATEWAY_DATABASE_URL"):
+            env["GATEWAY_DATABASE_URL"] = os.environ["GATEWAY_DATABASE_URL"]
+        up_port, min_port, gw_port, gw2_port, gwr_port = (free_port() for _ in range(5))
+        spawn(stack, [PYTHON, "-c", UPSTREAM, str(up_port)])
+        wait_port(up_port)
+        upstream = f"http://127.0.0.1:{up_port}"
+        spawn(stack, [PYTHON, "-c", MINIMAL_PROXY, str(min_port), upstream])
+        wait_port(min_port)
+
+        def gateway(port: int, workers: int, access_ttl: int, name: str) -> None:
+            conf = write_config(work / name, port, upstream, access_ttl)
+            run_env = {**env, "GATEWAY_CONFIG": str(conf)}
+            gateway_cmd = [PYTHON, "-m", "gateway"]
+            spawn(stack, [*gateway_cmd, "serve", "--workers", str(workers)], run_env, work)
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
+
+        gateway(gw_port, 1, 3600, "one")
+        conf_env = {**env, "GATEWAY_CONFIG": str(work / "one" / "gateway.json")}
+        subprocess.run(
+            [PYTHON, "-m", "gateway", "user", "add", "bench", "--password-stdin"],
+            input="bench-password",
+            text=True,
+            env=conf_env,
+            cwd=work,
+            check=True,
+            timeout=60,
+        )
+        cookie = sign_in(gw_port)
+        path = "/api/orders/1"
+
+        print(
+            f"warming up ({args.duration}s scenarios, {args.connections} connections)...",
+            file=sys.stderr,
+        )
+        wrk(
+            "warm-up",
+            f"http://127.0.0.1:{gw_port}{path}",
+            argparse.Namespace(duration=2, connections=args.connections),
+            cookie,
+        )
+        w_direct = wrk("upstream direct", f"{upstream}{path}", args)
+        w_min = wrk("minimal aiohttp proxy", f"http://127.0.0.1:{min_port}{path}", args)
+        w_gw = wrk("gateway, valid cookie", f"http://127.0.0.1:{gw_port}{path}", args, cookie)
+
+        gateway(gw2_port, 2, 3600, "two")
+        cookie2 = sign_in(gw2_port)
+        wrk(
+            "warm-up",
+            f"http://127.0.0.1:{gw2_port}{path}",
+            argparse.Namespace(duration=2, connections=args.connections),
+            cookie2,
+        )
+        w_gw2 = wrk(
+            "gateway, valid cookie, 2 workers", f"http://127.0.0.1:{gw2_port}{path}", args, cookie2
+        )
+        w_gw2.note = f"{w_gw2.rps / w_gw.rps:.2f}x one worker"
+
+        gateway(gwr_port, 1, 1, "refresh")
+        sessions = [sign_in(gwr_port) for _ in range(64)]
+        p_direct = python_load("upstream direct", f"{upstream}{path}", args, [])
+        p_min = python_load("minimal aiohttp proxy", f"http://127.0.0.1:{min_port}{path}", args, [])
+        p_gw = python_load(
+            "gateway, valid cookie", f"http://127.0.0.1:{gw_port}{path}", args, [cookie]
+        )
+        p_ref = python_load(
+            "gateway, 1 s tokens, 64 sessions",
+            f"http://127.0.0.1:{gwr_port}{path}",
+            args,
+            sessions,
+            track=True,
+        )
+
+        print()
+        print(
+            table(
+                "wrk (C load generator, 1 thread)", [w_direct, w_min, w_gw, w_gw2], w_direct, w_min
+            )
+        )
+        print()
+        print(
+            table(
+                "Python load generator (per-connection cookie jars)",
+                [p_direct, p_min, p_gw, p_ref],
+                p_direct,
+                p_min,
+            )
+        )
+        print(f"\nmachine: {os.cpu_count()} cores; wrk and the upstream share them with the proxy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
