@@ -148,3 +148,69 @@ def test_migrate_twice_changes_nothing_the_second_time(
     second = run_gateway("migrate", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "database is up to date"
+
+
+def test_origins_commands_explain_and_edit(tmp_path: Path) -> None:
+    """Issue 4 item 8: gateway origins list|add|remove|check edit the files safely and explain."""
+    conf = write_conf(tmp_path / "conf")
+    env = gateway_env(GATEWAY_CONFIG=str(conf))
+    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
+
+    check = run_gateway("origins", "check", "https://app.example.com", env=env)
+    assert check.returncode == 1
+    assert check.stdout.strip() == (
+        "https://app.example.com is not allowed: no client lists it in javascript_origins "
+        "and no route adds it"
+    )
+    added = run_gateway("origins", "add", "https://app.example.com", "--client", "web", env=env)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith(f"added https://app.example.com to client web ({clients_file})")
+    check = run_gateway("origins", "check", "https://app.example.com", env=env)
+    assert check.returncode == 0
+    assert check.stdout.strip() == (
+        f"https://app.example.com is allowed by client web ({clients_file})"
+    )
+    listing = run_gateway("origins", "list", env=env)
+    assert any(
+        line.split()[:3] == ["https://app.example.com", "client", "web"]
+        for line in listing.stdout.splitlines()
+    )
+    removed = run_gateway(
+        "origins", "remove", "https://app.example.com", "--client", "web", env=env
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert "https://app.example.com" not in clients_file.read_text()
+    assert run_gateway("config", "check", env=env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("origin", "client", "message"),
+    [
+        ("http://app.example.com", "web", "http origins are allowed only for localhost"),
+        ("https://app.example.com/", "web", "must be an origin only"),
+        ("https://app.example.com", "nobody", "no client 'nobody'"),
+    ],
+)
+def test_origins_add_refuses_bad_input_and_leaves_the_file(
+    tmp_path: Path, origin: str, client: str, message: str
+) -> None:
+    conf = write_conf(tmp_path / "conf")
+    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
+    before = clients_file.read_text()
+    result = run_gateway(
+        "origins", "add", origin, "--client", client, env=gateway_env(GATEWAY_CONFIG=str(conf))
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert clients_file.read_text() == before
+
+
+def test_origins_check_points_at_near_misses(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path / "conf")
+    result = run_gateway(
+        "origins", "check", "http://localhost:9999", env=gateway_env(GATEWAY_CONFIG=str(conf))
+    )
+    assert result.returncode == 1
+    assert "listed with another scheme or port: http://localhost:3000, http://localhost:8080" in (
+        result.stdout
+    )

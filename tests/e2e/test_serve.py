@@ -152,3 +152,106 @@ def test_workers_share_one_port_and_all_stop(
     assert code == 0, stderr
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+SLOW_UPSTREAM = """
+import asyncio, sys
+from aiohttp import web
+async def slow(request):
+    await asyncio.sleep(float(request.query.get("s", "2")))
+    return web.json_response({"slow": True})
+app = web.Application()
+app.router.add_get("/{tail:.*}", slow)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def test_in_flight_requests_finish_after_sigterm(
+    database_url: str, tmp_path: Path, started: list[Gateway]
+) -> None:
+    """Issue 2 item 5: on SIGTERM the listener closes and requests in flight still complete."""
+    import threading
+    import urllib.request
+
+    from tests.support import write_conf
+
+    upstream_port, port = free_port(), free_port()
+    upstream = subprocess.Popen([sys.executable, "-c", SLOW_UPSTREAM, str(upstream_port)])
+    try:
+        conf = write_conf(
+            tmp_path / "conf",
+            gateway={
+                "routes": [
+                    {
+                        "prefix": "/slow/",
+                        "upstream": f"http://127.0.0.1:{upstream_port}",
+                        "auth": "none",
+                    }
+                ]
+            },
+        )
+        env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf))
+        gateway = Gateway(["--port", str(port)], env, ROOT)
+        started.append(gateway)
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        outcome: dict[str, object] = {}
+
+        def call() -> None:
+            url = f"http://127.0.0.1:{port}/slow/x?s=3"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                outcome["status"] = response.status
+                outcome["body"] = json.loads(response.read())
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(1.0)  # the request is now waiting on the upstream
+        code, stderr = gateway.terminate()
+        caller.join(30)
+        assert outcome == {"status": 200, "body": {"slow": True}}
+        assert code == 0, stderr
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+
+
+def test_sighup_reloads_the_configuration(
+    database_url: str, tmp_path: Path, started: list[Gateway]
+) -> None:
+    """Issue 4 item 8: SIGHUP applies a configuration change at once, without a restart."""
+    import urllib.request
+
+    from tests.support import write_conf
+
+    conf = write_conf(tmp_path / "conf")
+    port = free_port()
+    env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf))
+    gateway = Gateway(["--port", str(port)], env, ROOT)
+    started.append(gateway)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+
+    def preflight() -> str | None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/oauth2/token",
+            method="OPTIONS",
+            headers={
+                "Origin": "https://late.example.test",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.headers.get("Access-Control-Allow-Origin")
+
+    assert preflight() is None
+    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
+    clients = json.loads(clients_file.read_text())
+    clients["web"]["javascript_origins"].append("https://late.example.test")
+    clients_file.write_text(json.dumps(clients))
+    gateway.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while preflight() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert preflight() == "https://late.example.test"
+    assert gateway.process.poll() is None
+    code, stderr = gateway.terminate()
+    assert code == 0, stderr
+    assert "configuration reloaded" in stderr

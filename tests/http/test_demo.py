@@ -1,0 +1,85 @@
+"""The demo (issue 4 item 9): with the sample configuration a newcomer opens the gateway's root
+page, signs in as demo/demo and calls the demo API through the token handler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import CookieJar
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import ConfigHolder, load_config
+from gateway.server import runner_options
+from tests.support import SAMPLE_CONF, TEST_MASTER_KEY, free_port
+
+
+@pytest.fixture
+async def demo(database_url: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    port = free_port()
+    environ = {
+        "GATEWAY_DEMO_UPSTREAM": f"http://127.0.0.1:{port}/demo-api",
+        "GATEWAY_MASTER_KEY": TEST_MASTER_KEY,
+    }
+    holder = ConfigHolder(load_config(SAMPLE_CONF / "gateway.json", environ=environ))
+    assert holder.current.gateway.demo
+    server = TestServer(create_app(holder, database_url=database_url), port=port)
+    await server.start_server(**runner_options())
+    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
+    client = TestClient(server, cookie_jar=jar)
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+async def test_the_demo_spa_signs_in_and_calls_the_api(demo: TestClient) -> None:  # type: ignore[type-arg]
+    page = await demo.get("/")
+    assert page.status == 200
+    html = await page.text()
+    assert '<script src="/demo/demo.js"></script>' in html
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    script = await demo.get("/demo/demo.js")
+    assert script.status == 200
+    assert 'credentials: "include"' in await script.text()
+
+    assert (await demo.get("/api/whoami")).status == 401
+    origin = {"Origin": "http://localhost:8080"}
+    signed_in = await demo.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "password",
+            "client_id": "spa",
+            "username": "demo",
+            "password": "demo",
+            "scope": "openid profile offline_access api",
+        },
+        headers=origin,
+    )
+    body = await signed_in.json()
+    assert signed_in.status == 200, body
+    assert "access_token" not in body
+    assert "secret" not in body
+    whoami = await demo.get("/api/whoami", headers=origin)
+    data = await whoami.json()
+    assert whoami.status == 200, data
+    assert data["user"] == "demo"
+    assert data["identity_headers"]["X-User-Name"] == "demo"
+    assert data["token"]["client_id"] == "spa"
+
+
+async def test_the_demo_api_refuses_calls_without_the_gateway(
+    demo: TestClient,  # type: ignore[type-arg]
+) -> None:
+    direct = await demo.get("/demo-api/whoami", headers={"X-User-Name": "admin"})
+    assert direct.status == 401
+    forged = await demo.get("/demo-api/whoami", headers={"Authorization": "Bearer x.y.z"})
+    assert forged.status == 401
+
+
+def test_demo_is_off_unless_configured(tmp_path: Path) -> None:
+    from tests.support import write_conf
+
+    config = load_config(write_conf(tmp_path / "conf"), environ={})
+    assert config.gateway.demo is False
