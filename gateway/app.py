@@ -67,7 +67,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
                 await asyncio.sleep(KEY_REFRESH_SECONDS)
                 try:
                     authority.keyring = await ensure_signing_keys(pool, holder.current, master)
-                except (GatewayError, OSError, ValueError) as exc:
+                except (GatewayError, OSError) as exc:
                     log.warning("cannot reload signing keys: %s", exc)
 
         task = asyncio.create_task(refresh_keys())

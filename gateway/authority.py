@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from gateway.config.loader import Config
+from gateway.errors import SecretsError
 from gateway.store import keys as key_store
 from gateway.store.keys import StoredKey
 from gateway.store.pool import Executor
@@ -36,21 +37,28 @@ def _keep_seconds(config: Config) -> int:
     return max(tokens.access_ttl, tokens.service_access_ttl) + DAY
 
 
-def _ring(stored: list[StoredKey], master: Sealer) -> KeyRing:
-    return KeyRing(
-        [
-            load_signing_key(
-                k.kid,
-                k.alg,
-                k.public_jwk,
-                k.private_key_sealed,
-                master,
-                k.activated_at,
-                k.retired_at,
+def _ring(stored: list[StoredKey], master: Sealer, *, skip_unreadable: bool = False) -> KeyRing:
+    """The key ring of the stored keys. A key the master key cannot open fails the start (a
+    replica with another master key must not sign), unless this is a forced rotation."""
+    keys = []
+    for k in stored:
+        try:
+            keys.append(
+                load_signing_key(
+                    k.kid,
+                    k.alg,
+                    k.public_jwk,
+                    k.private_key_sealed,
+                    master,
+                    k.activated_at,
+                    k.retired_at,
+                )
             )
-            for k in stored
-        ]
-    )
+        except SecretsError:
+            if not skip_unreadable:
+                raise
+            log.warning("signing key %s cannot be unsealed with this master key; skipped", k.kid)
+    return KeyRing(keys)
 
 
 async def ensure_signing_keys(
@@ -81,7 +89,7 @@ async def ensure_signing_keys(
     )
     if any(k.kid == candidate.kid for k in stored):
         log.info("signing key %s (%s) added", candidate.kid, candidate.alg)
-    return _ring(stored, master)
+    return _ring(stored, master, skip_unreadable=force)
 
 
 def build_master(config: Config, workdir: Path | None = None) -> tuple[bytes, Sealer]:

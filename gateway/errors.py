@@ -44,6 +44,10 @@ class StoreError(GatewayError):
     """The database cannot be used (unreachable, refused, broken migrations)."""
 
 
+class SecretsError(GatewayError):
+    """A sealed secret cannot be opened: the master key is not the one that sealed it."""
+
+
 class UpstreamError(GatewayError):
     """An upstream API failed to answer (connection refused, timeout)."""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -27,6 +28,11 @@ from tests.support import (
     run_sync,
     write_conf,
 )
+
+
+def pytest_asyncio_loop_factories(config: object, item: object) -> dict[str, object]:
+    """Tests run on uvloop, like `gateway serve`: its transports differ from asyncio's."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import hdrs, web
-from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
@@ -31,6 +28,13 @@ from gateway.grants.issue import TokenResult
 from gateway.keys import AUTHORITY, CONFIG, REQUEST_ID
 from gateway.oauth.errors import OAuthError
 from gateway.proxy import headers as hop
+from gateway.proxy.client import (
+    Timeouts,
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from gateway.proxy.credentials import (
     NOTHING,
     Presented,
@@ -41,7 +45,7 @@ from gateway.proxy.credentials import (
 )
 from gateway.proxy.refresh import Refresher
 from gateway.proxy.revocations import Revocations
-from gateway.proxy.routes import PathRefused, RouteTable
+from gateway.proxy.routes import PathRefused, RouteTable, Target
 from gateway.proxy.upstreams import Upstreams
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP
 from gateway.web.context import grant_context
@@ -77,9 +81,7 @@ class ProxyConfig:
             route.prefix: hop.inbound_drop(route.identity_headers) for route in settings.routes
         }
         self.timeouts = {
-            route.prefix: aiohttp.ClientTimeout(
-                total=None, sock_connect=min(route.timeout, 10.0), sock_read=route.timeout
-            )
+            route.prefix: Timeouts(connect=min(route.timeout, 10.0), read=route.timeout)
             for route in settings.routes
         }
 
@@ -231,7 +233,7 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
         from gateway.proxy.websocket import proxy_websocket
 
         return await proxy_websocket(exchange, target.url, principal)
-    return await _forward(exchange, target.url, principal)
+    return await _forward(exchange, target, principal)
 
 
 async def _refresh(exchange: Exchange) -> TokenResult | web.Response:
@@ -271,41 +273,45 @@ def identity_claims(exchange: Exchange, principal: Principal) -> dict[str, Any]:
     return verifier.verify(principal.token, typ=ACCESS_TOKEN_TYP)
 
 
-def upstream_headers(exchange: Exchange, principal: Principal | None) -> CIMultiDict[str]:
+def upstream_headers(exchange: Exchange, principal: Principal | None) -> list[tuple[str, str]]:
+    """The headers sent upstream: the client's, filtered, then the gateway's own."""
     request, route, settings = exchange.request, exchange.route, exchange.settings
     headers = hop.inbound(request.headers, settings.drop[route.prefix])
+    add = headers.append
     if principal is not None:
-        headers[hdrs.AUTHORIZATION] = f"Bearer {principal.token}"
+        add((hdrs.AUTHORIZATION, f"Bearer {principal.token}"))
         if route.identity_headers:
             claims = identity_claims(exchange, principal)
             for name, claim in route.identity_headers.items():
                 if claim in claims:
-                    headers[name] = hop.header_value(claims[claim])
+                    add((name, hop.header_value(claims[claim])))
     elif route.auth == "none" and hdrs.AUTHORIZATION in request.headers:
-        headers[hdrs.AUTHORIZATION] = request.headers[hdrs.AUTHORIZATION]
+        add((hdrs.AUTHORIZATION, request.headers[hdrs.AUTHORIZATION]))
     cookie = (
         exchange.presented.other_cookies
         if route.auth != "none"
         else hop.forwarded_cookies(request.headers.get(hdrs.COOKIE))
     )
     if cookie:
-        headers[hdrs.COOKIE] = cookie
+        add((hdrs.COOKIE, cookie))
     gateway = exchange.config.gateway
     client = client_address(request, gateway) or ""
     peer = request.remote or ""
     if gateway.trusted_proxies and client != peer:
         chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",")]
-        headers["X-Forwarded-For"] = ", ".join([*(p for p in chain if p), peer])
+        add(("X-Forwarded-For", ", ".join([*(p for p in chain if p), peer])))
     else:
-        headers["X-Forwarded-For"] = client
-    headers["X-Forwarded-Proto"] = settings.scheme
-    headers["X-Forwarded-Host"] = settings.host
-    headers["X-Real-IP"] = client
+        add(("X-Forwarded-For", client))
     node = f'"[{client}]"' if ":" in client else client
-    headers["Forwarded"] = f"for={node};proto={settings.scheme};host={settings.host}"
     via = request.headers.get(hdrs.VIA)
-    headers[hdrs.VIA] = f"{via}, 1.1 gateway" if via else "1.1 gateway"
-    headers["X-Request-Id"] = request[REQUEST_ID]
+    headers += [
+        ("X-Forwarded-Proto", settings.scheme),
+        ("X-Forwarded-Host", settings.host),
+        ("X-Real-IP", client),
+        ("Forwarded", f"for={node};proto={settings.scheme};host={settings.host}"),
+        (hdrs.VIA, f"{via}, 1.1 gateway" if via else "1.1 gateway"),
+        ("X-Request-Id", request[REQUEST_ID]),
+    ]
     return headers
 
 
@@ -336,9 +342,11 @@ def _cookie_setter(exchange: Exchange) -> CookieSetter:
     return apply
 
 
-async def _forward(exchange: Exchange, url: URL, principal: Principal | None) -> web.StreamResponse:
+async def _forward(
+    exchange: Exchange, target: Target, principal: Principal | None
+) -> web.StreamResponse:
     request, route = exchange.request, exchange.route
-    session = exchange.state.upstreams.session(route)
+    pool = exchange.state.upstreams.pool(route)
     length = request.content_length
     has_body = request.body_exists
     # A body that can be sent twice allows one refresh-and-retry after an upstream 401.
@@ -349,30 +357,25 @@ async def _forward(exchange: Exchange, url: URL, principal: Principal | None) ->
         and (not has_body or (length is not None and length <= REPLAYABLE_BODY))
     )
     body: bytes | None = await request.read() if replayable and has_body else None
-    timeout = exchange.settings.timeouts.get(route.prefix)
+    timeouts = exchange.settings.timeouts[route.prefix]
     retried = False
     while True:
         headers = upstream_headers(exchange, principal)
-        data: Any = body
+        data: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body:
             data = _body_stream(request, route.max_body)
-            if length is not None:
-                headers[hdrs.CONTENT_LENGTH] = str(length)
         try:
-            upstream = await session.request(
+            upstream = await pool.request(
                 request.method,
-                url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=timeout,
+                target.path_qs,
+                headers,
+                data,
+                content_length=length,
+                timeouts=timeouts,
             )
-        except TimeoutError:
+        except UpstreamTimeout:
             raise UpstreamError(504, "gateway_timeout", TIMEOUT) from None
-        except aiohttp.ClientError as exc:
-            # A body over the limit stops the upload from inside; aiohttp wraps that error.
-            if isinstance(exc.__cause__, UpstreamError):
-                raise exc.__cause__ from None
+        except (UpstreamConnectError, UpstreamBroken):
             raise UpstreamError(502, "bad_gateway", UNAVAILABLE) from None
         if upstream.status == 401 and replayable and not retried:
             # The upstream refused a token that looked valid: refresh once and retry.
@@ -390,32 +393,34 @@ async def _forward(exchange: Exchange, url: URL, principal: Principal | None) ->
 
 
 async def _respond(
-    request: web.Request, upstream: aiohttp.ClientResponse, set_cookies: CookieSetter
+    request: web.Request, upstream: UpstreamResponse, set_cookies: CookieSetter
 ) -> web.StreamResponse:
     headers = hop.outbound(upstream.headers)
     length_text = upstream.headers.get(hdrs.CONTENT_LENGTH)
     length = int(length_text) if length_text and length_text.isdigit() else None
-    no_body = request.method == "HEAD" or upstream.status in (204, 304) or upstream.status < 200
+    no_body = request.method == "HEAD" or upstream.status in (204, 304)
     if not no_body and length is not None and length <= SMALL_BODY:
         try:
             body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (UpstreamTimeout, UpstreamBroken):
             raise UpstreamError(502, "bad_gateway", UNAVAILABLE) from None
         small = web.Response(
-            status=upstream.status, reason=upstream.reason, body=body, headers=headers
+            status=upstream.status, reason=upstream.reason or None, body=body, headers=headers
         )
         set_cookies(small)
         return small
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    response = web.StreamResponse(
+        status=upstream.status, reason=upstream.reason or None, headers=headers
+    )
     if length is not None:
         response.content_length = length
     set_cookies(response)
     await response.prepare(request)
     if not no_body:
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.iter_chunks():
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError, ConnectionError):
+        except (UpstreamTimeout, UpstreamBroken, ConnectionError):
             log.warning("upstream response to %s %s was cut short", request.method, request.path)
             raise asyncio.CancelledError from None
     await response.write_eof()

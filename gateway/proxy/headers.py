@@ -49,6 +49,8 @@ INBOUND_DROP = frozenset(
         "x-forwarded-user",
         "x-forwarded-email",
         "x-real-ip",
+        "via",
+        "x-request-id",
         "x-user-id",
         "x-user-name",
         "x-user",
@@ -102,7 +104,9 @@ OUTBOUND_DROP = frozenset(
 )
 
 
-def _connection_listed(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:
+def _connection_listed(
+    headers: Mapping[str, str] | CIMultiDictProxy[str] | CIMultiDict[str],
+) -> set[str]:
     listed: set[str] = set()
     getall: Any = getattr(headers, "getall", None)
     values: Iterable[str] = getall("Connection", []) if getall else [headers.get("Connection", "")]
@@ -121,11 +125,11 @@ def inbound_drop(identity: Iterable[str] = ()) -> frozenset[str]:
 
 def inbound(
     headers: CIMultiDictProxy[str], drop: frozenset[str] = INBOUND_ALWAYS
-) -> CIMultiDict[str]:
+) -> list[tuple[str, str]]:
     """The client's headers that may go upstream, before the gateway adds its own."""
     if "Connection" in headers:
         drop = drop | _connection_listed(headers)
-    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
+    return [(k, v) for k, v in headers.items() if k.lower() not in drop]
 
 
 def forwarded_cookies(header: str | None) -> str | None:
@@ -140,7 +144,7 @@ def forwarded_cookies(header: str | None) -> str | None:
     return "; ".join(kept) or None
 
 
-def outbound(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def outbound(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """The upstream's response headers that may reach the client."""
     drop = HOP_BY_HOP | OUTBOUND_DROP | _connection_listed(headers)
     result: CIMultiDict[str] = CIMultiDict()

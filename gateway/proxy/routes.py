@@ -29,7 +29,12 @@ class PathRefused(Exception):  # noqa: N818 - reads as "raise PathRefused"
 @dataclass(frozen=True)
 class Target:
     route: Route
-    url: URL
+    origin: str
+    path_qs: str
+
+    @property
+    def url(self) -> URL:
+        return URL(self.origin + self.path_qs, encoded=True)
 
 
 class RouteTable:
@@ -58,10 +63,9 @@ class RouteTable:
             path = f"{base_path}/{remainder}"
         else:
             path = f"{base_path}{route.prefix}{remainder}"
-        url = f"{base.scheme}://{base.netloc}{path}"
         if raw_query:
-            url += "?" + raw_query
-        return Target(route, URL(url, encoded=True))
+            path += "?" + raw_query
+        return Target(route, f"{base.scheme}://{base.netloc}", path)
 
 
 def check_path(raw_path: str) -> None:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from gateway.errors import SecretsError
 from gateway.tokens.seal import Sealer, b64url
 
 SIGNING_KEY_PURPOSE = "signing-key"
@@ -86,12 +87,13 @@ def load_signing_key(
     activated_at: datetime,
     retired_at: datetime | None,
 ) -> SigningKey:
-    """A key as stored; ``ValueError`` when the master key cannot unseal it."""
+    """A key as stored; ``SecretsError`` when the master key cannot unseal it."""
     pem = sealer.unseal(sealed_private, purpose=f"{SIGNING_KEY_PURPOSE}:{kid}")
     if pem is None:
-        raise ValueError(
-            f"signing key {kid} cannot be unsealed: the master key differs from the one "
-            "that sealed it"
+        raise SecretsError(
+            f"signing key {kid} cannot be unsealed: the master key (keys.master_key or "
+            "keys.master_key_file) is not the one that sealed it; restore that key, or run "
+            "`gateway keys rotate` with the new one (sessions signed by the old keys end)"
         )
     private = serialization.load_pem_private_key(pem, password=None)
     public = private.public_key()

@@ -86,3 +86,8 @@ async def test_access_log_is_json_without_the_query_string(
     assert entry["path"] == "/healthz"
     assert entry["status"] == 200
     assert "SECRETCODE123" not in json.dumps(entry)
+
+
+async def test_the_tests_run_on_uvloop_like_the_server() -> None:
+    """The server runs on uvloop (gateway/server.py), so the HTTP tests do too."""
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
