@@ -80,6 +80,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.error: BaseException | None = None
         self.got_data = False
+        self.keep_alive = False
         self._data_waiter: asyncio.Future[None] | None = None
         self.paused = False
 
@@ -128,6 +129,8 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             self.reason = ""
             return
+        # llhttp answers this only until the message is complete: ask now.
+        self.keep_alive = bool(self.parser.should_keep_alive())
         if not self.head.done():
             self.head.set_result(None)
         if self.head_only:  # llhttp would wait for the body a HEAD answer announces
@@ -231,7 +234,7 @@ class UpstreamResponse:
             and not conn.closed
             and not conn.chunks
             and self._method != "HEAD"
-            and conn.parser.should_keep_alive()
+            and conn.keep_alive
         )
         if reusable:
             conn.pool.give_back(conn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import warnings
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -24,7 +25,11 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestServer
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+with warnings.catch_warnings():
+    # authlib announces a rename of its httpx module on import; nothing to act on.
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 from bs4 import BeautifulSoup
 
 from gateway.app import create_app
