@@ -347,6 +347,13 @@ class AppConfig(Strict):
         return value
 
     @model_validator(mode="after")
+    def _hs256_key_length(self) -> AppConfig:
+        secret = self.client_secret
+        if self.algorithm == "HS256" and secret and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("HS256 needs a client_secret of at least 32 bytes (RFC 7518 3.2)")
+        return self
+
+    @model_validator(mode="after")
     def _public_rules(self) -> AppConfig:
         if self.is_public:
             if GRANT_CLIENT_CREDENTIALS in self.effective_grant_types:

@@ -192,3 +192,12 @@ def test_reload_keeps_old_config_on_invalid_edit(tmp_path: Path) -> None:
     assert holder.reload() is True
     assert holder.current.gateway.tokens.access_ttl == 60
     assert holder.generation == 1
+
+
+def test_hs256_needs_a_long_secret(tmp_path: Path) -> None:
+    path = write_conf(
+        tmp_path,
+        clients={"old": {"client_id": "old", "client_secret": "short", "algorithm": "HS256"}},
+    )
+    (issue,) = issues_of(path)
+    assert "HS256 needs a client_secret of at least 32 bytes" in issue
