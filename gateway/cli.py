@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from gateway.authority import build_master, ensure_signing_keys
@@ -23,7 +24,7 @@ from gateway.store import clients as client_store
 from gateway.store import users as user_store
 from gateway.store.errors import InvalidInputError, UserExistsError
 from gateway.store.migrate import MigrationResult, migrate
-from gateway.store.pool import DatabaseLocation, connect, locate_database
+from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
 from gateway.tokens.keys import KeyRing
 
 EXIT_OK = 0
@@ -58,15 +59,22 @@ def _load(args: argparse.Namespace) -> Config:
 async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
     """Apply migrations, synchronise the clients and make sure a signing key exists, once, before
     any worker starts."""
-    conn = await connect(dsn, config.gateway.database)
-    try:
+    async with _connected(config, dsn) as conn:
         result = await migrate(conn)
         await client_store.sync_configured_clients(conn, config.clients)
         _, master = build_master(config)
         await ensure_signing_keys(conn, config, master)
+    return result
+
+
+@contextlib.asynccontextmanager
+async def _connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
+    """One database connection for a command, closed however the command ends."""
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        yield conn
     finally:
         await conn.close()
-    return result
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -109,11 +117,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _migrate_only(config: Config, dsn: str) -> MigrationResult:
-    conn = await connect(dsn, config.gateway.database)
-    try:
+    async with _connected(config, dsn) as conn:
         return await migrate(conn)
-    finally:
-        await conn.close()
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -151,12 +156,9 @@ async def _user_add(
     email: str | None,
     display_name: str | None,
 ) -> None:
-    conn = await connect(dsn, config.gateway.database)
-    try:
+    async with _connected(config, dsn) as conn:
         await migrate(conn)
         await user_store.user_add(conn, username, password_hash, email, display_name)
-    finally:
-        await conn.close()
 
 
 def cmd_client_list(args: argparse.Namespace) -> int:
@@ -233,13 +235,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 async def _rotate(config: Config, dsn: str) -> KeyRing:
-    conn = await connect(dsn, config.gateway.database)
-    try:
+    async with _connected(config, dsn) as conn:
         await migrate(conn)
         _, master = build_master(config)
         return await ensure_signing_keys(conn, config, master, force=True)
-    finally:
-        await conn.close()
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

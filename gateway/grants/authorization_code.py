@@ -40,38 +40,15 @@ async def authorization_code_grant(ctx: Context, client: Client, params: Params)
     assert redeemed.session_id is not None
     assert redeemed.user_id is not None
     assert redeemed.auth_time is not None
-    ttl = issue.access_ttl(ctx, client, service=False)
-    access = issue.mint_access_token(
+    holder = issue.Holder(redeemed.user_id, redeemed.username, redeemed.email, redeemed.name)
+    return issue.user_tokens(
         ctx,
         client,
-        subject=str(redeemed.user_id),
+        holder,
         scope=redeemed.scope,
         session_id=redeemed.session_id,
         family_id=redeemed.family_id,
-        ttl=ttl,
-        username=redeemed.username,
-    )
-    id_token = None
-    if "openid" in redeemed.scope:
-        id_token = issue.mint_id_token(
-            ctx,
-            client,
-            user=issue.user_profile(
-                redeemed.user_id, redeemed.username, redeemed.email, redeemed.name
-            ),
-            scope=redeemed.scope,
-            session_id=redeemed.session_id,
-            family_id=redeemed.family_id,
-            auth_time=int(redeemed.auth_time.timestamp()),
-            nonce=redeemed.nonce,
-            access_token=access,
-        )
-    return TokenResult(
-        access_token=access,
-        expires_in=ttl,
-        scope=redeemed.scope,
-        session_id=redeemed.session_id,
-        family_id=redeemed.family_id,
+        auth_time=redeemed.auth_time,
         refresh_token=refresh if redeemed.offline else None,
-        id_token=id_token,
+        nonce=redeemed.nonce,
     )

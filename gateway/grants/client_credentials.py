@@ -7,14 +7,12 @@ RFC 6749 section 4.4.3 says it SHOULD NOT be included otherwise.
 from __future__ import annotations
 
 from gateway.config.loader import Client
-from gateway.config.model import GRANT_REFRESH_TOKEN
 from gateway.grants import issue
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
 from gateway.oauth.errors import UnauthorizedClientError
 from gateway.oauth.params import Params
 from gateway.oauth.rfc6749 import grant_scope, parse_scope
-from gateway.store import sessions as store
 
 
 async def client_credentials_grant(ctx: Context, client: Client, params: Params) -> TokenResult:
@@ -22,22 +20,17 @@ async def client_credentials_grant(ctx: Context, client: Client, params: Params)
         raise UnauthorizedClientError("client_credentials is for confidential clients only")
     requested = parse_scope(params.get("scope"))
     scope = grant_scope(requested, client.config)
-    offline = params.get("access_type") == "offline"
-    can_refresh = GRANT_REFRESH_TOKEN in client.config.effective_grant_types
-    refresh = issue.new_secret() if offline and can_refresh else None
-    tokens = ctx.settings.tokens
-    login = await store.login(
-        ctx.db,
+    refresh = None
+    if params.get("access_type") == "offline":
+        refresh = issue.offline_refresh_token(client, scope, "offline")
+    login = await issue.sign_in(
+        ctx,
+        client,
         user_id=None,
-        client_id=client.client_id,
         kind="service",
         scope=scope,
         origin="client_credentials",
-        refresh_hash=issue.secret_hash(refresh) if refresh else None,
-        session_ttl=tokens.refresh_ttl,
-        refresh_ttl=tokens.refresh_ttl,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
+        refresh_token=refresh,
     )
     ttl = issue.access_ttl(ctx, client, service=True)
     access = issue.mint_access_token(

@@ -10,13 +10,17 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from gateway.config.loader import Client
+from gateway.config.model import GRANT_REFRESH_TOKEN
 from gateway.grants.context import Context
 from gateway.oauth import oidc
 from gateway.oauth.rfc6749 import format_scope
+from gateway.store import sessions as session_store
+from gateway.store.sessions import Login
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint, mint_hs256
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
@@ -152,3 +156,113 @@ def user_profile(
     user_id: UUID, username: str | None, email: str | None, name: str | None
 ) -> dict[str, Any]:
     return {"sub": str(user_id), "username": username, "email": email, "name": name}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whom user tokens are for: the user's id and the claims tokens may carry."""
+
+    user_id: UUID
+    username: str | None
+    email: str | None
+    name: str | None
+
+
+def user_tokens(
+    ctx: Context,
+    client: Client,
+    holder: Holder,
+    *,
+    scope: tuple[str, ...],
+    session_id: UUID,
+    family_id: UUID,
+    auth_time: datetime,
+    refresh_token: str | None = None,
+    nonce: str | None = None,
+    requested_scope: tuple[str, ...] | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> TokenResult:
+    """The token response of a user grant: an access token, an ID token when ``openid`` was
+    granted, and the refresh token the grant stored (if any)."""
+    ttl = access_ttl(ctx, client, service=False)
+    access = mint_access_token(
+        ctx,
+        client,
+        subject=str(holder.user_id),
+        scope=scope,
+        session_id=session_id,
+        family_id=family_id,
+        ttl=ttl,
+        username=holder.username,
+    )
+    id_token = None
+    if "openid" in scope:
+        id_token = mint_id_token(
+            ctx,
+            client,
+            user=user_profile(holder.user_id, holder.username, holder.email, holder.name),
+            scope=scope,
+            session_id=session_id,
+            family_id=family_id,
+            auth_time=int(auth_time.timestamp()),
+            nonce=nonce,
+            access_token=access,
+        )
+    return TokenResult(
+        access_token=access,
+        expires_in=ttl,
+        scope=scope,
+        session_id=session_id,
+        family_id=family_id,
+        refresh_token=refresh_token,
+        id_token=id_token,
+        requested_scope=requested_scope,
+        extra=extra or {},
+    )
+
+
+def offline_refresh_token(
+    client: Client, scope: tuple[str, ...], access_type: str | None
+) -> str | None:
+    """A new refresh token when the grant asked for offline access and the client may refresh."""
+    offline = access_type == "offline" or "offline_access" in scope
+    if offline and GRANT_REFRESH_TOKEN in client.config.effective_grant_types:
+        return new_secret()
+    return None
+
+
+async def sign_in(
+    ctx: Context,
+    client: Client,
+    *,
+    user_id: UUID | None,
+    scope: tuple[str, ...],
+    origin: str,
+    refresh_token: str | None,
+    kind: str = "browser",
+    session_id: UUID | None = None,
+    clear: tuple[str, ...] = (),
+    secret_hash: bytes | None = None,
+) -> Login:
+    """``daemon.login`` with this configuration's lifetimes: the session and its token family."""
+    tokens = ctx.settings.tokens
+    return await session_store.login(
+        ctx.db,
+        user_id=user_id,
+        client_id=client.client_id,
+        kind=kind,
+        scope=scope,
+        origin=origin,
+        refresh_hash=secret_hash_of(refresh_token),
+        session_ttl=tokens.refresh_ttl if kind == "service" else tokens.session_ttl,
+        refresh_ttl=tokens.refresh_ttl,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        session_id=session_id,
+        clear=clear,
+        secret_hash=secret_hash,
+    )
+
+
+def secret_hash_of(value: str | None) -> bytes | None:
+    return secret_hash(value) if value is not None else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gateway.config.loader import Client
-from gateway.config.model import GRANT_REFRESH_TOKEN
 from gateway.grants import issue
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
@@ -66,53 +65,24 @@ async def jwt_bearer_grant(ctx: Context, client: Client, params: Params) -> Toke
         )
     requested = parse_scope(params.get("scope"))
     scope = grant_scope(requested, client.config)
-    offline = params.get("access_type") == "offline" or "offline_access" in scope
-    can_refresh = GRANT_REFRESH_TOKEN in client.config.effective_grant_types
-    refresh = issue.new_secret() if offline and can_refresh else None
-    tokens = ctx.settings.tokens
-    login = await store.login(
-        ctx.db,
-        user_id=account.user_id,
-        client_id=client.client_id,
-        kind="browser",
-        scope=scope,
-        origin="jwt_bearer",
-        refresh_hash=issue.secret_hash(refresh) if refresh else None,
-        session_ttl=tokens.session_ttl,
-        refresh_ttl=tokens.refresh_ttl,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-    )
-    ttl = issue.access_ttl(ctx, client, service=False)
-    access = issue.mint_access_token(
+    refresh = issue.offline_refresh_token(client, scope, params.get("access_type"))
+    login = await issue.sign_in(
         ctx,
         client,
-        subject=str(account.user_id),
+        user_id=account.user_id,
         scope=scope,
-        session_id=login.session_id,
-        family_id=login.family_id,
-        ttl=ttl,
-        username=account.username,
-    )
-    id_token = None
-    if "openid" in scope:
-        id_token = issue.mint_id_token(
-            ctx,
-            client,
-            user=issue.user_profile(account.user_id, account.username, account.email, account.name),
-            scope=scope,
-            session_id=login.session_id,
-            family_id=login.family_id,
-            auth_time=int(login.auth_time.timestamp()),
-            access_token=access,
-        )
-    return TokenResult(
-        access_token=access,
-        expires_in=ttl,
-        scope=scope,
-        session_id=login.session_id,
-        family_id=login.family_id,
+        origin="jwt_bearer",
         refresh_token=refresh,
-        id_token=id_token,
+    )
+    holder = issue.Holder(account.user_id, account.username, account.email, account.name)
+    return issue.user_tokens(
+        ctx,
+        client,
+        holder,
+        scope=scope,
+        session_id=login.session_id,
+        family_id=login.family_id,
+        auth_time=login.auth_time,
+        refresh_token=refresh,
         requested_scope=requested,
     )

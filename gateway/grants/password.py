@@ -11,7 +11,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from gateway.config.loader import Client
-from gateway.config.model import GRANT_REFRESH_TOKEN
 from gateway.grants import issue
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
@@ -50,22 +49,14 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
         session_secret = issue.new_secret()
         new_secret_hash = issue.secret_hash(session_secret)
 
-    offline = params.get("access_type") == "offline" or "offline_access" in scope
-    can_refresh = GRANT_REFRESH_TOKEN in client.config.effective_grant_types
-    refresh = issue.new_secret() if offline and can_refresh else None
-    tokens = ctx.settings.tokens
-    login = await store.login(
-        ctx.db,
+    refresh = issue.offline_refresh_token(client, scope, params.get("access_type"))
+    login = await issue.sign_in(
+        ctx,
+        client,
         user_id=user_id,
-        client_id=client.client_id,
-        kind="browser",
         scope=scope,
         origin="password",
-        refresh_hash=issue.secret_hash(refresh) if refresh else None,
-        session_ttl=tokens.session_ttl,
-        refresh_ttl=tokens.refresh_ttl,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
+        refresh_token=refresh,
         session_id=existing_session,
         clear=clear,
         secret_hash=new_secret_hash,
@@ -86,41 +77,20 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
             scope=scope,
             nonce=params.get("nonce"),
             code_challenge=challenge,
-            offline=offline,
-            ttl=tokens.code_ttl,
+            offline=refresh is not None,
+            ttl=ctx.settings.tokens.code_ttl,
         )
         extra["code"] = code
-    ttl = issue.access_ttl(ctx, client, service=False)
-    access = issue.mint_access_token(
+    holder = issue.Holder(user_id, session.username, session.email, session.name)
+    return issue.user_tokens(
         ctx,
         client,
-        subject=str(user_id),
+        holder,
         scope=scope,
         session_id=login.session_id,
         family_id=login.family_id,
-        ttl=ttl,
-        username=session.username,
-    )
-    id_token = None
-    if "openid" in scope:
-        id_token = issue.mint_id_token(
-            ctx,
-            client,
-            user=issue.user_profile(user_id, session.username, session.email, session.name),
-            scope=scope,
-            session_id=login.session_id,
-            family_id=login.family_id,
-            auth_time=int(login.auth_time.timestamp()),
-            access_token=access,
-        )
-    return TokenResult(
-        access_token=access,
-        expires_in=ttl,
-        scope=scope,
-        session_id=login.session_id,
-        family_id=login.family_id,
+        auth_time=login.auth_time,
         refresh_token=refresh,
-        id_token=id_token,
         requested_scope=requested,
         extra=extra,
     )

@@ -60,31 +60,29 @@ async def refresh(
     status = await store.token_status(ctx.db, rotation.family_id)
     if status is None or not status.active:
         raise InvalidGrantError("the refresh token is no longer valid")
-    service = rotation.user_id is None
-    ttl = issue.access_ttl(ctx, client, service=service)
-    subject = issue.client_subject(client.client_id) if service else str(rotation.user_id)
+    if rotation.user_id is not None:
+        holder = issue.Holder(rotation.user_id, status.username, status.email, status.name)
+        return issue.user_tokens(
+            ctx,
+            client,
+            holder,
+            scope=rotation.scope,
+            session_id=rotation.session_id,
+            family_id=rotation.family_id,
+            auth_time=rotation.auth_time,
+            refresh_token=successor,
+            requested_scope=scope,
+        )
+    ttl = issue.access_ttl(ctx, client, service=True)
     access = issue.mint_access_token(
         ctx,
         client,
-        subject=subject,
+        subject=issue.client_subject(client.client_id),
         scope=rotation.scope,
         session_id=rotation.session_id,
         family_id=rotation.family_id,
         ttl=ttl,
-        username=status.username,
     )
-    id_token = None
-    if "openid" in rotation.scope and rotation.user_id is not None:
-        id_token = issue.mint_id_token(
-            ctx,
-            client,
-            user=issue.user_profile(rotation.user_id, status.username, status.email, status.name),
-            scope=rotation.scope,
-            session_id=rotation.session_id,
-            family_id=rotation.family_id,
-            auth_time=int(rotation.auth_time.timestamp()),
-            access_token=access,
-        )
     return TokenResult(
         access_token=access,
         expires_in=ttl,
@@ -92,7 +90,6 @@ async def refresh(
         session_id=rotation.session_id,
         family_id=rotation.family_id,
         refresh_token=successor,
-        id_token=id_token,
-        service=service,
+        service=True,
         requested_scope=scope,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -216,12 +217,23 @@ def _origin_of(url: str) -> str:
 # --- the login and consent forms --------------------------------------------------------------
 
 
-@routes.post(LOGIN_ACTION)
-async def login_post(request: web.Request) -> web.StreamResponse:
+@dataclass(frozen=True)
+class Posted:
+    """A login or consent form that passed the CSRF checks, with its authorization request."""
+
+    ctx: Context
+    form: Params
+    params: Params
+    auth_request: AuthorizationRequest
+    flow_session: str | None
+
+
+async def _posted(request: web.Request) -> Posted | web.StreamResponse:
+    """The checked form, or the answer to give instead (expired, error page, error redirect)."""
     ctx = grant_context(request)
     form = parse_form(await request.read())
     try:
-        params, _ = _open_flow(request, ctx, form)
+        params, flow_session = _open_flow(request, ctx, form)
         auth_request = _validate(ctx.config, params)
     except _Expired:
         return pages.message_page(request, "expired", status=400)
@@ -229,33 +241,38 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
         return redirect(exc.location(ctx.issuer), 303)
-    client = ctx.config.client(auth_request.client_id)
+    return Posted(ctx, form, params, auth_request, flow_session)
+
+
+@routes.post(LOGIN_ACTION)
+async def login_post(request: web.Request) -> web.StreamResponse:
+    posted = await _posted(request)
+    if not isinstance(posted, Posted):
+        return posted
+    ctx, form = posted.ctx, posted.form
+    client = ctx.config.client(posted.auth_request.client_id)
     assert client is not None
     username = form.get("username", "")
-    hidden = {"flow": form.get("flow", "")}
-    try:
-        account, clear = await check_password(ctx, username, form.get("password", ""))
-    except InvalidGrantError:
+
+    def again(message: str, status: int, **fmt: object) -> web.Response:
+        hidden = {"flow": form.get("flow", "")}
         return pages.login_page(
             request,
             client_name=client.app,
             action=LOGIN_ACTION,
             hidden=hidden,
             username=username,
-            message="wrong",
-            status=401,
+            message=message,
+            status=status,
+            **fmt,
         )
+
+    try:
+        account, clear = await check_password(ctx, username, form.get("password", ""))
+    except InvalidGrantError:
+        return again("wrong", 401)
     except SlowDownError as exc:
-        response = pages.login_page(
-            request,
-            client_name=client.app,
-            action=LOGIN_ACTION,
-            hidden=hidden,
-            username=username,
-            message="throttled",
-            status=429,
-            seconds=exc.retry_after,
-        )
+        response = again("throttled", 429, seconds=exc.retry_after)
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
     session_id = await store.session_open(
@@ -269,27 +286,27 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     )
     session = await store.session_get(ctx.db, session_id)
     return await _continue(
-        request, ctx, params, auth_request, session, status=303, fresh_login=True, set_sid=True
+        request,
+        ctx,
+        posted.params,
+        posted.auth_request,
+        session,
+        status=303,
+        fresh_login=True,
+        set_sid=True,
     )
 
 
 @routes.post(CONSENT_ACTION)
 async def consent_post(request: web.Request) -> web.StreamResponse:
-    ctx = grant_context(request)
-    form = parse_form(await request.read())
-    try:
-        params, flow_session = _open_flow(request, ctx, form)
-        auth_request = _validate(ctx.config, params)
-    except _Expired:
-        return pages.message_page(request, "expired", status=400)
-    except PageError as exc:
-        return pages.error_page(request, exc.error.error, exc.error.description)
-    except RedirectError as exc:
-        return redirect(exc.location(ctx.issuer), 303)
+    posted = await _posted(request)
+    if not isinstance(posted, Posted):
+        return posted
+    ctx, auth_request = posted.ctx, posted.auth_request
     session = await _current_session(request, ctx)
-    if session is None or str(session.session_id) != flow_session:
+    if session is None or str(session.session_id) != posted.flow_session:
         raise web.HTTPForbidden(reason="the consent form belongs to another session")
-    if form.get("decision") != "allow":
+    if posted.form.get("decision") != "allow":
         denied = RedirectError(
             AccessDeniedError("the user denied access"),
             auth_request.redirect_uri,
@@ -297,4 +314,6 @@ async def consent_post(request: web.Request) -> web.StreamResponse:
             auth_request.fragment,
         )
         return redirect(denied.location(ctx.issuer), 303)
-    return await _continue(request, ctx, params, auth_request, session, status=303, consented=True)
+    return await _continue(
+        request, ctx, posted.params, auth_request, session, status=303, consented=True
+    )
