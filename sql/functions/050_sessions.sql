@@ -160,6 +160,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT scope FROM auth.consent WHERE user_id = p_user_id AND client_id = p_client_id), '{}');
 $$;
+COMMENT ON FUNCTION daemon.consent_get(uuid, text) IS 'The scopes a user has consented to give a client';
 
 CREATE OR REPLACE FUNCTION daemon.consent_grant(p_user_id uuid, p_client_id text, p_scope text[])
 RETURNS void

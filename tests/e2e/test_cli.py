@@ -214,3 +214,9 @@ def test_origins_check_points_at_near_misses(tmp_path: Path) -> None:
     assert "listed with another scheme or port: http://localhost:3000, http://localhost:8080" in (
         result.stdout
     )
+
+
+def test_client_check_names_the_clients(env: dict[str, str]) -> None:
+    result = run_gateway("client", "check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3 clients OK (web, service, spa)"
