@@ -16,12 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import serving
 from tests.support import USERS, write_conf
 
 ISSUER = "https://as.example.test"
@@ -142,16 +139,8 @@ async def as_client(
     as_conf_path: Path, database_url: str, users: dict[str, str]
 ) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The gateway as an authorization server, with a browser-like cookie jar."""
-    holder = ConfigHolder(load_config(as_conf_path, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    try:
+    async with serving(as_conf_path, database_url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 def location_params(location: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -27,13 +27,11 @@ import asyncpg
 import jwt
 import pytest
 from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup
 from yarl import URL
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import serving
 from tests.http.conftest import (
     CLIENTS,
     ISSUER,
@@ -208,16 +206,8 @@ async def gateway(
     path = write_conf(
         directory, gateway={"issuer": ISSUER, "limits": RELAXED_LIMITS}, clients=clients
     )
-    holder = ConfigHolder(load_config(path, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    try:
+    async with serving(path, database_url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 def half_hash(value: str) -> str:

@@ -7,24 +7,18 @@ product (clients have no ``token_endpoint_auth_method``) and is not tested here.
 from __future__ import annotations
 
 import base64
-import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from tests.http.checklist import TOKEN, assert_e400, assert_e401c, assert_tok200
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, basic
 from tests.support import write_conf
 
-TOKEN = "/oauth2/token"
-TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
-VSCHAR = re.compile(r"^[\x20-\x7e]+$")
-DESCRIPTION_CHARS = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 SPECIAL_ID = "conf:special"
 SPECIAL_SECRET = "p@ss:w%rd+/"
 
@@ -43,47 +37,6 @@ def as_conf_path(tmp_path: Path) -> Path:
         gateway={"issuer": ISSUER, "limits": RELAXED_LIMITS},
         clients={**CLIENTS, "special": special},
     )
-
-
-async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``TOK200``."""
-    text = await resp.text()
-    assert resp.status == 200, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
-    assert VSCHAR.match(body["access_token"])
-    assert body["token_type"].lower() == "bearer"
-    assert type(body["expires_in"]) is int
-    assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E400(x)``."""
-    text = await resp.text()
-    assert resp.status == 400, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    body = json.loads(text)
-    assert body.get("error") in errors, body
-    assert DESCRIPTION_CHARS.match(body.get("error_description", "")), body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e401c(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E401C``: 401, invalid_client, a Basic challenge."""
-    text = await resp.text()
-    assert resp.status == 401, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("WWW-Authenticate") == 'Basic realm="gateway"'
-    body = json.loads(text)
-    assert body.get("error") == "invalid_client", body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
 
 
 def claims_of(token: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import time
 import uuid
 from pathlib import Path
@@ -24,17 +23,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from tests.http.checklist import TOKEN, assert_e400, assert_tok200
 from tests.http.conftest import CLIENTS, EXCHANGE, ISSUER, JWT_BEARER, RELAXED_LIMITS, SCOPES, basic
 from tests.support import write_conf
 
-TOKEN = "/oauth2/token"
 PARTNER = "https://idp.partner.test"
 PARTNER_KID = "partner-key-1"
 AT_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 RT_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"
-TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
-VSCHAR = re.compile(r"^[\x20-\x7e]+$")
-DESCRIPTION_CHARS = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 SHORT = {
     "client_id": "short",
     "client_secret": "shorts3cr3t",
@@ -89,34 +85,6 @@ def as_conf_path(tmp_path: Path, jwks_server: TestServer) -> Path:
 
 
 # --- assertions and helpers -------------------------------------------------------------------
-
-
-async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``TOK200``."""
-    text = await resp.text()
-    assert resp.status == 200, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
-    assert VSCHAR.match(body["access_token"])
-    assert body["token_type"].lower() == "bearer"
-    assert type(body["expires_in"]) is int
-    assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E400(x)``."""
-    text = await resp.text()
-    assert resp.status == 400, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    body = json.loads(text)
-    assert body.get("error") in errors, body
-    assert DESCRIPTION_CHARS.match(body.get("error_description", "")), body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
 
 
 def b64(data: dict[str, Any]) -> str:

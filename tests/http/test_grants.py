@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +13,17 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientResponse, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import (
+    TOKEN,
+    VSCHAR,
+    assert_e400,
+    assert_e401c,
+    assert_tok200,
+    serving,
+)
 from tests.http.conftest import (
     CLIENTS,
     ISSUER,
@@ -35,12 +38,8 @@ from tests.http.conftest import (
 )
 from tests.support import write_conf
 
-TOKEN = "/oauth2/token"
 RP_CB = "https://rp.example.test/cb"
 APP_CB = "https://app.example.test/cb"
-TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
-VSCHAR = re.compile(r"^[\x20-\x7e]+$")
-DESCRIPTION_CHARS = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 PLAIN = {
     "client_id": "plain",
     "client_secret": "plains3cr3t",
@@ -60,71 +59,14 @@ def as_conf_path(tmp_path: Path) -> Path:
     return conf_dir(tmp_path / "conf")
 
 
-async def start_client(conf_path: Path, database_url: str) -> TestClient:  # type: ignore[type-arg]
-    """Like ``as_client`` of tests/http/conftest.py, for a configuration of this module."""
-    holder = ConfigHolder(load_config(conf_path, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    return client
-
-
 @pytest.fixture
 async def short_client(
     tmp_path: Path, database_url: str, users: dict[str, str]
 ) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The gateway with ``tokens.code_ttl`` = 1 s."""
     path = conf_dir(tmp_path / "short", tokens={"code_ttl": 1, "refresh_grace": 1})
-    client = await start_client(path, database_url)
-    try:
+    async with serving(path, database_url) as client:
         yield client
-    finally:
-        await client.close()
-
-
-# --- assertions -------------------------------------------------------------------------------
-
-
-async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``TOK200``."""
-    text = await resp.text()
-    assert resp.status == 200, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
-    assert VSCHAR.match(body["access_token"])
-    assert body["token_type"].lower() == "bearer"
-    assert type(body["expires_in"]) is int
-    assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E400(x)``."""
-    text = await resp.text()
-    assert resp.status == 400, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    body = json.loads(text)
-    assert body.get("error") in errors, body
-    assert DESCRIPTION_CHARS.match(body.get("error_description", "")), body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e401c(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E401C``."""
-    text = await resp.text()
-    assert resp.status == 401, text
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("WWW-Authenticate", "").startswith("Basic realm=")
-    body = json.loads(text)
-    assert body.get("error") == "invalid_client", body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
 
 
 # --- helpers ----------------------------------------------------------------------------------

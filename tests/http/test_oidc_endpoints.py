@@ -21,15 +21,12 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import serving
 from tests.http.conftest import (
     EXCHANGE,
     ISSUER,
@@ -170,16 +167,8 @@ def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 @contextlib.asynccontextmanager
 async def gateway(directory: Path, database_url: str, **settings: Any) -> AsyncIterator[Client]:
     """The gateway with the shared test clients and some gateway settings changed."""
-    holder = ConfigHolder(load_config(as_config(directory, **settings), environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    try:
+    async with serving(as_config(directory, **settings), database_url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 # --- items 110, 111, 103: discovery -----------------------------------------------------------

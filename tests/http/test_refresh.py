@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,19 +19,13 @@ from typing import Any
 import asyncpg
 import jwt
 import pytest
-from aiohttp import ClientResponse, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import TOKEN, VSCHAR, assert_e400, assert_tok200, serving
 from tests.http.conftest import ISSUER, V, as_config, authz_params, basic, location_params, sign_in
 
-TOKEN = "/oauth2/token"
 REDIRECTS = {"conf": "https://rp.example.test/cb", "pub": "https://app.example.test/cb"}
-TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
-VSCHAR = re.compile(r"^[\x20-\x7e]+$")
-DESCRIPTION_CHARS = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
 FULL_SCOPE = "openid profile email offline_access orders.read"
 
 
@@ -42,47 +35,11 @@ async def grace_client(
 ) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The gateway with ``tokens.refresh_grace`` = 1 s (and ``code_ttl`` = 1 s)."""
     path = as_config(tmp_path / "grace", tokens={"refresh_grace": 1, "code_ttl": 1})
-    holder = ConfigHolder(load_config(path, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    try:
+    async with serving(path, database_url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 # --- assertions and helpers -------------------------------------------------------------------
-
-
-async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``TOK200``."""
-    text = await resp.text()
-    assert resp.status == 200, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
-    assert VSCHAR.match(body["access_token"])
-    assert body["token_type"].lower() == "bearer"
-    assert type(body["expires_in"]) is int
-    assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E400(x)``."""
-    text = await resp.text()
-    assert resp.status == 400, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    body = json.loads(text)
-    assert body.get("error") in errors, body
-    assert DESCRIPTION_CHARS.match(body.get("error_description", "")), body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
 
 
 async def tokens_for(

@@ -18,12 +18,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import jwt
-from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.http.checklist import assert_e401c, serving
 from tests.http.conftest import (
     EXCHANGE,
     ISSUER,
@@ -107,15 +104,6 @@ async def assert_invalid_grant(response: aiohttp.ClientResponse) -> None:
     assert "access_token" not in body
 
 
-async def assert_e401c(response: aiohttp.ClientResponse) -> None:
-    body = await response.json()
-    assert response.status == 401, body
-    assert body["error"] == "invalid_client"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["WWW-Authenticate"].lower().startswith("basic realm=")
-    assert "active" not in body
-
-
 async def orders_api_token(client: Client, subject: str) -> str:
     """An access token with audience orders-api (token exchange by conf, which may ask for it)."""
     response = await client.post(
@@ -138,16 +126,8 @@ async def orders_api_token(client: Client, subject: str) -> str:
 
 @contextlib.asynccontextmanager
 async def gateway(directory: Path, database_url: str, **settings: Any) -> AsyncIterator[Client]:
-    holder = ConfigHolder(load_config(as_config(directory, **settings), environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
-    client = TestClient(server, cookie_jar=jar)
-    await client.start_server()
-    try:
+    async with serving(as_config(directory, **settings), database_url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def family_revoked(db: asyncpg.Connection, access_token: str) -> bool:

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import time
-from typing import Any
 from urllib.parse import quote
 
 import jwt
@@ -16,59 +15,11 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from tests.http.checklist import TOKEN, assert_e400, assert_e401c, assert_tok200
 from tests.http.conftest import basic
 
-TOKEN = "/oauth2/token"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSONCT = {"Content-Type": "application/json"}
-TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
-VSCHAR = re.compile(r"^[\x20-\x7e]+$")
-DESCRIPTION_CHARS = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$")
-ERROR_LEAKS = ("Traceback", 'File "', ".py", "SELECT ", "asyncpg", "daemon.", "auth.")
-
-
-async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``TOK200``."""
-    text = await resp.text()
-    assert resp.status == 200, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
-    assert isinstance(body["access_token"], str)
-    assert VSCHAR.match(body["access_token"])
-    assert body["token_type"].lower() == "bearer"
-    assert type(body["expires_in"]) is int
-    assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E400(x)``; ``errors`` are the accepted alternatives."""
-    text = await resp.text()
-    assert resp.status == 400, text
-    assert resp.content_type == "application/json"
-    assert resp.headers.get("Cache-Control") == "no-store"
-    body = json.loads(text)
-    assert isinstance(body, dict)
-    assert body.get("error") in errors, body
-    assert DESCRIPTION_CHARS.match(body.get("error_description", "")), body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    for leak in ERROR_LEAKS:
-        assert leak not in text, text
-    return body  # type: ignore[no-any-return]
-
-
-async def assert_e401c(resp: ClientResponse) -> dict[str, Any]:
-    """SECURITY-CHECKLIST section 0.4 ``E401C`` (the product always answers a Basic challenge)."""
-    text = await resp.text()
-    assert resp.status == 401, text
-    assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("WWW-Authenticate") == 'Basic realm="gateway"'
-    body = json.loads(text)
-    assert body.get("error") == "invalid_client", body
-    assert not any(member in body for member in TOKEN_MEMBERS), body
-    return body  # type: ignore[no-any-return]
 
 
 async def post_raw(
