@@ -32,23 +32,12 @@ async def client_credentials_grant(ctx: Context, client: Client, params: Params)
         origin="client_credentials",
         refresh_token=refresh,
     )
-    ttl = issue.access_ttl(ctx, client, service=True)
-    access = issue.mint_access_token(
+    return issue.service_tokens(
         ctx,
         client,
-        subject=issue.client_subject(client.client_id),
-        scope=scope,
-        session_id=login.session_id,
-        family_id=login.family_id,
-        ttl=ttl,
-    )
-    return TokenResult(
-        access_token=access,
-        expires_in=ttl,
         scope=scope,
         session_id=login.session_id,
         family_id=login.family_id,
         refresh_token=refresh,
-        service=True,
         requested_scope=requested,
     )

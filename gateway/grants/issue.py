@@ -221,6 +221,39 @@ def user_tokens(
     )
 
 
+def service_tokens(
+    ctx: Context,
+    client: Client,
+    *,
+    scope: tuple[str, ...],
+    session_id: UUID,
+    family_id: UUID,
+    refresh_token: str | None = None,
+    requested_scope: tuple[str, ...] | None = None,
+) -> TokenResult:
+    """The token response of a client acting for itself (no user, no ID token)."""
+    ttl = access_ttl(ctx, client, service=True)
+    access = mint_access_token(
+        ctx,
+        client,
+        subject=client_subject(client.client_id),
+        scope=scope,
+        session_id=session_id,
+        family_id=family_id,
+        ttl=ttl,
+    )
+    return TokenResult(
+        access_token=access,
+        expires_in=ttl,
+        scope=scope,
+        session_id=session_id,
+        family_id=family_id,
+        refresh_token=refresh_token,
+        service=True,
+        requested_scope=requested_scope,
+    )
+
+
 def offline_refresh_token(
     client: Client, scope: tuple[str, ...], access_type: str | None
 ) -> str | None:

@@ -73,23 +73,12 @@ async def refresh(
             refresh_token=successor,
             requested_scope=scope,
         )
-    ttl = issue.access_ttl(ctx, client, service=True)
-    access = issue.mint_access_token(
+    return issue.service_tokens(
         ctx,
         client,
-        subject=issue.client_subject(client.client_id),
-        scope=rotation.scope,
-        session_id=rotation.session_id,
-        family_id=rotation.family_id,
-        ttl=ttl,
-    )
-    return TokenResult(
-        access_token=access,
-        expires_in=ttl,
         scope=rotation.scope,
         session_id=rotation.session_id,
         family_id=rotation.family_id,
         refresh_token=successor,
-        service=True,
         requested_scope=scope,
     )

@@ -14,12 +14,13 @@ from gateway.config.loader import Client
 from gateway.grants import issue
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
+from gateway.grants.live import family_of, live_token
 from gateway.oauth import rfc8693
 from gateway.oauth.errors import InvalidRequestError, InvalidScopeError, InvalidTargetError
 from gateway.oauth.params import Params
 from gateway.oauth.rfc6749 import parse_scope
 from gateway.store import grants as store
-from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, TokenInvalid
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP
 
 UNACCEPTABLE = "the subject_token is not valid"
 
@@ -78,14 +79,11 @@ async def _subject(
             info.scope,
         )
     typ = ID_TOKEN_TYP if request.subject_token_type == rfc8693.ID_TOKEN else ACCESS_TOKEN_TYP
-    try:
-        claims = ctx.verifier().verify(request.subject_token, typ=typ)
-    except TokenInvalid:
-        raise InvalidRequestError(UNACCEPTABLE) from None
-    family = _family_of(claims)
-    status = await store.token_status(ctx.db, family) if family else None
-    if family is None or status is None or not status.active or status.user_id is None:
+    live = await live_token(ctx, request.subject_token, typ=typ)
+    family = family_of(live[0]) if live else None
+    if live is None or family is None or live[1].user_id is None:
         raise InvalidRequestError(UNACCEPTABLE)
+    claims, status = live
     scope = tuple(str(claims.get("scope", "")).split()) if typ == ACCESS_TOKEN_TYP else status.scope
     subject: dict[str, Any] = {
         "sub": str(status.user_id),
@@ -96,25 +94,11 @@ async def _subject(
 
 
 async def _actor(ctx: Context, token: str) -> dict[str, Any]:
-    try:
-        claims = ctx.verifier().verify(token, typ=ACCESS_TOKEN_TYP)
-    except TokenInvalid:
-        raise InvalidRequestError("the actor_token is not valid") from None
-    family = _family_of(claims)
-    status = await store.token_status(ctx.db, family) if family else None
-    if status is None or not status.active:
+    live = await live_token(ctx, token)
+    if live is None:
         raise InvalidRequestError("the actor_token is not valid")
+    claims = live[0]
     actor = {"sub": str(claims["sub"])}
     if isinstance(claims.get("client_id"), str):
         actor["client_id"] = claims["client_id"]
     return actor
-
-
-def _family_of(claims: dict[str, Any]) -> UUID | None:
-    """The token family of a token: ``gid`` for access tokens; ID tokens name the session only,
-    so for them the family is looked up through ``sid`` by the caller's status check."""
-    value = claims.get("gid")
-    try:
-        return UUID(str(value)) if value is not None else None
-    except ValueError:
-        return None

@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 from gateway.grants import issue
 from gateway.grants.clients import authenticate_client
 from gateway.grants.context import Context
+from gateway.grants.live import family_of, live_token
 from gateway.oauth import oidc
 from gateway.oauth.errors import (
     BearerRequestError,
@@ -31,24 +32,12 @@ routes = web.RouteTableDef()
 TOKEN = frozenset({"token"})
 
 
-def _family(claims: dict[str, Any]) -> UUID | None:
-    try:
-        return UUID(str(claims["gid"]))
-    except (KeyError, ValueError):
-        return None
-
-
 async def verify_access_token(ctx: Context, token: str) -> tuple[dict[str, Any], store.TokenStatus]:
-    """A live access token: signature, expiry, audience, and its family not revoked."""
-    try:
-        claims = ctx.verifier().verify(token, typ=ACCESS_TOKEN_TYP)
-    except TokenInvalid:
-        raise InvalidTokenError("the access token is not valid") from None
-    family = _family(claims)
-    status = await store.token_status(ctx.db, family) if family else None
-    if status is None or not status.active:
-        raise InvalidTokenError("the access token has been revoked")
-    return claims, status
+    """A live access token, or ``invalid_token``."""
+    live = await live_token(ctx, token)
+    if live is None:
+        raise InvalidTokenError("the access token is not valid or has been revoked")
+    return live
 
 
 # --- userinfo ---------------------------------------------------------------------------------
@@ -131,7 +120,7 @@ async def _family_of_any(ctx: Context, token: str) -> UUID | None:
         claims = ctx.verifier().verify(token, typ=ACCESS_TOKEN_TYP, verify_exp=False)
     except TokenInvalid:
         return None
-    return _family(claims)
+    return family_of(claims)
 
 
 @routes.post("/oauth2/introspect")
