@@ -58,7 +58,7 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            entry.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -84,7 +84,7 @@ async def _issue(
             client_id=client.client_id,
             user_id=session.user_id,
             session_id=session.session_id,
-            redirect_uri=request.redirect_uri,
+            redirect_uri=request.redirect_uri if request.redirect_uri_sent else None,
             scope=request.scope,
             nonce=request.nonce,
             code_challenge=request.code_challenge,

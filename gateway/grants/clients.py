@@ -36,16 +36,16 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
     if creds.client_id is None:
         raise InvalidClientError("client authentication is required")
     keys = throttle_keys(ctx, creds.client_id)
-    wait = await store.throttle_check(ctx.db, keys)
+    limits = ctx.settings.limits
+    thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
+    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.client_lock_seconds)
     if wait:
         raise SlowDownError("too many failed client authentications", retry_after=wait)
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
-        limits = ctx.settings.limits
-        thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
-        await store.throttle_fail(ctx.db, keys, thresholds, limits.client_lock_seconds)
         raise InvalidClientError("client authentication failed")
     assert client is not None
+    await store.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
     if client.config.allowed_ips and not _ip_allowed(ctx.ip, client):
         raise UnauthorizedClientError("this client may not be used from this address")
     return client

@@ -50,16 +50,11 @@ class Authority:
         return sealer
 
     def verifier(self, config: Config) -> Verifier:
-        """A verifier for this configuration (issuer, HS256 clients) and key ring, cached."""
+        """A verifier for this configuration's issuer and the current key ring, cached."""
         cached = self._verifier
         if cached is not None and cached[0] is config and cached[1] is self.keyring:
             return cached[2]
-        hs256 = {
-            client.client_id: client.config.client_secret.get_secret_value().encode()
-            for client in config.clients.values()
-            if client.config.algorithm == "HS256" and client.config.client_secret is not None
-        }
-        verifier = Verifier(self.keyring, config.gateway.public_issuer(), hs256)
+        verifier = Verifier(self.keyring, config.gateway.public_issuer())
         self._verifier = (config, self.keyring, verifier)
         return verifier
 
@@ -86,6 +81,11 @@ class Context:
     @property
     def issuer(self) -> str:
         return self.config.gateway.public_issuer()
+
+    @property
+    def own_origin(self) -> str:
+        scheme, _, rest = self.issuer.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
 
     @property
     def audience(self) -> str:

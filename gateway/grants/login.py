@@ -25,17 +25,17 @@ def login_throttle_keys(ctx: Context, username: str) -> tuple[str, ...]:
 async def check_password(
     ctx: Context, username: str, password: str
 ) -> tuple[Account, tuple[str, ...]]:
-    """The account whose password this is, and the throttle keys to clear once signed in."""
+    """The account whose password this is (the attempt counted first, see 040_throttle.sql)."""
     limits = ctx.settings.limits
     keys = login_throttle_keys(ctx, username)
-    wait = await store.throttle_check(ctx.db, keys)
+    thresholds = (limits.login_failures_per_account, limits.login_failures_per_ip)[: len(keys)]
+    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.login_lock_seconds)
     if wait:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     account = await store.user_lookup(ctx.db, username) if len(username) <= 320 else None
     usable_hash = account.password_hash if account is not None and not account.locked else None
     ok = await ctx.authority.verify_password(usable_hash, password)
     if not ok or account is None or usable_hash is None:
-        thresholds = (limits.login_failures_per_account, limits.login_failures_per_ip)
-        await store.throttle_fail(ctx.db, keys, thresholds[: len(keys)], limits.login_lock_seconds)
         raise InvalidGrantError(WRONG_CREDENTIALS)
-    return account, keys[:1]
+    await store.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
+    return account, ()

@@ -32,7 +32,9 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
         if redirect_uri not in client.config.redirect_uris:
             raise InvalidRequestError("redirect_uri is not registered for this client")
     challenge = rfc7636.check_challenge(
-        params.get("code_challenge"), params.get("code_challenge_method"), required=False
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+        required=redirect_uri is not None and client.config.requires_pkce,
     )
 
     session_secret = params.get("secret")
@@ -98,15 +100,14 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
 
 async def _session_of_secret(ctx: Context, secret: str) -> tuple[UUID, UUID]:
     keys = login_throttle_keys(ctx, "session-secret")[1:]  # per address only
-    wait = await store.throttle_check(ctx.db, keys)
+    limits = ctx.settings.limits
+    thresholds = (limits.login_failures_per_ip,) * len(keys)
+    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.login_lock_seconds)
     if wait:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     found = await store.session_by_secret(ctx.db, issue.secret_hash(secret))
     if found is None:
-        limits = ctx.settings.limits
-        await store.throttle_fail(
-            ctx.db, keys, (limits.login_failures_per_ip,), limits.login_lock_seconds
-        )
         raise InvalidGrantError("the session secret is not valid")
+    await store.throttle_success(ctx.db, (), keys, thresholds)
     session_id, user_id = found
     return user_id, session_id

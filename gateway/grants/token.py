@@ -46,8 +46,11 @@ GRANTS: dict[str, Grant] = {
 
 
 async def token_request(
-    ctx: Context, params: Params, authorization: str | None
+    ctx: Context, params: Params, authorization: str | None, origin: str | None = None
 ) -> tuple[Client, TokenResult]:
+    """Run the grant. ``origin`` is the browser's ``Origin`` header: a page may only use a client
+    that lists its origin (or the gateway's own), so a cross-site form cannot sign a victim's
+    browser in to another account (login CSRF) or have tokens issued into it."""
     grant_type = params.get("grant_type")
     if grant_type is None:
         raise InvalidRequestError("grant_type is required")
@@ -57,4 +60,7 @@ async def token_request(
     client = await authenticate_client(ctx, client_credentials(authorization, params))
     if grant_type not in client.config.effective_grant_types:
         raise UnauthorizedClientError("this grant_type is not enabled for this client")
+    allowed = (*client.config.javascript_origins, ctx.own_origin)
+    if origin is not None and origin not in allowed:
+        raise UnauthorizedClientError("this client may not be used from this origin")
     return client, await grant(ctx, client, params)

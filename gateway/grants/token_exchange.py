@@ -27,14 +27,16 @@ UNACCEPTABLE = "the subject_token is not valid"
 
 async def token_exchange_grant(ctx: Context, client: Client, params: Params) -> TokenResult:
     request = rfc8693.validate_exchange(params)
-    subject, family_id, scope = await _subject(ctx, request)
+    subject, family_id, subject_scope = await _subject(ctx, client, request)
+    # Never more than the subject had, nor more than this client may ever get.
+    scope = tuple(s for s in subject_scope if s in client.config.scopes)
     actor: dict[str, Any] | None = None
     if request.actor_token is not None:
         actor = await _actor(ctx, request.actor_token)
     requested = parse_scope(params.get("scope"))
     if requested is not None:
         if any(s not in scope for s in requested):
-            raise InvalidScopeError("the requested scope exceeds the subject token's scope")
+            raise InvalidScopeError("the requested scope exceeds what this exchange can grant")
         scope = requested
     audience: tuple[str, ...] = ()
     if request.audience is not None:
@@ -66,12 +68,18 @@ async def token_exchange_grant(ctx: Context, client: Client, params: Params) -> 
 
 
 async def _subject(
-    ctx: Context, request: rfc8693.ExchangeRequest
+    ctx: Context, client: Client, request: rfc8693.ExchangeRequest
 ) -> tuple[dict[str, Any], UUID, tuple[str, ...]]:
-    """The subject's identity, its token family and its scope; ``invalid_request`` otherwise."""
+    """The subject's identity, its token family and its scope; ``invalid_request`` otherwise.
+
+    A refresh token or an ID token counts only for the client it was issued to (an ID token
+    leaked from a URL is not an API token for someone else); an access token, meant for APIs,
+    may be exchanged by any client allowed the grant (delegation)."""
     if request.subject_token_type == rfc8693.REFRESH_TOKEN:
         info = await store.refresh_lookup(ctx.db, issue.secret_hash(request.subject_token))
         if info is None or not info.active or info.user_id is None:
+            raise InvalidRequestError(UNACCEPTABLE)
+        if info.client_id != client.client_id:
             raise InvalidRequestError(UNACCEPTABLE)
         return (
             {"sub": str(info.user_id), "username": info.username},
@@ -84,6 +92,8 @@ async def _subject(
     if live is None or family is None or live[1].user_id is None:
         raise InvalidRequestError(UNACCEPTABLE)
     claims, status = live
+    if typ == ID_TOKEN_TYP and claims.get("aud") != client.client_id:
+        raise InvalidRequestError(UNACCEPTABLE)
     scope = tuple(str(claims.get("scope", "")).split()) if typ == ACCESS_TOKEN_TYP else status.scope
     subject: dict[str, Any] = {
         "sub": str(status.user_id),

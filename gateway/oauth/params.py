@@ -38,7 +38,7 @@ class Params(Mapping[str, str]):
             seen.add(name)
             too_long = len(value) > MAX_VALUE and name not in long_values
             control = name not in lenient and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
-            if too_long or control:
+            if too_long or control or not _is_utf8(value) or not _is_utf8(name):
                 raise InvalidRequestError(f"parameter {_safe(name)} has an invalid value")
             if value != "":
                 values[name] = value
@@ -63,6 +63,15 @@ class Params(Mapping[str, str]):
         if value is None:
             raise InvalidRequestError(f"parameter {name} is required")
         return value
+
+
+def _is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates (JSON allows "\\ud800"; UTF-8 does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe(name: str) -> str:

@@ -171,6 +171,8 @@ class AuthorizationRequest:
     prompt: frozenset[str]
     max_age: int | None
     login_hint: str | None
+    # RFC 6749 4.1.3: the token request must repeat redirect_uri only if the request sent it.
+    redirect_uri_sent: bool = True
 
     @property
     def fragment(self) -> bool:
@@ -204,6 +206,7 @@ def validate_authorization_request(
         raise PageError(InvalidClientError("unknown client_id", status=400))
     scope_text = params.get("scope")
     redirect_uri = params.get("redirect_uri")
+    redirect_uri_sent = redirect_uri is not None
     if redirect_uri is None:
         is_oidc = scope_text is not None and "openid" in scope_text.split(" ")
         if len(client.redirect_uris) != 1 or is_oidc:
@@ -281,6 +284,7 @@ def validate_authorization_request(
         prompt=prompt,
         max_age=int(max_age) if max_age is not None else None,
         login_hint=params.get("login_hint"),
+        redirect_uri_sent=redirect_uri_sent,
     )
 
 

@@ -64,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
+        self.idle = False
         self.head_only = False
         self.idle_handle: asyncio.TimerHandle | None = None
         self._write_ready: asyncio.Future[None] | None = None
@@ -81,6 +82,7 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.got_data = False
         self.keep_alive = False
+        self.until_close = False
         self._data_waiter: asyncio.Future[None] | None = None
         self.paused = False
 
@@ -91,6 +93,10 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # unsolicited bytes (a 408, garbage): never the next request's answer
+            self.pool.forget(self)
+            self.close()
+            return
         self.got_data = True
         try:
             self.parser.feed_data(data)
@@ -102,6 +108,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        if self.until_close and self.head.done() and exc is None and self.error is None:
+            self.complete = True  # a body without length or chunks ends with the connection
+            self._wake()
         if not self.complete:
             self._fail(UpstreamBroken("the upstream closed the connection"))
         if self._write_ready is not None and not self._write_ready.done():
@@ -121,7 +130,7 @@ class _Connection(asyncio.Protocol):
         self.reason += status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "replace")))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -131,6 +140,13 @@ class _Connection(asyncio.Protocol):
             return
         # llhttp answers this only until the message is complete: ask now.
         self.keep_alive = bool(self.parser.should_keep_alive())
+        names = {name.lower() for name, _ in self.headers}
+        self.until_close = (
+            "content-length" not in names
+            and "transfer-encoding" not in names
+            and self.status not in (204, 304)
+            and not self.head_only
+        )
         if not self.head.done():
             self.head.set_result(None)
         if self.head_only:  # llhttp would wait for the body a HEAD answer announces
@@ -267,6 +283,7 @@ class UpstreamPool:
             return
         conn._reset()
         conn.reused = True
+        conn.idle = True
         conn.idle_handle = conn.loop.call_later(IDLE_SECONDS, self._expire, conn)
         self._idle.append(conn)
 
@@ -277,6 +294,7 @@ class UpstreamPool:
     async def _connection(self, timeouts: Timeouts) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
+            conn.idle = False
             if conn.idle_handle is not None:
                 conn.idle_handle.cancel()
                 conn.idle_handle = None
@@ -355,13 +373,13 @@ class UpstreamPool:
         elif method in METHODS_WITH_BODY:
             lines.append("Content-Length: 0\r\n")
         lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        head = "".join(lines).encode("utf-8", "surrogateescape")
         if isinstance(body, bytes) and body:
             transport.write(head + body)
         else:
             transport.write(head)
             if body is not None and not isinstance(body, bytes):
-                await self._upload(conn, transport, body, chunked)
+                await self._upload(conn, transport, body, chunked, timeouts.read)
         try:
             async with asyncio.timeout(timeouts.read):
                 await conn.head
@@ -377,6 +395,7 @@ class UpstreamPool:
         transport: asyncio.Transport,
         body: AsyncIterator[bytes],
         chunked: bool,
+        stall: float,
     ) -> None:
         async for chunk in body:
             if conn.closed:
@@ -386,7 +405,11 @@ class UpstreamPool:
                     transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 transport.write(chunk)
-            await conn.drain()
+            try:
+                async with asyncio.timeout(stall):
+                    await conn.drain()
+            except TimeoutError:
+                raise UpstreamTimeout("the upstream stopped reading the request body") from None
         if chunked:
             transport.write(b"0\r\n\r\n")
 

@@ -47,7 +47,7 @@ from gateway.proxy.refresh import Refresher
 from gateway.proxy.revocations import Revocations
 from gateway.proxy.routes import PathRefused, RouteTable, Target
 from gateway.proxy.upstreams import Upstreams
-from gateway.tokens.jwt import ACCESS_TOKEN_TYP
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid
 from gateway.web.context import grant_context
 from gateway.web.cookies import RefreshCookie, clear_session_cookies, set_token_cookies
 from gateway.web.cors import POLICY
@@ -270,7 +270,10 @@ def identity_claims(exchange: Exchange, principal: Principal) -> dict[str, Any]:
         return principal.claims
     # A token this request just obtained by refreshing; its claims feed the identity headers.
     verifier = exchange.authority.verifier(exchange.config)
-    return verifier.verify(principal.token, typ=ACCESS_TOKEN_TYP)
+    try:
+        return verifier.verify(principal.token, typ=ACCESS_TOKEN_TYP)
+    except TokenInvalid:
+        return {}
 
 
 def upstream_headers(exchange: Exchange, principal: Principal | None) -> list[tuple[str, str]]:
@@ -356,7 +359,9 @@ async def _forward(
         and exchange.presented.can_refresh
         and (not has_body or (length is not None and length <= REPLAYABLE_BODY))
     )
-    body: bytes | None = await request.read() if replayable and has_body else None
+    body: bytes | None = None
+    if replayable and has_body:
+        body = b"".join([chunk async for chunk in _body_stream(request, route.max_body)])
     timeouts = exchange.settings.timeouts[route.prefix]
     retried = False
     while True:

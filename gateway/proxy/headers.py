@@ -129,7 +129,8 @@ def inbound(
     """The client's headers that may go upstream, before the gateway adds its own."""
     if "Connection" in headers:
         drop = drop | _connection_listed(headers)
-    return [(k, v) for k, v in headers.items() if k.lower() not in drop]
+    # X_User_Id reaches CGI-style upstreams as X-User-Id does: compare with '_' as '-'.
+    return [(k, v) for k, v in headers.items() if k.lower().replace("_", "-") not in drop]
 
 
 def forwarded_cookies(header: str | None) -> str | None:

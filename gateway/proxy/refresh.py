@@ -49,5 +49,7 @@ class Refresher:
         now = time.monotonic()
         if len(self._recent) >= MAX_REMEMBERED:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
-        self._recent[cookie.token] = (now + ctx.settings.tokens.refresh_grace, result)
+        # Never hand out a remembered access token after it expires.
+        keep = min(ctx.settings.tokens.refresh_grace, max(result.expires_in - 1, 1))
+        self._recent[cookie.token] = (now + keep, result)
         return result

@@ -63,15 +63,16 @@ class Revocations:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                conn = await asyncpg.connect(dsn, timeout=5, command_timeout=5)
                 await store.listen(conn, self.add)
                 for kind, ident in await store.revocations_since(conn, self.horizon):
                     self.add(kind, str(ident))
                 self.listening = True
                 while not conn.is_closed():
                     await asyncio.sleep(1.0)
-                    await conn.execute("SELECT 1")
-            except (StoreError, *UNREACHABLE, asyncpg.PostgresError) as exc:
+                    async with asyncio.timeout(5):  # a silent partition must not hang us
+                        await conn.execute("SELECT 1")
+            except (StoreError, *UNREACHABLE, asyncpg.PostgresError, TimeoutError) as exc:
                 if self.listening:
                     log.warning(
                         "revocation listener lost its connection: %s", exc.__class__.__name__

@@ -14,13 +14,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, hdrs, web
+from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import UpstreamError
 from gateway.proxy.credentials import Principal
-from gateway.proxy.forward import Exchange, identity_claims
+from gateway.proxy.forward import Exchange, identity_claims, upstream_headers
 from gateway.proxy.revocations import Revocations
 from gateway.web.cookies import set_token_cookies
+from gateway.web.errors import json_error
 
 POLICY_VIOLATION = 1008
 
@@ -29,11 +31,11 @@ async def proxy_websocket(
     exchange: Exchange, url: URL, principal: Principal | None
 ) -> web.StreamResponse:
     request, route, state = exchange.request, exchange.route, exchange.state
-    headers: dict[str, str] = {}
-    claims: dict[str, Any] = {}
-    if principal is not None:
-        headers[hdrs.AUTHORIZATION] = f"Bearer {principal.token}"
-        claims = identity_claims(exchange, principal)
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        return json_error(400, "invalid_request", "not a valid WebSocket handshake")
+    # The same headers as any proxied request: Bearer, identity, forwarding, request id.
+    headers = CIMultiDict(upstream_headers(exchange, principal))
+    claims: dict[str, Any] = identity_claims(exchange, principal) if principal else {}
     protocols = [
         p.strip()
         for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")

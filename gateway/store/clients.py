@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ async def sync_configured_clients(
         if app.client_secret is not None:
             secret = app.client_secret.get_secret_value()
             old = existing.get(client.client_id)
-            secret_hash = old if old and passwords.verify(old, secret) else passwords.hash(secret)
+            # argon2 runs off the event loop: a reload happens while requests are served.
+            same = bool(old) and await asyncio.to_thread(passwords.verify, old, secret)
+            secret_hash = old if same and old else await asyncio.to_thread(passwords.hash, secret)
         rows.append(
             {
                 "client_id": client.client_id,

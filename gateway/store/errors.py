@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.exceptions._base import DataError as ClientDataError
 
 from gateway.errors import GatewayError, StoreError
 from gateway.oauth import errors as oauth
@@ -19,8 +20,9 @@ class UserExistsError(StoreError):
     """GW001: a user with this name or email already exists."""
 
 
-class InvalidInputError(StoreError):
-    """GW002: the database refused the input."""
+class InvalidInputError(GatewayError):
+    """GW002, or a value the database cannot store: the request is at fault (400), not the
+    database (503)."""
 
 
 _OAUTH: dict[str, type[oauth.OAuthError]] = {
@@ -57,6 +59,9 @@ def sql_errors() -> Iterator[None]:
     """Translate database errors raised inside the block."""
     try:
         yield
+    except (asyncpg.DataError, ClientDataError) as exc:
+        # A value PostgreSQL (class 22) or asyncpg's encoder refuses: bad input, not an outage.
+        raise InvalidInputError("a value cannot be stored") from exc
     except asyncpg.PostgresError as exc:
         raise translate(exc) from exc
     except UNREACHABLE as exc:

@@ -91,20 +91,22 @@ async def session_open(
     ip: str | None,
     user_agent: str | None,
     clear: tuple[str, ...] = (),
+    session_id: UUID | None = None,
 ) -> UUID:
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.session_open($1, $2, $3, $4, $5, $6)",
+            "SELECT * FROM daemon.session_open($1, $2, $3, $4, $5, $6, $7)",
             user_id,
             client_id,
             ttl,
             ip,
             user_agent,
             list(clear),
+            session_id,
         )
     assert row is not None
-    session_id: UUID = row["session_id"]
-    return session_id
+    opened: UUID = row["session_id"]
+    return opened
 
 
 async def session_by_secret(db: Executor, secret_hash: bytes) -> tuple[UUID, UUID] | None:
@@ -137,25 +139,24 @@ async def consent_grant(
         await db.execute("SELECT daemon.consent_grant($1, $2, $3)", user_id, client_id, list(scope))
 
 
-async def throttle_check(db: Executor, keys: tuple[str, ...]) -> int:
-    with sql_errors():
-        return int(await db.fetchval("SELECT daemon.throttle_check($1)", list(keys)))
-
-
-async def throttle_fail(
+async def throttle_attempt(
     db: Executor, keys: tuple[str, ...], thresholds: tuple[int, ...], base_seconds: int
 ) -> int:
+    """``daemon.throttle_attempt``: seconds to wait (the attempt is refused), or 0 (counted)."""
     with sql_errors():
-        return int(
-            await db.fetchval(
-                "SELECT daemon.throttle_fail($1, $2, $3)",
-                list(keys),
-                list(thresholds),
-                base_seconds,
-            )
+        wait = await db.fetchval(
+            "SELECT daemon.throttle_attempt($1, $2, $3)", list(keys), list(thresholds), base_seconds
         )
+    return int(wait)
 
 
-async def throttle_clear(db: Executor, keys: tuple[str, ...]) -> None:
+async def throttle_success(
+    db: Executor, clear: tuple[str, ...], refund: tuple[str, ...], thresholds: tuple[int, ...]
+) -> None:
     with sql_errors():
-        await db.execute("SELECT daemon.throttle_clear($1)", list(keys))
+        await db.execute(
+            "SELECT daemon.throttle_success($1, $2, $3)",
+            list(clear),
+            list(refund),
+            list(thresholds),
+        )

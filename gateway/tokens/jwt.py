@@ -82,14 +82,16 @@ def mint_hs256(claims: Mapping[str, Any], secret: bytes, typ: str) -> str:
 
 
 class Verifier:
-    """Verifies tokens the gateway issued: its key ring, or HS256 with a client's secret."""
+    """Verifies tokens the gateway signed with its own keys.
 
-    def __init__(
-        self, ring: KeyRing, issuer: str, hs256_secrets: Mapping[str, bytes] | None = None
-    ) -> None:
+    HS256 tokens (clients configured with ``"algorithm": "HS256"``) are never accepted here:
+    their key is the client's secret, so the client could mint tokens for any user. They are
+    for APIs that share that secret, not for the gateway's own endpoints or the token handler.
+    """
+
+    def __init__(self, ring: KeyRing, issuer: str) -> None:
         self.ring = ring
         self.issuer = issuer
-        self._hs256 = dict(hs256_secrets or {})
 
     def verify(
         self,
@@ -99,27 +101,19 @@ class Verifier:
         audience: str | None = None,
         verify_exp: bool = True,
     ) -> dict[str, Any]:
-        header, unverified = inspect(token)
+        header, _ = inspect(token)
         if str(header.get("typ", "")).lower().removeprefix("application/") != typ.lower():
             raise TokenInvalid(f"typ is not {typ}")
         alg = header.get("alg")
-        key: Any
-        if alg in ("RS256", "ES256"):
-            kid = header.get("kid")
-            signing_key = self.ring.get(kid) if isinstance(kid, str) else None
-            if signing_key is None:
-                raise TokenInvalid("unknown kid")
-            if signing_key.alg != alg:
-                raise TokenInvalid("algorithm does not match the key")
-            key = signing_key.public_key
-        elif alg == "HS256":
-            client_id = unverified.get("client_id", unverified.get("azp"))
-            secret = self._hs256.get(client_id) if isinstance(client_id, str) else None
-            if secret is None:
-                raise TokenInvalid("HS256 is not configured for this client")
-            key = secret
-        else:
+        if alg not in ("RS256", "ES256"):
             raise TokenInvalid("algorithm not accepted")
+        kid = header.get("kid")
+        signing_key = self.ring.get(kid) if isinstance(kid, str) else None
+        if signing_key is None:
+            raise TokenInvalid("unknown kid")
+        if signing_key.alg != alg:
+            raise TokenInvalid("algorithm does not match the key")
+        key: Any = signing_key.public_key
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

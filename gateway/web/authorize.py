@@ -38,7 +38,7 @@ from gateway.store import sessions as store
 from gateway.store.sessions import Session
 from gateway.web import pages
 from gateway.web.context import grant_context
-from gateway.web.cookies import CSRF, read_session, set_csrf_cookie, set_session_cookie
+from gateway.web.cookies import CSRF, read_session, same_secret, set_csrf_cookie, set_session_cookie
 
 routes = web.RouteTableDef()
 FLOW_PURPOSE = "authorize-flow"
@@ -197,7 +197,7 @@ def _open_flow(request: web.Request, ctx: Context, form: Params) -> tuple[Params
         raise web.HTTPForbidden(reason="missing or forged form")
     flow = json.loads(plain)
     cookie = request.cookies.get(CSRF, "")
-    if not secrets.compare_digest(str(flow["c"]).encode(), cookie.encode()):
+    if not same_secret(str(flow["c"]), cookie):
         raise web.HTTPForbidden(reason="the form does not belong to this browser")
     if int(flow["e"]) < time.time():
         raise _Expired
@@ -275,6 +275,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         response = again("throttled", 429, seconds=exc.retry_after)
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
+    current = await _current_session(request, ctx)
     session_id = await store.session_open(
         ctx.db,
         user_id=account.user_id,
@@ -283,6 +284,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         ip=ctx.ip,
         user_agent=ctx.user_agent,
         clear=clear,
+        session_id=current.session_id if current and current.user_id == account.user_id else None,
     )
     session = await store.session_get(ctx.db, session_id)
     return await _continue(

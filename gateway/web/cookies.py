@@ -9,6 +9,7 @@ JWT nor usable under another name. All are ``HttpOnly; Path=/``, host-only, ``Se
 
 from __future__ import annotations
 
+import hmac
 import json
 from dataclasses import dataclass
 from uuid import UUID
@@ -138,6 +139,13 @@ def read_session(request: web.BaseRequest, sealer: Sealer) -> UUID | None:
         return UUID(plain.decode())
     except ValueError:
         return None
+
+
+def same_secret(expected: str, presented: str) -> bool:
+    """Constant-time comparison that tolerates undecodable input (it simply does not match)."""
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogateescape"), presented.encode("utf-8", "surrogateescape")
+    )
 
 
 def set_csrf_cookie(response: web.StreamResponse, settings: GatewaySettings, nonce: str) -> None:

@@ -52,6 +52,7 @@ ALLOWED_HEADERS = frozenset(
 )
 MAX_AGE = "600"
 REJECTION_LOG_INTERVAL = 10.0
+MAX_TRACKED_ORIGINS = 1000
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ class RejectionLog:
 
     def record(self, origin: str, path: str) -> None:
         key = origin[:200]
+        if key not in self.counts and len(self.counts) >= MAX_TRACKED_ORIGINS:
+            self.counts.clear()  # anyone can send any Origin: keep this bounded
         self.counts[key] = self.counts.get(key, 0) + 1
         now = time.monotonic()
         if now - self._last >= REJECTION_LOG_INTERVAL:

@@ -15,12 +15,13 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 
-from aiohttp import hdrs, web
+from aiohttp import ClientConnectionResetError, hdrs, web
 
 from gateway.errors import StoreError, UpstreamError
 from gateway.keys import REQUEST_ID
 from gateway.logs import request_id_var
 from gateway.oauth import errors as oauth
+from gateway.store.errors import InvalidInputError
 from gateway.web.cors import add_cors_headers, preflight
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = render_oauth_error(err)
     except UpstreamError as err:
         response = json_error(err.status, err.error, err.description)
+    except InvalidInputError:
+        response = json_error(400, "invalid_request", "a value in the request cannot be used")
+    except (ConnectionResetError, ClientConnectionResetError):
+        # The client went away mid-request: nobody is left to answer.
+        log.info("client disconnected during %s %s", request.method, request.path)
+        raise
     except StoreError:
         log.warning("database unavailable while serving %s %s", request.method, request.path)
         response = json_error(

@@ -29,6 +29,7 @@ from gateway.web.cookies import (
     clear_session_cookies,
     read_refresh,
     read_session,
+    same_secret,
     set_csrf_cookie,
 )
 from gateway.web.cors import POLICY
@@ -124,7 +125,7 @@ def _open_logout_flow(request: web.Request, ctx: Context, sealed: str) -> Params
         raise web.HTTPForbidden(reason="missing or forged form")
     flow = json.loads(plain)
     cookie = request.cookies.get(CSRF, "")
-    if not secrets.compare_digest(str(flow["c"]).encode(), cookie.encode()):
+    if not same_secret(str(flow["c"]), cookie):
         raise web.HTTPForbidden(reason="the form does not belong to this browser")
     if int(flow["e"]) < time.time():
         raise web.HTTPForbidden(reason="the form has expired")

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from gateway.keys import CONFIG
-from gateway.web.forwarded import is_trusted
+from gateway.web.forwarded import client_address, is_trusted
 
 routes = web.RouteTableDef()
 
@@ -58,7 +58,8 @@ def _local(address: str | None) -> bool:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].current.gateway
-    if not (_local(request.remote) or is_trusted(request.remote, settings)):
+    client = client_address(request, settings)
+    if not (_local(client) or is_trusted(client, settings)):
         raise web.HTTPNotFound(reason="no route for this path")
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

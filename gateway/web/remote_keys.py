@@ -63,9 +63,11 @@ class RemoteKeyCache:
             async with self._session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise ValueError(f"status {response.status}")
-                body = await response.content.read(MAX_DOCUMENT + 1)
-                if len(body) > MAX_DOCUMENT:
-                    raise ValueError("document too large")
+                body = b""
+                async for chunk in response.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT:
+                        raise ValueError("document too large")
             keys = parse_key_document(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self._failed[issuer] = time.monotonic()

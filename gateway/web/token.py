@@ -25,8 +25,11 @@ async def token(request: web.Request) -> web.Response:
         request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read(), lenient=OPAQUE
     )
     ctx = grant_context(request)
-    client, result = await token_request(ctx, params, request.headers.get(hdrs.AUTHORIZATION))
-    delivery = client.config.token_delivery
+    client, result = await token_request(
+        ctx, params, request.headers.get(hdrs.AUTHORIZATION), request.headers.get(hdrs.ORIGIN)
+    )
+    # HS256 tokens are for APIs that share the client's secret; the token handler never takes them.
+    delivery = "body" if client.config.algorithm == "HS256" else client.config.token_delivery
     response = web.json_response(
         result.body(include_tokens=delivery != "cookies"), headers=NO_STORE
     )

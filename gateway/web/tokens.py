@@ -134,7 +134,8 @@ async def introspect(request: web.Request) -> web.Response:
         return inactive
     info = await store.refresh_lookup(ctx.db, issue.secret_hash(token))
     if info is not None:
-        if not info.active:
+        # A refresh token is its client's business only.
+        if not info.active or info.client_id != client.client_id:
             return inactive
         body: dict[str, Any] = {
             "active": True,

@@ -1,16 +1,13 @@
-CREATE OR REPLACE FUNCTION daemon.throttle_check(p_keys text[])
-RETURNS integer
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(max(ceil(extract(epoch FROM locked_until - now())))::integer, 0)
-    FROM auth.throttle
-    WHERE key = ANY (p_keys) AND locked_until > now();
-$$;
-COMMENT ON FUNCTION daemon.throttle_check(text[]) IS
-    'Seconds until the most locked of these keys may try again (0: not throttled)';
+-- Brute-force throttling. An attempt is counted BEFORE the caller checks the credentials
+-- (daemon.throttle_attempt), so parallel guesses cannot all slip in before the first failure is
+-- recorded; a success then forgets the account's count and refunds the address's attempt
+-- (daemon.throttle_success).
 
-CREATE OR REPLACE FUNCTION daemon.throttle_fail(
+DROP FUNCTION IF EXISTS daemon.throttle_check(text[]);
+DROP FUNCTION IF EXISTS daemon.throttle_fail(text[], integer[], integer);
+DROP FUNCTION IF EXISTS daemon.throttle_clear(text[]);
+
+CREATE OR REPLACE FUNCTION daemon.throttle_attempt(
     p_keys text[], p_thresholds integer[], p_base_seconds integer
 ) RETURNS integer
 LANGUAGE plpgsql
@@ -18,41 +15,77 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     i integer;
-    v_failures integer;
+    v_row auth.throttle%ROWTYPE;
     v_wait integer := 0;
-    v_lock integer;
+    v_failures integer;
 BEGIN
     IF array_length(p_keys, 1) IS DISTINCT FROM array_length(p_thresholds, 1) THEN
         RAISE EXCEPTION 'one threshold per key' USING ERRCODE = 'GW002';
     END IF;
+    -- Rows are locked in key order, so concurrent attempts queue instead of deadlocking.
+    FOR i IN SELECT ord FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord) ORDER BY key LOOP
+        INSERT INTO auth.throttle (key, failures, last_failure_at) VALUES (p_keys[i], 0, now())
+        ON CONFLICT (key) DO NOTHING;
+        SELECT * INTO v_row FROM auth.throttle WHERE key = p_keys[i] FOR UPDATE;
+        IF v_row.locked_until > now() THEN
+            v_wait := greatest(v_wait, ceil(extract(epoch FROM v_row.locked_until - now()))::integer);
+        END IF;
+    END LOOP;
+    IF v_wait > 0 THEN
+        RETURN v_wait;  -- refused: not counted, the caller must not check the credentials
+    END IF;
     FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
-        INSERT INTO auth.throttle AS t (key, failures, last_failure_at)
-        VALUES (p_keys[i], 1, now())
-        ON CONFLICT (key) DO UPDATE SET
+        UPDATE auth.throttle AS t SET
             -- A quiet hour forgives earlier failures.
             failures = CASE WHEN t.last_failure_at < now() - interval '1 hour' THEN 1
                             ELSE t.failures + 1 END,
             last_failure_at = now()
+        WHERE key = p_keys[i]
         RETURNING failures INTO v_failures;
         IF v_failures >= p_thresholds[i] THEN
-            v_lock := least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600)::integer;
-            UPDATE auth.throttle SET locked_until = now() + make_interval(secs => v_lock)
+            UPDATE auth.throttle SET locked_until = now() + make_interval(secs =>
+                least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600))
             WHERE key = p_keys[i];
-            v_wait := greatest(v_wait, v_lock);
         END IF;
     END LOOP;
-    RETURN v_wait;
+    RETURN 0;
 END;
 $$;
-COMMENT ON FUNCTION daemon.throttle_fail(text[], integer[], integer) IS
-    'Count a failure for each key; past its threshold a key is locked for base * 2^(excess) seconds '
-    '(at most an hour). Returns the longest lock now in force.';
+COMMENT ON FUNCTION daemon.throttle_attempt(text[], integer[], integer) IS
+    'Count an attempt for each key (account, address, client), or refuse it: the seconds to wait '
+    'when a key is locked (nothing counted), else 0. The attempt that reaches a key''s threshold '
+    'locks it for base * 2^(excess) seconds, at most an hour; the lock applies to later attempts.';
 
-CREATE OR REPLACE FUNCTION daemon.throttle_clear(p_keys text[])
-RETURNS void
-LANGUAGE sql
+CREATE OR REPLACE FUNCTION daemon.throttle_success(
+    p_clear text[], p_refund text[], p_thresholds integer[]
+) RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    DELETE FROM auth.throttle WHERE key = ANY (p_keys);
+DECLARE
+    k record;
+BEGIN
+    -- Same key order as daemon.throttle_attempt, so the two never deadlock.
+    FOR k IN
+        SELECT key, false AS refund, NULL::integer AS threshold FROM unnest(p_clear) AS key
+        UNION ALL
+        SELECT r.key, true, t.threshold
+        FROM unnest(p_refund, p_thresholds) AS r(key, threshold)
+        JOIN LATERAL (SELECT r.threshold) AS t ON true
+        ORDER BY 1
+    LOOP
+        IF k.refund THEN
+            UPDATE auth.throttle AS t SET
+                failures = greatest(t.failures - 1, 0),
+                locked_until = CASE WHEN t.failures - 1 < k.threshold THEN NULL
+                                    ELSE t.locked_until END
+            WHERE t.key = k.key;
+        ELSE
+            DELETE FROM auth.throttle WHERE key = k.key;
+        END IF;
+    END LOOP;
+END;
 $$;
-COMMENT ON FUNCTION daemon.throttle_clear(text[]) IS 'Forget failures after a success';
+COMMENT ON FUNCTION daemon.throttle_success(text[], text[], integer[]) IS
+    'After a success: forget the p_clear keys (the account) and take the attempt back from the '
+    'p_refund keys (the address), unlocking them when they fall below their threshold.';

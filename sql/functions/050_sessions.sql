@@ -77,9 +77,10 @@ COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer,
     'p_refresh_hash is given) and clears the throttle keys p_clear. Raises OA002 for a disabled '
     'client and OA001 for a locked account.';
 
-CREATE OR REPLACE FUNCTION daemon.session_open(
+DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[]);
+CREATE FUNCTION daemon.session_open(
     p_user_id uuid, p_client_id text, p_ttl integer, p_ip inet, p_user_agent text,
-    p_clear text[] DEFAULT '{}'
+    p_clear text[] DEFAULT '{}', p_session_id uuid DEFAULT NULL
 ) RETURNS TABLE (session_id uuid, auth_time timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -88,6 +89,20 @@ BEGIN
     PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+    END IF;
+    IF p_session_id IS NOT NULL THEN
+        -- The same user signing in again (prompt=login, max_age) keeps the browser's session,
+        -- so the tokens of that session (a SPA's cookies) stay valid; only auth_time moves.
+        UPDATE auth.session s SET auth_time = now(), last_seen_at = now()
+        WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.kind = 'browser'
+          AND s.revoked_at IS NULL AND s.expires_at > now()
+        RETURNING s.id, s.auth_time INTO session_id, auth_time;
+        IF FOUND THEN
+            PERFORM daemon.audit('login', p_user_id, p_client_id, session_id, p_ip,
+                                 jsonb_build_object('origin', 'form', 'again', true));
+            RETURN NEXT;
+            RETURN;
+        END IF;
     END IF;
     INSERT INTO auth.session (user_id, client_id, kind, expires_at, ip, user_agent)
     VALUES (p_user_id, p_client_id, 'browser', now() + make_interval(secs => p_ttl), p_ip,
@@ -101,8 +116,9 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
-COMMENT ON FUNCTION daemon.session_open(uuid, text, integer, inet, text, text[]) IS
-    'A browser session after a sign-in on the login page (the caller verified the password)';
+COMMENT ON FUNCTION daemon.session_open(uuid, text, integer, inet, text, text[], uuid) IS
+    'A browser session after a sign-in on the login page (the caller verified the password); '
+    'p_session_id, when live and the same user''s, is renewed instead of replaced';
 
 CREATE OR REPLACE FUNCTION daemon.session_by_secret(p_secret_hash bytea)
 RETURNS TABLE (session_id uuid, user_id uuid)

@@ -343,10 +343,12 @@ async def test_introspect_active_access_token_for_resource_server(
 
 
 async def test_introspect_refresh_token(as_client: Client, users: dict[str, str]) -> None:
-    """Item 122(b): {RT} without a hint -> 200 active with metadata (RT introspection is
-    supported)."""
+    """Item 122(b): {RT} without a hint -> 200 active with metadata, for the client the refresh
+    token belongs to; to any other client (here the resource server ``rs``) it is inactive:
+    a refresh token is never used at a resource server, and its metadata is its client's."""
     body = await code_tokens(as_client)
-    info = await introspection(await introspect(as_client, body["refresh_token"], RS))
+    await assert_exactly_inactive(await introspect(as_client, body["refresh_token"], RS))
+    info = await introspection(await introspect(as_client, body["refresh_token"], CONF))
     assert info["active"] is True
     assert info["client_id"] == "conf"
     assert info["sub"] == users["alice"]
