@@ -100,6 +100,15 @@ def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def bound_socket() -> socket.socket:
+    """A listening-ready socket on a free port of 127.0.0.1, bound now, so no other server can
+    take the port between choosing it and serving on it (TestServer(socket_factory=...))."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

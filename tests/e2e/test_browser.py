@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.server import runner_options
-from tests.support import free_port, gateway_env, write_conf
+from tests.support import bound_socket, gateway_env, write_conf
 
 pytestmark = pytest.mark.browser
 
@@ -52,21 +53,24 @@ class Stack:
     upstream_log: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def _page_server(title: str, port: int) -> TestServer:
+async def _page_server(title: str, sock: socket.socket) -> TestServer:
     app = web.Application()
 
     async def page(_request: web.Request) -> web.Response:
         return web.Response(text=PAGE.format(title=title), content_type="text/html")
 
     app.router.add_get("/", page)
-    server = TestServer(app, host="127.0.0.1", port=port)
+    server = TestServer(app, host="127.0.0.1", socket_factory=lambda *_: sock)
     await server.start_server()
     return server
 
 
 @pytest.fixture
 async def stack(tmp_path: Path, database_url: str, users: dict[str, str]) -> AsyncIterator[Stack]:
-    gw_port, spa_port, foreign_port = free_port(), free_port(), free_port()
+    gw_sock, spa_sock, foreign_sock = bound_socket(), bound_socket(), bound_socket()
+    gw_port, spa_port, foreign_port = (
+        s.getsockname()[1] for s in (gw_sock, spa_sock, foreign_sock)
+    )
     recorded: list[dict[str, Any]] = []
 
     async def api(request: web.Request) -> web.Response:
@@ -114,11 +118,13 @@ async def stack(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
     )
     holder = ConfigHolder(load_config(conf))
     gateway = TestServer(
-        create_app(holder, database_url=database_url), host="127.0.0.1", port=gw_port
+        create_app(holder, database_url=database_url),
+        host="127.0.0.1",
+        socket_factory=lambda *_: gw_sock,
     )
     await gateway.start_server(**runner_options())
-    spa = await _page_server("spa", spa_port)
-    foreign = await _page_server("foreign", foreign_port)
+    spa = await _page_server("spa", spa_sock)
+    foreign = await _page_server("foreign", foreign_sock)
     try:
         yield Stack(
             f"http://localhost:{gw_port}",

@@ -13,19 +13,22 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.server import runner_options
-from tests.support import SAMPLE_CONF, TEST_MASTER_KEY, free_port
+from tests.support import SAMPLE_CONF, TEST_MASTER_KEY, bound_socket
 
 
 @pytest.fixture
 async def demo(database_url: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    port = free_port()
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     environ = {
         "GATEWAY_DEMO_UPSTREAM": f"http://127.0.0.1:{port}/demo-api",
         "GATEWAY_MASTER_KEY": TEST_MASTER_KEY,
     }
     holder = ConfigHolder(load_config(SAMPLE_CONF / "gateway.json", environ=environ))
     assert holder.current.gateway.demo
-    server = TestServer(create_app(holder, database_url=database_url), port=port)
+    server = TestServer(
+        create_app(holder, database_url=database_url), socket_factory=lambda *_: sock
+    )
     await server.start_server(**runner_options())
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)
