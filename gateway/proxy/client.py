@@ -258,6 +258,11 @@ class UpstreamResponse:
             conn.close()
 
 
+def _head_timed_out(head: asyncio.Future[None]) -> None:
+    if not head.done():
+        head.set_exception(UpstreamTimeout("the upstream did not answer in time"))
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream origin."""
 
@@ -323,7 +328,7 @@ class UpstreamPool:
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send one request and wait for the head of the answer."""
-        replayable = not isinstance(body, AsyncIterator)
+        replayable = body is None or isinstance(body, bytes)
         for attempt in (1, 2):
             conn = await self._connection(timeouts)
             try:
@@ -380,11 +385,12 @@ class UpstreamPool:
             transport.write(head)
             if body is not None and not isinstance(body, bytes):
                 await self._upload(conn, transport, body, chunked, timeouts.read)
+        # A bare timer, not asyncio.timeout(): this wait is on every proxied request.
+        timer = conn.loop.call_later(timeouts.read, _head_timed_out, conn.head)
         try:
-            async with asyncio.timeout(timeouts.read):
-                await conn.head
-        except TimeoutError:
-            raise UpstreamTimeout("the upstream did not answer in time") from None
+            await conn.head
+        finally:
+            timer.cancel()
         if conn.error is not None:
             raise conn.error
         return UpstreamResponse(conn, method, timeouts)

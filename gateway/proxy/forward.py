@@ -177,7 +177,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        request.app[METRICS].proxied.labels(STATUS_CLASSES.get(status // 100, "other")).inc()
+        request.app[METRICS].proxied_by_class[STATUS_CLASSES.get(status // 100, "other")].inc()
 
 
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}

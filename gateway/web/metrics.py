@@ -26,6 +26,10 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        # One child per status class, resolved once: ``labels()`` on every request costs a lock.
+        self.proxied_by_class = {
+            name: self.proxied.labels(name) for name in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+        }
         self.refreshes = Counter(
             "gateway_refreshes",
             "Transparent refreshes by the token handler, by outcome",
