@@ -10,7 +10,10 @@ written here as a floor (its own process), and ``gateway serve`` (1 worker, then
    cookie; the gateway with 2 workers;
 2. with a Python load generator (wrk cannot keep a cookie jar per connection): the upstream direct,
    the minimal proxy, the gateway with a valid cookie, and the gateway refreshing on a share of
-   requests (64 sessions whose access tokens live 1 s, each with its own cookie jar).
+   requests (64 sessions whose access tokens live 1 s, each with its own cookie jar);
+3. with wrk again, 1 and 2 workers with every worker capped at ``--worker-cpu`` of a core (a
+   cgroup cpu quota, when the cgroup filesystem is writable, e.g. as root): on a small machine the
+   uncapped 2-worker figure shows the machine's limit, the capped one the gateway's scaling.
 
 Each row shows requests/s, p50 and p99 latency, the server's CPU time per request (all its
 processes, workers included) and the ratios to the direct upstream and to the minimal proxy of the
@@ -35,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+USER = f"bench-{os.getpid()}"  # its own user, so a reused database does not stop the run
 BODY = json.dumps({"id": 1, "name": "order", "items": list(range(20))})
 
 
@@ -167,9 +171,9 @@ def write_config(directory: Path, port: int, upstream: str, access_ttl: int) -> 
 
 
 def sign_in(port: int) -> str:
-    """A Cookie header for one fresh session of user bench."""
+    """A Cookie header for one fresh session of the benchmark user."""
     data = (
-        b"grant_type=password&client_id=spa&username=bench&password=bench-password"
+        b"grant_type=password&client_id=spa&username=" + USER.encode() + b"&password=bench-password"
         b"&scope=openid%20offline_access"
     )
     request = urllib.request.Request(
@@ -211,6 +215,75 @@ class CpuMeter:
                 continue
             total += times.user + times.system
         return total
+
+
+class CpuCap:
+    """A CPU quota per worker through the cgroup ``cpu`` controller (v1 or v2), when writable.
+
+    Two workers on a 2-core machine that also runs wrk and the upstream cannot show how the
+    gateway scales: the machine runs out first. Capping every worker at the same share of a core
+    leaves CPU to spare for the load generator and the upstream, so what 2 workers add over 1 is
+    the gateway's own scaling (kernel connection balancing, no shared lock or database call).
+    """
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.groups: list[Path] = []
+        self.root: Path | None = None
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.cfs_quota_us").exists() and os.access(v1, os.W_OK):
+            self.root, self.v2 = v1, False
+        elif "cpu" in _read(v2 / "cgroup.controllers").split() and os.access(v2, os.W_OK):
+            self.root, self.v2 = v2, True
+
+    @property
+    def available(self) -> bool:
+        return self.root is not None and self.share > 0
+
+    def confine(self, pid: int) -> None:
+        """Put one process (all its threads) in a group of its own with the quota."""
+        assert self.root is not None
+        group = self.root / f"gw-bench-{os.getpid()}-{len(self.groups)}"
+        group.mkdir()
+        self.groups.append(group)
+        period = 100_000
+        quota = int(period * self.share)
+        if self.v2:
+            (group / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        (group / "cgroup.procs").write_text(str(pid))
+
+    def release(self) -> None:
+        assert self.root is not None
+        for group in self.groups:
+            for pid in _read(group / "cgroup.procs").split():
+                with suppress(OSError):  # the process ended meanwhile
+                    (self.root / "cgroup.procs").write_text(pid)
+            with suppress(OSError):
+                group.rmdir()
+        self.groups.clear()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def listening_workers(meter: CpuMeter, port: int) -> list[int]:
+    """The processes of a gateway that accept on ``port``: the workers, not the supervisor."""
+    pids = []
+    for proc in [meter.process, *meter.process.children(recursive=True)]:
+        try:
+            sockets = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets):
+            pids.append(proc.pid)
+    return pids
 
 
 _WRK_LATENCY = re.compile(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -335,6 +408,42 @@ def table(title: str, results: list[Result], direct: Result, floor: Result) -> s
     return "\n".join(lines)
 
 
+def capped_scaling(
+    args: argparse.Namespace,
+    gateways: list[tuple[CpuMeter, int, str]],
+    path: str,
+    stack: ExitStack,
+) -> str:
+    """wrk against 1 and 2 workers, each worker capped at ``--worker-cpu`` of a core."""
+    title = f"wrk, every gateway worker capped at {args.worker_cpu:g} of a core (cgroup cpu quota)"
+    cap = CpuCap(args.worker_cpu)
+    if not cap.available:
+        return f"{title}\nnot measured: no writable cgroup cpu controller here (or --worker-cpu 0)"
+    stack.callback(cap.release)
+    for meter, port, _cookie in gateways:
+        for pid in listening_workers(meter, port):
+            cap.confine(pid)
+    rounds: dict[int, list[Result]] = {}
+    for _ in range(max(1, args.rounds)):
+        for workers, (meter, port, cookie) in enumerate(gateways, start=1):
+            name = f"gateway, {workers} worker{'s' * (workers > 1)}, capped"
+            url = f"http://127.0.0.1:{port}{path}"
+            rounds.setdefault(workers, []).append(wrk(name, url, args, cookie, meter))
+    cap.release()
+    one, two = (median_round(r) for r in rounds.values())
+    lines = [
+        title,
+        f"{'scenario':<38}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+        f"{'x 1 worker':>12}{'errors':>8}  note",
+    ]
+    for r in (one, two):
+        lines.append(
+            f"{r.name:<38}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.cpu_us or 0:>12.0f}"
+            f"{r.rps / one.rps:>12.2f}{r.errors:>8}  {r.note}"
+        )
+    return "\n".join(lines)
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -344,6 +453,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved repetitions of the wrk scenarios"
+    )
+    parser.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=0.4,
+        help="share of a core each worker gets in the CPU-capped scaling scenario (0: skip it)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -375,7 +490,7 @@ def main() -> int:
         gw_meter = gateway(gw_port, 1, 3600, "one")
         conf_env = {**env, "GATEWAY_CONFIG": str(work / "one" / "gateway.json")}
         subprocess.run(
-            [PYTHON, "-m", "gateway", "user", "add", "bench", "--password-stdin"],
+            [PYTHON, "-m", "gateway", "user", "add", USER, "--password-stdin"],
             input="bench-password",
             text=True,
             env=conf_env,
@@ -428,6 +543,12 @@ def main() -> int:
         w_gw2.note = "; ".join(
             filter(None, [w_gw2.note, f"{w_gw2.rps / w_gw.rps:.2f}x one worker"])
         )
+        capped = capped_scaling(
+            args,
+            [(gw_meter, gw_port, cookie), (gw2_meter, gw2_port, cookie2)],
+            path,
+            stack,
+        )
 
         p_direct = python_load("upstream direct", f"{upstream}{path}", args, [], meter=up_meter)
         p_min = python_load(
@@ -464,6 +585,8 @@ def main() -> int:
                 p_min,
             )
         )
+        print()
+        print(capped)
         print(
             f"\nmachine: {os.cpu_count()} cores, shared by the load generator, the upstream and the"
             " server measured; the gateway's database calls are in its CPU only as client time"
