@@ -338,6 +338,9 @@ class AppConfig(Strict):
     algorithm: Literal["RS256", "ES256", "HS256"] | None = None
     access_ttl: int | None = Field(None, ge=1, le=86400)
     token_delivery: Literal["body+cookies", "cookies", "body"] = "body+cookies"  # noqa: S105
+    token_endpoint_auth_method: (
+        Literal["client_secret_basic", "client_secret_post", "none"] | None
+    ) = None
 
     @field_validator("client_id")
     @classmethod
@@ -362,6 +365,17 @@ class AppConfig(Strict):
                 raise ValueError("PKCE is always required for a public client (no client_secret)")
             if self.algorithm == "HS256":
                 raise ValueError("HS256 needs a client_secret to sign with")
+        return self
+
+    @model_validator(mode="after")
+    def _auth_method_matches_secret(self) -> AppConfig:
+        method = self.token_endpoint_auth_method
+        if method == "none" and not self.is_public:
+            raise ValueError(
+                "token_endpoint_auth_method none is for a client without client_secret"
+            )
+        if method not in (None, "none") and self.is_public:
+            raise ValueError(f"token_endpoint_auth_method {method} needs a client_secret")
         return self
 
     @property

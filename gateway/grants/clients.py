@@ -2,7 +2,8 @@
 
 Unknown clients and wrong secrets fail identically (``invalid_client``, 401), the comparison is
 constant-time, and failures are throttled per client id and per client address (section 2.3.1:
-"MUST protect ... against brute force attacks").
+"MUST protect ... against brute force attacks"). A client registered with a
+``token_endpoint_auth_method`` must use that method and no other (OIDC Core section 9).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
 
 def _credentials_match(client: Client | None, creds: ClientCredentials) -> bool:
     if client is None:
+        hmac.compare_digest(_DUMMY, _digest(creds.secret or ""))
+        return False
+    registered = client.config.token_endpoint_auth_method
+    if registered is not None and creds.method != registered:
+        # Right secret, wrong way of sending it: fails as a wrong secret would (OIDC Core 9).
         hmac.compare_digest(_DUMMY, _digest(creds.secret or ""))
         return False
     configured = client.config.client_secret

@@ -1,8 +1,4 @@
-"""Client authentication at the token endpoint (SECURITY-CHECKLIST section F, items 69-74).
-
-Item 75 (the authentication method must match the client's registration) is not a feature of the
-product (clients have no ``token_endpoint_auth_method``) and is not tested here.
-"""
+"""Client authentication at the token endpoint (SECURITY-CHECKLIST section F, items 69-75)."""
 
 from __future__ import annotations
 
@@ -32,10 +28,20 @@ def as_conf_path(tmp_path: Path) -> Path:
         "scopes": ["orders.read"],
         "grant_types": ["client_credentials"],
     }
+    registered = {
+        f"{method}only": {
+            "client_id": f"{method}only",
+            "client_secret": "bos3cr3t",
+            "scopes": ["orders.read"],
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": f"client_secret_{method}",
+        }
+        for method in ("basic", "post")
+    }
     return write_conf(
         tmp_path / "conf",
         gateway={"issuer": ISSUER, "limits": RELAXED_LIMITS},
-        clients={**CLIENTS, "special": special},
+        clients={**CLIENTS, "special": special, **registered},
     )
 
 
@@ -254,3 +260,75 @@ async def test_malformed_authorization_never_5xx(
         await assert_e401c(resp)
     else:
         await assert_e400(resp, "invalid_request")
+
+
+# --- item 75 ----------------------------------------------------------------------------------
+
+
+async def test_basic_only_client_refuses_the_secret_in_the_body(
+    as_client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    """SECURITY-CHECKLIST item 75: ``basiconly`` is registered for ``client_secret_basic``; the
+    right secret sent in the body is E401C, the same credentials via Basic succeed."""
+    resp = await as_client.post(
+        TOKEN,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "basiconly",
+            "client_secret": "bos3cr3t",
+        },
+    )
+    await assert_e401c(resp)
+    resp = await as_client.post(
+        TOKEN,
+        data={"grant_type": "client_credentials"},
+        headers=basic("basiconly", "bos3cr3t"),
+    )
+    body = await assert_tok200(resp)
+    assert claims_of(body["access_token"])["client_id"] == "basiconly"
+
+
+async def test_post_only_client_refuses_basic(as_client: TestClient) -> None:  # type: ignore[type-arg]
+    """SECURITY-CHECKLIST item 75, the other way round: ``postonly`` (``client_secret_post``)
+    sending the right secret by Basic is E401C; in the body it succeeds."""
+    resp = await as_client.post(
+        TOKEN,
+        data={"grant_type": "client_credentials"},
+        headers=basic("postonly", "bos3cr3t"),
+    )
+    await assert_e401c(resp)
+    resp = await as_client.post(
+        TOKEN,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "postonly",
+            "client_secret": "bos3cr3t",
+        },
+    )
+    await assert_tok200(resp)
+
+
+async def test_registered_method_applies_to_introspection(
+    as_client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    """Item 75 at ``/oauth2/introspect``: the registration binds every client-authenticated
+    endpoint, not only the token endpoint."""
+    token = (
+        await assert_tok200(
+            await as_client.post(
+                TOKEN,
+                data={"grant_type": "client_credentials"},
+                headers=basic("basiconly", "bos3cr3t"),
+            )
+        )
+    )["access_token"]
+    resp = await as_client.post(
+        "/oauth2/introspect",
+        data={"token": token, "client_id": "basiconly", "client_secret": "bos3cr3t"},
+    )
+    await assert_e401c(resp)
+    resp = await as_client.post(
+        "/oauth2/introspect", data={"token": token}, headers=basic("basiconly", "bos3cr3t")
+    )
+    assert resp.status == 200
+    assert (await resp.json())["active"] is True

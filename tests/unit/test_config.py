@@ -201,3 +201,29 @@ def test_hs256_needs_a_long_secret(tmp_path: Path) -> None:
     )
     (issue,) = issues_of(path)
     assert "HS256 needs a client_secret of at least 32 bytes" in issue
+
+
+@pytest.mark.parametrize(
+    ("client", "reason"),
+    [
+        (
+            {"client_id": "c", "client_secret": "x", "token_endpoint_auth_method": "none"},
+            "token_endpoint_auth_method none is for a client without client_secret",
+        ),
+        (
+            {"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"},
+            "token_endpoint_auth_method client_secret_basic needs a client_secret",
+        ),
+        (
+            {"client_id": "c", "client_secret": "x", "token_endpoint_auth_method": "basic"},
+            "token_endpoint_auth_method",
+        ),
+    ],
+)
+def test_auth_method_must_fit_the_client(
+    tmp_path: Path, client: dict[str, str], reason: str
+) -> None:
+    """SECURITY-CHECKLIST item 75: a registration that cannot be met is a config error."""
+    path = write_conf(tmp_path, clients={"c": client})
+    (issue,) = issues_of(path)
+    assert reason in issue
