@@ -22,7 +22,7 @@ from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
 from gateway.store import users as user_store
-from gateway.store.errors import InvalidInputError, UserExistsError
+from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
 from gateway.store.migrate import MigrationResult, migrate
 from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
 from gateway.tokens.keys import KeyRing
@@ -121,21 +121,31 @@ async def _migrate_only(config: Config, dsn: str) -> MigrationResult:
         return await migrate(conn)
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
-    if not args.password_stdin:
-        raise CommandError("give the password on standard input with --password-stdin", EXIT_USAGE)
-    name = args.name_arg
+def _user_name(args: argparse.Namespace) -> str:
+    name: str = args.name_arg
     if not name or len(name) > 128 or any(ord(ch) < 0x21 for ch in name):
         raise CommandError("the user name must be 1 to 128 characters without spaces", EXIT_USAGE)
-    if args.email is not None and ("@" not in args.email or len(args.email) > 320):
-        raise CommandError(f"{args.email!r} is not an email address", EXIT_USAGE)
+    return name
+
+
+def _new_password_hash(args: argparse.Namespace) -> str:
+    """The argon2id hash of a password read from standard input (``--password-stdin``)."""
+    if not args.password_stdin:
+        raise CommandError("give the password on standard input with --password-stdin", EXIT_USAGE)
     password = sys.stdin.read()
     password = password.removesuffix("\n").removesuffix("\r")
     problem = check_new_password(password)
     if problem:
         raise CommandError(problem, EXIT_USAGE)
+    return Passwords().hash(password)
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    name = _user_name(args)
+    if args.email is not None and ("@" not in args.email or len(args.email) > 320):
+        raise CommandError(f"{args.email!r} is not an email address", EXIT_USAGE)
+    password_hash = _new_password_hash(args)
     config = _load(args)
-    password_hash = Passwords().hash(password)
     location = _locate(config)
     try:
         asyncio.run(_user_add(config, location.dsn, name, password_hash, args.email, args.name))
@@ -146,6 +156,33 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     finally:
         location.close()
     return EXIT_OK
+
+
+def cmd_user_update(args: argparse.Namespace) -> int:
+    """``user passwd``, ``user lock`` and ``user unlock``."""
+    name = _user_name(args)
+    action = args.user_command
+    password_hash = _new_password_hash(args) if action == "passwd" else None
+    locked = {"lock": True, "unlock": False}.get(action)
+    config = _load(args)
+    location = _locate(config)
+    try:
+        ended = asyncio.run(_user_update(config, location.dsn, name, password_hash, locked))
+    except UnknownUserError as exc:
+        raise CommandError(f"there is no user {name!r}") from exc
+    finally:
+        location.close()
+    done = {"passwd": "password changed", "lock": "locked", "unlock": "unlocked"}[action]
+    print(f"{name}: {done}; {ended} session{'' if ended == 1 else 's'} ended")
+    return EXIT_OK
+
+
+async def _user_update(
+    config: Config, dsn: str, username: str, password_hash: str | None, locked: bool | None
+) -> int:
+    async with _connected(config, dsn) as conn:
+        await migrate(conn)
+        return await user_store.user_update(conn, username, password_hash, locked)
 
 
 async def _user_add(
@@ -295,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     add.set_defaults(func=cmd_user_add)
+    passwd = user_sub.add_parser(
+        "passwd", parents=[common], help="set a new password; ends the user's sessions"
+    )
+    passwd.add_argument("name_arg", metavar="NAME", help="user name (login)")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    passwd.set_defaults(func=cmd_user_update)
+    for action, text in (
+        ("lock", "refuse the user's sign-ins and end their sessions"),
+        ("unlock", "allow the user to sign in again"),
+    ):
+        toggle = user_sub.add_parser(action, parents=[common], help=text)
+        toggle.add_argument("name_arg", metavar="NAME", help="user name (login)")
+        toggle.set_defaults(func=cmd_user_update, password_stdin=False)
 
     client = sub.add_parser("client", help="clients as loaded from conf/oauth2")
     client_sub = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")

@@ -20,6 +20,10 @@ class UserExistsError(StoreError):
     """GW001: a user with this name or email already exists."""
 
 
+class UnknownUserError(StoreError):
+    """GW003: there is no user by that name."""
+
+
 class InvalidInputError(GatewayError):
     """GW002, or a value the database cannot store: the request is at fault (400), not the
     database (503)."""
@@ -48,6 +52,8 @@ def translate(exc: asyncpg.PostgresError) -> GatewayError:
         return UserExistsError(message)
     if code == "GW002":
         return InvalidInputError(message)
+    if code == "GW003":
+        return UnknownUserError(message)
     oauth_error = _OAUTH.get(code)
     if oauth_error is not None:
         return oauth_error(message)

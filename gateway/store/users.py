@@ -17,3 +17,14 @@ async def user_add(
             "SELECT daemon.user_add($1, $2, $3, $4)", username, password_hash, email, name
         )
     return user_id
+
+
+async def user_update(
+    db: Executor, username: str, password_hash: str | None, locked: bool | None
+) -> int:
+    """``daemon.user_update``: the number of sessions ended; ``UnknownUserError`` (GW003)."""
+    with sql_errors():
+        ended: int = await db.fetchval(
+            "SELECT daemon.user_update($1, $2, $3)", username, password_hash, locked
+        )
+    return ended

@@ -2,6 +2,7 @@
 -- (gateway/store/errors.py); it never parses message text. Class GW: gateway; class OA: OAuth.
 --
 --   GW001  user already exists          GW002  invalid input
+--   GW003  no such user
 --   OA001  invalid_grant                OA002  invalid_client
 --   OA003  invalid_scope                OA004  unauthorized_client
 --   OA005  invalid_request              OA006  access_denied

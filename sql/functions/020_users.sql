@@ -25,3 +25,51 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.user_add(text, text, text, text) IS
     'Create a user. Raises GW001 when the name or email is taken, GW002 on bad input.';
+
+CREATE OR REPLACE FUNCTION daemon.user_update(
+    p_username text, p_password_hash text, p_locked boolean
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id uuid;
+    v_session uuid;
+    v_ended integer := 0;
+    v_reason text;
+BEGIN
+    IF p_password_hash IS NOT NULL AND p_password_hash NOT LIKE '$argon2id$%' THEN
+        RAISE EXCEPTION 'password hash must be argon2id' USING ERRCODE = 'GW002';
+    END IF;
+    UPDATE auth.users
+    SET password_hash = coalesce(p_password_hash, password_hash),
+        password_changed_at = CASE WHEN p_password_hash IS NULL THEN password_changed_at ELSE now() END,
+        locked = coalesce(p_locked, locked),
+        updated_at = now()
+    WHERE lower(username) = lower(p_username)
+    RETURNING id INTO v_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such user' USING ERRCODE = 'GW003';
+    END IF;
+    PERFORM daemon.audit(CASE WHEN p_password_hash IS NOT NULL THEN 'user.password'
+                              WHEN p_locked THEN 'user.lock' ELSE 'user.unlock' END,
+                         v_id, NULL, NULL, NULL, '{}');
+    -- RFC 9700 4.14.2: a new password or a locked account ends every session of the user, and
+    -- with them every refresh token; the token handlers drop cached access tokens on the notice.
+    IF p_password_hash IS NOT NULL OR p_locked THEN
+        v_reason := CASE WHEN p_password_hash IS NOT NULL THEN 'password changed' ELSE 'account locked' END;
+        FOR v_session IN
+            SELECT id FROM auth.session WHERE user_id = v_id AND revoked_at IS NULL
+        LOOP
+            IF daemon.session_revoke(v_session, v_reason) THEN
+                v_ended := v_ended + 1;
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN v_ended;
+END;
+$$;
+COMMENT ON FUNCTION daemon.user_update(text, text, boolean) IS
+    'Set a user''s password (argon2id hash) and/or lock flag; NULL keeps a value. A new password or '
+    'a lock ends every live session of the user. Returns the number of sessions ended; GW003 when '
+    'there is no such user, GW002 on a bad hash.';

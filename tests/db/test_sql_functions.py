@@ -8,8 +8,8 @@ import pytest
 from gateway.config import load_config
 from gateway.passwords import Passwords
 from gateway.store.clients import sync_configured_clients
-from gateway.store.errors import InvalidInputError, UserExistsError
-from gateway.store.users import user_add
+from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
+from gateway.store.users import user_add, user_update
 from tests.support import SAMPLE_CONF, write_conf
 
 
@@ -51,6 +51,39 @@ async def test_user_add_refuses_a_plaintext_password(db: asyncpg.Connection) -> 
     with pytest.raises(InvalidInputError):
         await user_add(db, "carol", "plaintext", None, None)
     assert await db.fetchval("SELECT count(*) FROM auth.users WHERE username = 'carol'") == 0
+
+
+async def test_user_update_sets_password_and_lock_and_audits(
+    db: asyncpg.Connection, passwords: Passwords
+) -> None:
+    """``daemon.user_update``: NULL keeps a value; a new password moves ``password_changed_at``
+    (which every refresh and token check compares with); each change is audited."""
+    user_id = await user_add(db, "dora", passwords.hash("D0ra-old-pass"), None, None)
+    before = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert await user_update(db, "DORA", passwords.hash("D0ra-new-pass"), None) == 0
+    after = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert passwords.verify(after["password_hash"], "D0ra-new-pass")
+    assert after["password_changed_at"] > before["password_changed_at"]
+    assert after["locked"] is False
+    assert await user_update(db, "dora", None, True) == 0
+    locked = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert locked["locked"] is True
+    assert locked["password_hash"] == after["password_hash"]
+    assert locked["password_changed_at"] == after["password_changed_at"]
+    kinds = await db.fetch("SELECT kind FROM audit.event WHERE user_id = $1 ORDER BY id", user_id)
+    assert [k["kind"] for k in kinds] == ["user.add", "user.password", "user.lock"]
+
+
+async def test_user_update_refuses_unknown_users_and_plaintext(
+    db: asyncpg.Connection, passwords: Passwords
+) -> None:
+    with pytest.raises(UnknownUserError):
+        await user_update(db, "nobody", passwords.hash("x"), None)
+    user_id = await user_add(db, "eve", passwords.hash("Ev3-pass-word"), None, None)
+    with pytest.raises(InvalidInputError):
+        await user_update(db, "eve", "plaintext", None)
+    row = await db.fetchrow("SELECT password_hash FROM auth.users WHERE id = $1", user_id)
+    assert passwords.verify(row["password_hash"], "Ev3-pass-word")
 
 
 async def test_client_sync_adds_updates_and_disables(

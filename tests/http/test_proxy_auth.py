@@ -14,11 +14,13 @@ import base64
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import jwt
 import pytest
 
@@ -45,7 +47,13 @@ from tests.http.proxy_support import (
     running_gateway,
     send,
 )
-from tests.support import create_database, drop_database, dsn_with_database
+from tests.support import (
+    create_database,
+    drop_database,
+    dsn_with_database,
+    gateway_env,
+    run_gateway,
+)
 
 JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.")
 TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token", "secret")
@@ -712,3 +720,115 @@ async def test_database_down_valid_tokens_pass_refresh_gets_503(
             assert body["error"]
     finally:
         await drop_database(pg_admin_dsn, name)
+
+
+# --- operator commands: gateway user passwd | lock | unlock -----------------------------------
+
+
+async def test_password_change_and_lock_end_sessions_everywhere(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    """Item 54 (b) done the way an operator does it: ``gateway user passwd`` ends every session of
+    the user, so the proxy refuses the old cookies within seconds (LISTEN/NOTIFY), the old
+    refresh token is ``invalid_grant``, the old password no longer signs in and the new one does.
+    ``gateway user lock`` refuses every sign-in and ends sessions; ``unlock`` allows sign-in."""
+    env = gateway_env(
+        GATEWAY_DATABASE_URL=gw.database_url,
+        GATEWAY_CONFIG=str(tmp_path / "conf" / "gateway.json"),
+    )
+
+    async def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_gateway, *args, env=env, stdin=stdin)
+
+    added = await cli("user", "add", "erin", "--password-stdin", stdin="Erin-0ld-pass\n")
+    assert added.returncode == 0, added.stderr
+
+    async def sign_in(password: str) -> Answer:
+        return await send(
+            gw,
+            "/oauth2/token",
+            method="POST",
+            data={
+                "grant_type": "password",
+                "client_id": "spab",
+                "username": "erin",
+                "password": password,
+                "scope": "openid offline_access orders.read",
+            },
+            headers={"Origin": APP},
+        )
+
+    first, second = await sign_in("Erin-0ld-pass"), await sign_in("Erin-0ld-pass")
+    assert first.status == second.status == 200, first.text
+    cookies = cookie_header(renewed(first.set_cookies))
+    assert (await send(gw, "/api/orders/1", cookies=cookies)).status == 200
+    bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+    assert (await send(gw, "/oauth2/userinfo", headers=bearer)).status == 200
+
+    changed = await cli("user", "passwd", "ERIN", "--password-stdin", stdin="Erin-n3w-pass\n")
+    assert (changed.returncode, changed.stderr) == (0, ""), changed.stderr
+    assert changed.stdout.strip() == "ERIN: password changed; 2 sessions ended"
+
+    async def refused() -> Answer | None:
+        answer = await send(gw, "/api/orders/1", cookies=cookies)
+        return answer if answer.status == 401 else None
+
+    assert await poll(refused, timeout=3.0) is not None, "the old cookies still work"
+    assert (await send(gw, "/oauth2/userinfo", headers=bearer)).status == 401
+    stale = await refresh_grant(gw, "spab", second.json()["refresh_token"])
+    assert (stale.status, stale.json()["error"]) == (400, "invalid_grant")
+    old = await sign_in("Erin-0ld-pass")
+    assert (old.status, old.json()["error"]) == (400, "invalid_grant")
+    fresh = await sign_in("Erin-n3w-pass")
+    assert fresh.status == 200, fresh.text
+
+    locked = await cli("user", "lock", "erin")
+    assert locked.stdout.strip() == "erin: locked; 1 session ended", locked.stderr
+    refused_lock = await sign_in("Erin-n3w-pass")
+    assert (refused_lock.status, refused_lock.json()["error"]) == (400, "invalid_grant")
+    stale = await refresh_grant(gw, "spab", fresh.json()["refresh_token"])
+    assert stale.status == 400, stale.text
+    unlocked = await cli("user", "unlock", "erin")
+    assert unlocked.stdout.strip() == "erin: unlocked; 0 sessions ended", unlocked.stderr
+    assert (await sign_in("Erin-n3w-pass")).status == 200
+
+
+async def test_user_commands_explain_bad_input(gw: Gateway, tmp_path: Path) -> None:
+    """An unknown user is exit 1 with one readable line; a missing or empty password is exit 2;
+    nothing changes in the database either way."""
+    env = gateway_env(
+        GATEWAY_DATABASE_URL=gw.database_url,
+        GATEWAY_CONFIG=str(tmp_path / "conf" / "gateway.json"),
+    )
+    cases = [
+        (
+            ("user", "passwd", "nobody", "--password-stdin"),
+            "x-Pass-123",
+            1,
+            "error: there is no user 'nobody'",
+        ),
+        (("user", "lock", "nobody"), "", 1, "error: there is no user 'nobody'"),
+        (("user", "passwd", "alice"), "", 2, None),
+        (("user", "passwd", "alice", "--password-stdin"), "\n", 2, "error: the password is empty"),
+    ]
+    before = await first_value(
+        gw.database_url, "SELECT password_hash FROM auth.users WHERE username = 'alice'"
+    )
+    for args, stdin, code, message in cases:
+        result = await asyncio.to_thread(run_gateway, *args, env=env, stdin=stdin)
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        if message:
+            assert result.stderr.strip() == message
+    after = await first_value(
+        gw.database_url, "SELECT password_hash FROM auth.users WHERE username = 'alice'"
+    )
+    assert after == before
+
+
+async def first_value(database_url: str, query: str) -> Any:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
