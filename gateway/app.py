@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
+from gateway.store.housekeeping import describe_deleted, housekeep
 from gateway.store.pool import create_pool
 from gateway.web import authorize, demo, discovery, health, logout, metrics, token, tokens
 from gateway.web.cors import setup_cors
@@ -35,6 +37,7 @@ from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
 KEY_REFRESH_SECONDS = 300.0
+HOUSEKEEPING_BATCH = 10_000
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -75,6 +78,39 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    """Every ``database.housekeeping_interval`` seconds, delete what is over. Every process runs
+    the loop; the advisory lock in ``daemon.housekeep`` lets one of them work at a time."""
+    holder = app[keys.CONFIG]
+    pool = app[keys.POOL]
+
+    async def run() -> None:
+        # The first run comes after a random part of the interval, so that replicas started
+        # together do not all wake at once.
+        delay_share = random.uniform(0.05, 0.25)  # noqa: S311 - jitter, not a secret
+        while (settings := holder.current.gateway.database).housekeeping_interval:
+            await asyncio.sleep(settings.housekeeping_interval * delay_share)
+            delay_share = 1.0
+            try:
+                deleted = await housekeep(
+                    pool,
+                    keep=settings.housekeeping_keep,
+                    audit_days=settings.audit_retention_days,
+                    batch=HOUSEKEEPING_BATCH,
+                )
+            except (GatewayError, OSError) as exc:
+                log.warning("housekeeping failed: %s", exc)
+                continue
+            if any(deleted.values()):
+                log.info("housekeeping deleted %s", describe_deleted(deleted))
+
+    task = asyncio.create_task(run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _reload(app: web.Application) -> AsyncIterator[None]:
@@ -154,6 +190,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_authority)
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)
+    app.cleanup_ctx.append(_housekeeping)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
     app[METRICS] = Metrics()

@@ -23,6 +23,7 @@ from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
 from gateway.store import users as user_store
 from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
+from gateway.store.housekeeping import describe_deleted, housekeep
 from gateway.store.migrate import MigrationResult, migrate
 from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
 from gateway.tokens.keys import KeyRing
@@ -256,6 +257,45 @@ def cmd_origins_edit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_housekeep(args: argparse.Namespace) -> int:
+    """Delete what is over now, in batches, until nothing is left (bounded)."""
+    config = _load(args)
+    location = _locate(config)
+    try:
+        deleted = asyncio.run(_housekeep(config, location.dsn))
+    finally:
+        location.close()
+    if deleted is None:
+        raise CommandError("another gateway is housekeeping right now; try again in a minute")
+    print(f"deleted {describe_deleted(deleted)}")
+    return EXIT_OK
+
+
+HOUSEKEEP_BATCH = 10_000
+HOUSEKEEP_MAX_ROUNDS = 1_000
+
+
+async def _housekeep(config: Config, dsn: str) -> dict[str, int] | None:
+    settings = config.gateway.database
+    total: dict[str, int] = {}
+    async with _connected(config, dsn) as conn:
+        await migrate(conn)
+        for _ in range(HOUSEKEEP_MAX_ROUNDS):
+            deleted = await housekeep(
+                conn,
+                keep=settings.housekeeping_keep,
+                audit_days=settings.audit_retention_days,
+                batch=HOUSEKEEP_BATCH,
+            )
+            if not deleted:
+                return total or None
+            for kind, count in deleted.items():
+                total[kind] = total.get(kind, 0) + count
+            if max(deleted.values()) < HOUSEKEEP_BATCH:
+                break
+    return total
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     config = _load(args)
     location = _locate(config)
@@ -376,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser(
         "rotate", parents=[common], help="publish a new signing key (it signs an hour later)"
     ).set_defaults(func=cmd_keys_rotate)
+
+    sub.add_parser(
+        "housekeep",
+        parents=[common],
+        help="delete sessions, tokens and codes that are over (serve does it hourly)",
+    ).set_defaults(func=cmd_housekeep)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -152,6 +152,10 @@ class Database(Strict):
     connect_timeout: float = Field(5.0, gt=0, le=120)
     command_timeout: float = Field(10.0, gt=0, le=600)
     embedded_dir: str = "var/pgdata"
+    # Deleting sessions, tokens and codes that are over (daemon.housekeep); 0 turns it off.
+    housekeeping_interval: int = Field(3600, ge=0, le=7 * 86400)
+    housekeeping_keep: int = Field(86400, ge=3600)
+    audit_retention_days: int = Field(365, ge=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Database:

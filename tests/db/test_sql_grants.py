@@ -15,7 +15,7 @@ import pytest
 from gateway.config import load_config
 from gateway.oauth.errors import InvalidGrantError, InvalidScopeError
 from gateway.passwords import Passwords
-from gateway.store import grants, keys, revocations, sessions
+from gateway.store import grants, housekeeping, keys, revocations, sessions
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
 from tests.support import SAMPLE_CONF
@@ -300,3 +300,110 @@ async def test_signing_keys_are_added_once_and_rotated_ahead(db: asyncpg.Connect
     new, old = rotated[1], rotated[0]
     assert new.activated_at > old.activated_at
     assert old.retired_at == new.activated_at
+
+
+# --- housekeeping -----------------------------------------------------------------------------
+
+
+async def test_housekeep_deletes_only_what_is_long_over(world: World) -> None:
+    """``daemon.housekeep``: sessions, families, refresh tokens, codes, assertion ids and throttle
+    counters over for longer than ``p_keep``, and audit events past retention, go; live ones and
+    ones over only recently stay."""
+    db = world.conn
+    old = await login(world, refresh="old")
+    live = await login(world, refresh="live")
+    recent = await login(world, refresh="recent")
+    await issue_code(world, live.session_id, "old-code")
+    await issue_code(world, live.session_id, "fresh-code")
+    await db.execute(
+        "UPDATE auth.session SET expires_at = now() - interval '2 days' WHERE id = $1",
+        old.session_id,
+    )
+    await db.execute(
+        "UPDATE auth.session SET revoked_at = now() - interval '1 hour' WHERE id = $1",
+        recent.session_id,
+    )
+    await db.execute(
+        "UPDATE auth.code SET expires_at = now() - interval '2 days' WHERE code_hash = $1",
+        h("old-code"),
+    )
+    await db.execute(
+        "INSERT INTO auth.assertion (issuer, jti, expires_at) VALUES "
+        "('https://idp.test', 'old-jti', now() - interval '2 days'), "
+        "('https://idp.test', 'live-jti', now() + interval '5 minutes')"
+    )
+    await db.execute(
+        "INSERT INTO auth.throttle (key, failures, last_failure_at, locked_until) VALUES "
+        "('acct:hk-old', 3, now() - interval '2 days', NULL), "
+        "('acct:hk-locked', 9, now() - interval '2 days', now() + interval '1 hour'), "
+        "('acct:hk-live', 3, now(), NULL)"
+    )
+    await db.execute(
+        "INSERT INTO audit.event (kind, at, user_id, detail) VALUES "
+        "('hk.old', now() - interval '40 days', $1, '{}'), ('hk.new', now(), $1, '{}')",
+        world.user_id,
+    )
+
+    deleted = await housekeeping.housekeep(db, keep=86400, audit_days=30, batch=10_000)
+
+    assert set(deleted) == {
+        "sessions", "token families", "refresh tokens", "codes", "assertions",
+        "throttle counters", "audit events",
+    }  # fmt: skip
+    assert deleted["sessions"] >= 1
+    assert deleted["codes"] >= 1
+    sessions_left = {
+        r["id"]
+        for r in await db.fetch("SELECT id FROM auth.session WHERE user_id = $1", world.user_id)
+    }
+    assert sessions_left == {live.session_id, recent.session_id}
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM auth.token_family WHERE session_id = $1", old.session_id
+        )
+        == 0
+    )
+    codes = {r["code_hash"] for r in await db.fetch("SELECT code_hash FROM auth.code")}
+    assert h("fresh-code") in codes
+    assert h("old-code") not in codes
+    jtis = {r["jti"] for r in await db.fetch("SELECT jti FROM auth.assertion")}
+    assert "live-jti" in jtis
+    assert "old-jti" not in jtis
+    keys_left = {
+        r["key"] for r in await db.fetch("SELECT key FROM auth.throttle WHERE key LIKE 'acct:hk-%'")
+    }
+    assert keys_left == {"acct:hk-locked", "acct:hk-live"}
+    kinds = {
+        r["kind"] for r in await db.fetch("SELECT kind FROM audit.event WHERE kind LIKE 'hk.%'")
+    }
+    assert kinds == {"hk.new"}
+    # The live session still refreshes.
+    rotated = await grants.refresh_token(
+        db, old_hash=h("live" + str(world.user_id)), client_id="web", new_hash=h("live-2"),
+        new_sealed="sealed", scope=None, grace=30, refresh_ttl=3600,
+    )  # fmt: skip
+    assert rotated.status == "rotated"
+
+
+async def test_housekeep_is_bounded_and_single(world: World, database_url: str) -> None:
+    """At most ``p_batch`` rows of each kind per call, and nothing at all while another
+    housekeeper holds the lock; retention 0 keeps audit events."""
+    db = world.conn
+    for i in range(3):
+        await db.execute(
+            "INSERT INTO auth.assertion (issuer, jti, expires_at) "
+            "VALUES ('https://idp.test', $1, now() - interval '2 days')",
+            f"batch-{i}",
+        )
+    other = await asyncpg.connect(database_url)
+    try:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock(hashtext('gateway.housekeep'))")
+            assert await housekeeping.housekeep(db, keep=86400, audit_days=0, batch=1) == {}
+    finally:
+        await other.close()
+    first = await housekeeping.housekeep(db, keep=86400, audit_days=0, batch=1)
+    assert first["assertions"] == 1
+    assert "audit events" not in first
+    left = await db.fetchval("SELECT count(*) FROM auth.assertion WHERE jti LIKE 'batch-%'")
+    assert left == 2
