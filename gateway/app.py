@@ -29,7 +29,17 @@ from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep
 from gateway.store.pool import create_pool
-from gateway.web import authorize, demo, discovery, health, logout, metrics, token, tokens
+from gateway.web import (
+    authorize,
+    demo,
+    discovery,
+    federation,
+    health,
+    logout,
+    metrics,
+    token,
+    tokens,
+)
 from gateway.web.cors import setup_cors
 from gateway.web.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
 from gateway.web.metrics import METRICS, Metrics
@@ -62,6 +72,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             keyring=ring,
             remote_keys=remote.get,
             master_secret=secret,
+            external_call=remote.post_form,
         )
         app[keys.AUTHORITY] = authority
 
@@ -196,7 +207,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app[METRICS] = Metrics()
     holder.subscribe(lambda _old, _new: app[METRICS].reloads.labels("accepted").inc())
     holder.subscribe_rejections(lambda: app[METRICS].reloads.labels("rejected").inc())
-    for module in (health, metrics, discovery, token, tokens, authorize, logout):
+    for module in (health, metrics, discovery, token, tokens, authorize, federation, logout):
         app.router.add_routes(module.routes)
     if config.demo:
         app.router.add_routes(demo.routes)

@@ -20,6 +20,16 @@ from gateway.tokens.seal import Sealer, derive_key
 COOKIE_KEY_INFO = "gateway cookie key v1"
 
 RemoteKeys = Callable[[str], Awaitable[dict[str, RemoteKey]]]
+# POST a form to an external provider's endpoint; the JSON object it answers, or ExternalCallError.
+ExternalCall = Callable[[str, dict[str, str]], Awaitable[dict[str, Any]]]
+
+
+class ExternalCallError(Exception):
+    """An external provider's endpoint could not be reached or gave no usable answer."""
+
+
+async def _no_external_calls(url: str, form: dict[str, str]) -> dict[str, Any]:
+    raise ExternalCallError("external calls are not configured")
 
 
 @dataclass
@@ -32,6 +42,7 @@ class Authority:
     keyring: KeyRing
     remote_keys: RemoteKeys
     master_secret: bytes = b""
+    external_call: ExternalCall = _no_external_calls
     _verifier: tuple[Config, KeyRing, Verifier] | None = None
     _cookie_sealer: tuple[Config, Sealer] | None = None
 

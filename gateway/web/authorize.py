@@ -20,6 +20,7 @@ from aiohttp import hdrs, web
 from gateway.config.loader import Config
 from gateway.grants.authorize import decide
 from gateway.grants.context import Context
+from gateway.grants.federation import sign_in_providers
 from gateway.grants.login import check_password
 from gateway.oauth.errors import (
     AccessDeniedError,
@@ -45,6 +46,7 @@ FLOW_PURPOSE = "authorize-flow"
 FLOW_TTL = 900
 LENIENT = frozenset({"state"})  # checked by the validation, which can then echo it encoded
 LOGIN_ACTION = "/oauth2/login"
+EXTERNAL_ACTION = "/oauth2/external/{provider}"
 CONSENT_ACTION = "/oauth2/consent"
 
 
@@ -79,22 +81,22 @@ async def _authorize(request: web.Request, pairs: list[tuple[str, str]]) -> web.
     ctx = grant_context(request)
     try:
         params = parse_query(pairs, lenient=LENIENT)
-        auth_request = _validate(ctx.config, params)
+        auth_request = validate_request(ctx.config, params)
     except InvalidRequestError as exc:
         return pages.error_page(request, exc.error, exc.description)
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
         return redirect(exc.location(ctx.issuer))
-    session = await _current_session(request, ctx)
-    return await _continue(request, ctx, params, auth_request, session, status=302)
+    session = await current_session(request, ctx)
+    return await continue_flow(request, ctx, params, auth_request, session, status=302)
 
 
 def parse_form_pairs(body: bytes) -> list[tuple[str, str]]:
     return list(parse_form(body).items())
 
 
-def _validate(config: Config, params: Params) -> AuthorizationRequest:
+def validate_request(config: Config, params: Params) -> AuthorizationRequest:
     def lookup(client_id: str) -> Any:
         client = config.client(client_id)
         return client.config if client else None
@@ -102,12 +104,12 @@ def _validate(config: Config, params: Params) -> AuthorizationRequest:
     return validate_authorization_request(params, lookup)
 
 
-async def _current_session(request: web.Request, ctx: Context) -> Session | None:
+async def current_session(request: web.Request, ctx: Context) -> Session | None:
     session_id = read_session(request, ctx.authority.cookie_sealer(ctx.config))
     return await store.session_get(ctx.db, session_id) if session_id else None
 
 
-async def _continue(
+async def continue_flow(
     request: web.Request,
     ctx: Context,
     params: Params,
@@ -133,15 +135,7 @@ async def _continue(
         site_page = _site_login_page(request, ctx.config, auth_request)
         if site_page is not None:
             return redirect(site_page + "?" + urlencode(list(params.items())))
-        nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
-        response = pages.login_page(
-            request,
-            client_name=client.app,
-            action=LOGIN_ACTION,
-            hidden={"flow": _seal_flow(ctx, params, nonce)},
-            username=auth_request.login_hint or "",
-        )
-        set_csrf_cookie(response, ctx.settings, nonce)
+        response = login_form(request, ctx, params, username=auth_request.login_hint or "")
     else:
         assert session is not None
         nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
@@ -157,6 +151,40 @@ async def _continue(
         set_session_cookie(
             response, ctx.settings, ctx.authority.cookie_sealer(ctx.config), session.session_id
         )
+    return response
+
+
+def login_form(
+    request: web.Request,
+    ctx: Context,
+    params: Params,
+    *,
+    username: str = "",
+    message: str | None = None,
+    status: int = 200,
+    fmt: dict[str, object] | None = None,
+) -> web.Response:
+    """The built-in login page for an authorization request: the password form and a button per
+    external sign-in provider, all carrying the request sealed and bound to this browser."""
+    client = ctx.config.client(params.get("client_id", ""))
+    assert client is not None
+    nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
+    providers = [
+        (provider.label, EXTERNAL_ACTION.format(provider=name))
+        for name, provider in sign_in_providers(ctx.config).items()
+    ]
+    response = pages.login_page(
+        request,
+        client_name=client.app,
+        action=LOGIN_ACTION,
+        hidden={"flow": _seal_flow(ctx, params, nonce)},
+        username=username,
+        message=message,
+        status=status,
+        providers=providers,
+        fmt=fmt,
+    )
+    set_csrf_cookie(response, ctx.settings, nonce)
     return response
 
 
@@ -228,13 +256,13 @@ class Posted:
     flow_session: str | None
 
 
-async def _posted(request: web.Request) -> Posted | web.StreamResponse:
+async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
     """The checked form, or the answer to give instead (expired, error page, error redirect)."""
     ctx = grant_context(request)
     form = parse_form(await request.read())
     try:
         params, flow_session = _open_flow(request, ctx, form)
-        auth_request = _validate(ctx.config, params)
+        auth_request = validate_request(ctx.config, params)
     except _Expired:
         return pages.message_page(request, "expired", status=400)
     except PageError as exc:
@@ -246,7 +274,7 @@ async def _posted(request: web.Request) -> Posted | web.StreamResponse:
 
 @routes.post(LOGIN_ACTION)
 async def login_post(request: web.Request) -> web.StreamResponse:
-    posted = await _posted(request)
+    posted = await posted_form(request)
     if not isinstance(posted, Posted):
         return posted
     ctx, form = posted.ctx, posted.form
@@ -255,16 +283,8 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     username = form.get("username", "")
 
     def again(message: str, status: int, **fmt: object) -> web.Response:
-        hidden = {"flow": form.get("flow", "")}
-        return pages.login_page(
-            request,
-            client_name=client.app,
-            action=LOGIN_ACTION,
-            hidden=hidden,
-            username=username,
-            message=message,
-            status=status,
-            **fmt,
+        return login_form(
+            request, ctx, posted.params, username=username, message=message, status=status, fmt=fmt
         )
 
     try:
@@ -275,7 +295,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         response = again("throttled", 429, seconds=exc.retry_after)
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
-    current = await _current_session(request, ctx)
+    current = await current_session(request, ctx)
     session_id = await store.session_open(
         ctx.db,
         user_id=account.user_id,
@@ -287,7 +307,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         session_id=current.session_id if current and current.user_id == account.user_id else None,
     )
     session = await store.session_get(ctx.db, session_id)
-    return await _continue(
+    return await continue_flow(
         request,
         ctx,
         posted.params,
@@ -301,11 +321,11 @@ async def login_post(request: web.Request) -> web.StreamResponse:
 
 @routes.post(CONSENT_ACTION)
 async def consent_post(request: web.Request) -> web.StreamResponse:
-    posted = await _posted(request)
+    posted = await posted_form(request)
     if not isinstance(posted, Posted):
         return posted
     ctx, auth_request = posted.ctx, posted.auth_request
-    session = await _current_session(request, ctx)
+    session = await current_session(request, ctx)
     if session is None or str(session.session_id) != posted.flow_session:
         raise web.HTTPForbidden(reason="the consent form belongs to another session")
     if posted.form.get("decision") != "allow":
@@ -316,6 +336,6 @@ async def consent_post(request: web.Request) -> web.StreamResponse:
             auth_request.fragment,
         )
         return redirect(denied.location(ctx.issuer), 303)
-    return await _continue(
+    return await continue_flow(
         request, ctx, posted.params, auth_request, session, status=303, consented=True
     )

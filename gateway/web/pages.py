@@ -4,6 +4,7 @@ and is never cached; every reflected value is HTML-escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from aiohttp import hdrs, web
@@ -29,6 +30,9 @@ TEXT = {
         "logout_heading": "Sign out of all applications?",
         "logout_submit": "Sign out",
         "signed_out": "You are signed out.",
+        "external": "Sign in with {provider}",
+        "external_failed": "Signing in with {provider} did not work. Try again or use a password.",
+        "external_unlinked": "No account here is linked to this {provider} account.",
     },
     "ru": {
         "title": "Вход",
@@ -50,6 +54,11 @@ TEXT = {
         "logout_heading": "Выйти из всех приложений?",
         "logout_submit": "Выйти",
         "signed_out": "Вы вышли из системы.",
+        "external": "Войти через {provider}",
+        "external_failed": (
+            "Вход через {provider} не удался. Попробуйте снова или войдите по паролю."
+        ),
+        "external_unlinked": "Для этой учётной записи {provider} здесь нет пользователя.",
     },
 }
 PAGE_HEADERS = {
@@ -114,12 +123,17 @@ def login_page(
     username: str = "",
     message: str | None = None,
     status: int = 200,
-    **fmt: object,
+    providers: Sequence[tuple[str, str]] = (),
+    fmt: Mapping[str, object] | None = None,
 ) -> web.Response:
+    """The sign-in form; ``providers`` are (name, action) pairs, one button each, posting the same
+    hidden fields to sign in with that external provider instead."""
     lang = language(request)
     t = TEXT[lang]
     error = (
-        f'<p class="error" role="alert">{escape(t[message].format(**fmt))}</p>' if message else ""
+        f'<p class="error" role="alert">{escape(t[message].format(**(fmt or {})))}</p>'
+        if message
+        else ""
     )
     body = (
         f"<h1>{escape(t['heading'].format(client=client_name))}</h1>{error}"
@@ -132,6 +146,11 @@ def login_page(
         f"required>"
         f'<button type="submit">{t["submit"]}</button></form>'
     )
+    for name, provider_action in providers:
+        body += (
+            f'<form method="post" action="{escape(provider_action)}">{_hidden(hidden)}'
+            f'<button type="submit">{escape(t["external"].format(provider=name))}</button></form>'
+        )
     return _page(lang, t["title"], body, status)
 
 

@@ -1,4 +1,5 @@
-"""Fetching external issuers' keys (``jwks_uri`` / ``cert_uri``) for JWT bearer assertions.
+"""Calls to external providers: their keys (``jwks_uri`` / ``cert_uri``) for JWT bearer assertions
+and ID tokens, and their token endpoints (``post_form``) for signing in with a provider.
 
 Cached per issuer; refreshed every 30 minutes by a background task and on demand when an issuer has
 no keys yet; after a failure the next attempt waits 5 seconds (the reference's heartbeat). Bounded:
@@ -13,10 +14,12 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
 from gateway.config.holder import ConfigHolder
+from gateway.grants.context import ExternalCallError
 from gateway.tokens.remote import REFRESH_SECONDS, RETRY_SECONDS, RemoteKey, parse_key_document
 
 log = logging.getLogger(__name__)
@@ -63,11 +66,7 @@ class RemoteKeyCache:
             async with self._session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise ValueError(f"status {response.status}")
-                body = b""
-                async for chunk in response.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT:
-                        raise ValueError("document too large")
+                body = await _bounded_body(response)
             keys = parse_key_document(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self._failed[issuer] = time.monotonic()
@@ -76,6 +75,23 @@ class RemoteKeyCache:
         self._keys[issuer] = keys
         self._fetched[issuer] = time.monotonic()
         self._failed.pop(issuer, None)
+
+    async def post_form(self, url: str, form: dict[str, str]) -> dict[str, Any]:
+        """POST ``form`` to ``url`` and return the JSON object of a 200 answer; anything else
+        (a status, a redirect, a non-JSON or oversized body, a timeout) is ``ExternalCallError``."""
+        try:
+            async with self._session.post(
+                url, data=form, headers={"Accept": "application/json"}, allow_redirects=False
+            ) as response:
+                body = await _bounded_body(response)
+                if response.status != 200:
+                    raise ExternalCallError(f"status {response.status}")
+            answer = json.loads(body)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ExternalCallError(exc.__class__.__name__) from None
+        if not isinstance(answer, dict):
+            raise ExternalCallError("the answer is not a JSON object")
+        return answer
 
     async def heartbeat(self) -> None:
         """Refresh every configured issuer; retry failed ones after 5 seconds."""
@@ -86,6 +102,15 @@ class RemoteKeyCache:
                 await self.get(issuer)
             failed = any(i in self._failed for i in self._sources())
             await asyncio.sleep(RETRY_SECONDS if failed else REFRESH_SECONDS)
+
+
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
+    body = b""
+    async for chunk in response.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > MAX_DOCUMENT:
+            raise ValueError("document too large")
+    return body
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,136 @@
+"""``POST /oauth2/external/<provider>`` and ``GET /oauth2/code/<provider>``: signing in with an
+external OpenID provider from the login page (protocol: ``gateway/grants/federation.py``).
+
+The login page's provider button posts the sealed authorization request here, with the same CSRF
+checks as the password form. The browser goes to the provider with a ``state`` that seals the
+request, the PKCE verifier, the nonce and the browser's CSRF nonce; the provider sends it back to
+``/oauth2/code/<provider>``, where the state must open, belong to this browser and be fresh
+before the code is redeemed (RFC 6749 10.12, RFC 9700 4.7: no login CSRF, no code injection).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+
+from gateway.grants.context import Context
+from gateway.grants.federation import (
+    Attempt,
+    ExternalSignInFailed,
+    authorization_url,
+    finish,
+    sign_in_providers,
+)
+from gateway.oauth.errors import AccessDeniedError
+from gateway.oauth.params import parse_query
+from gateway.oauth.rfc6749 import PageError, RedirectError
+from gateway.store import sessions as store
+from gateway.web import pages
+from gateway.web.authorize import (
+    LENIENT,
+    Posted,
+    continue_flow,
+    current_session,
+    login_form,
+    posted_form,
+    redirect,
+    validate_request,
+)
+from gateway.web.context import grant_context
+from gateway.web.cookies import CSRF, same_secret
+
+routes = web.RouteTableDef()
+STATE_PURPOSE = "external-sign-in"
+STATE_TTL = 600
+
+
+def callback_url(ctx: Context, provider: str) -> str:
+    """The redirect URI to register at the provider."""
+    return ctx.endpoint(f"/oauth2/code/{provider}")
+
+
+@routes.post("/oauth2/external/{provider}")
+async def external_start(request: web.Request) -> web.StreamResponse:
+    posted = await posted_form(request)
+    if not isinstance(posted, Posted):
+        return posted
+    ctx = posted.ctx
+    provider = sign_in_providers(ctx.config).get(request.match_info["provider"])
+    if provider is None:
+        return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
+    attempt = Attempt.new()
+    state = {
+        "p": provider.name,
+        "f": list(posted.params.items()),
+        "c": request.cookies.get(CSRF, ""),  # posted_form checked that it matches the form
+        "e": int(time.time()) + STATE_TTL,
+        "v": attempt.verifier,
+        "n": attempt.nonce,
+    }
+    sealed = ctx.authority.cookie_sealer(ctx.config).seal(
+        json.dumps(state).encode(), purpose=STATE_PURPOSE
+    )
+    location = authorization_url(provider, callback_url(ctx, provider.name), sealed, attempt)
+    return redirect(location, 303)
+
+
+@routes.get("/oauth2/code/{provider}")
+async def external_callback(request: web.Request) -> web.StreamResponse:
+    ctx = grant_context(request)
+    name = request.match_info["provider"]
+    sealed = request.query.get("state")
+    plain = (
+        ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=STATE_PURPOSE)
+        if sealed
+        else None
+    )
+    if plain is None:
+        return pages.error_page(request, "invalid_request", "missing or forged state", 403)
+    state = json.loads(plain)
+    if state.get("p") != name or not same_secret(str(state["c"]), request.cookies.get(CSRF, "")):
+        return pages.error_page(
+            request, "invalid_request", "this sign-in did not start in this browser", 403
+        )
+    if int(state["e"]) < time.time():
+        return pages.message_page(request, "expired", status=400)
+    try:
+        params = parse_query([(str(k), str(v)) for k, v in state["f"]], lenient=LENIENT)
+        auth_request = validate_request(ctx.config, params)
+    except PageError as exc:
+        return pages.error_page(request, exc.error.error, exc.error.description)
+    except RedirectError as exc:
+        return redirect(exc.location(ctx.issuer))
+    provider = sign_in_providers(ctx.config).get(name)
+    if provider is None:
+        return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
+
+    def again(message: str, status: int) -> web.Response:
+        fmt: dict[str, object] = {"provider": provider.label}
+        return login_form(request, ctx, params, message=message, status=status, fmt=fmt)
+
+    code = request.query.get("code")
+    if "error" in request.query or not code:
+        return again("external_failed", 400)
+    try:
+        attempt = Attempt(str(state["v"]), str(state["n"]))
+        user_id = await finish(ctx, provider, code, callback_url(ctx, provider.name), attempt)
+    except ExternalSignInFailed:
+        return again("external_failed", 400)
+    except AccessDeniedError:
+        return again("external_unlinked", 403)
+    current = await current_session(request, ctx)
+    session_id = await store.session_open(
+        ctx.db,
+        user_id=user_id,
+        client_id=auth_request.client_id,
+        ttl=ctx.settings.tokens.session_ttl,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        session_id=current.session_id if current and current.user_id == user_id else None,
+    )
+    session = await store.session_get(ctx.db, session_id)
+    return await continue_flow(
+        request, ctx, params, auth_request, session, status=302, fresh_login=True, set_sid=True
+    )
