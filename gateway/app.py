@@ -27,7 +27,7 @@ from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
-from gateway.store.housekeeping import describe_deleted, housekeep
+from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.pool import create_pool
 from gateway.web import (
     authorize,
@@ -105,12 +105,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(settings.housekeeping_interval * delay_share)
             delay_share = 1.0
             try:
-                deleted = await housekeep(
-                    pool,
-                    keep=settings.housekeeping_keep,
-                    audit_days=settings.audit_retention_days,
-                    batch=HOUSEKEEPING_BATCH,
-                )
+                deleted = await housekeep_config(pool, holder.current, HOUSEKEEPING_BATCH)
             except (GatewayError, OSError) as exc:
                 log.warning("housekeeping failed: %s", exc)
                 continue
@@ -152,14 +147,20 @@ async def _reload(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _proxy(app: web.Application) -> AsyncIterator[None]:
-    tokens = app[keys.CONFIG].current.gateway.tokens
-    horizon = max(tokens.access_ttl, tokens.service_access_ttl) + 60
+    holder = app[keys.CONFIG]
+    horizon = holder.current.revocation_horizon
     upstreams = Upstreams()
     async with revocation_listener(app[keys.DATABASE_URL], horizon) as revocations:
         state = ProxyState(upstreams, Refresher(), revocations)
         app[PROXY] = state
         app[keys.REVOCATIONS] = revocations
-        app[keys.CONFIG].subscribe(lambda _old, _new: state.cache.clear())
+
+        def on_reload(_old: Config, new: Config) -> None:
+            state.cache.clear()
+            # Longer-lived tokens after a reload: remember revocations longer (never shorter).
+            revocations.horizon = max(revocations.horizon, new.revocation_horizon)
+
+        holder.subscribe(on_reload)
         try:
             yield
         finally:

@@ -23,7 +23,7 @@ from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
 from gateway.store import users as user_store
 from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
-from gateway.store.housekeeping import describe_deleted, housekeep
+from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.migrate import MigrationResult, migrate
 from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
 from gateway.tokens.keys import KeyRing
@@ -262,12 +262,14 @@ def cmd_housekeep(args: argparse.Namespace) -> int:
     config = _load(args)
     location = _locate(config)
     try:
-        deleted = asyncio.run(_housekeep(config, location.dsn))
+        deleted, finished = asyncio.run(_housekeep(config, location.dsn))
     finally:
         location.close()
-    if deleted is None:
+    if not deleted:
         raise CommandError("another gateway is housekeeping right now; try again in a minute")
     print(f"deleted {describe_deleted(deleted)}")
+    if not finished:
+        print("another gateway took over the rest of the work")
     return EXIT_OK
 
 
@@ -275,25 +277,20 @@ HOUSEKEEP_BATCH = 10_000
 HOUSEKEEP_MAX_ROUNDS = 1_000
 
 
-async def _housekeep(config: Config, dsn: str) -> dict[str, int] | None:
-    settings = config.gateway.database
+async def _housekeep(config: Config, dsn: str) -> tuple[dict[str, int], bool]:
+    """Rows deleted by kind, and whether the work was finished here (not handed over)."""
     total: dict[str, int] = {}
     async with _connected(config, dsn) as conn:
         await migrate(conn)
         for _ in range(HOUSEKEEP_MAX_ROUNDS):
-            deleted = await housekeep(
-                conn,
-                keep=settings.housekeeping_keep,
-                audit_days=settings.audit_retention_days,
-                batch=HOUSEKEEP_BATCH,
-            )
-            if not deleted:
-                return total or None
+            deleted = await housekeep_config(conn, config, HOUSEKEEP_BATCH)
+            if not deleted:  # another process holds the lock
+                return total, False
             for kind, count in deleted.items():
                 total[kind] = total.get(kind, 0) + count
             if max(deleted.values()) < HOUSEKEEP_BATCH:
-                break
-    return total
+                return total, True
+    return total, False
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:

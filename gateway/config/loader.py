@@ -61,6 +61,14 @@ class Config:
     def client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
 
+    @property
+    def revocation_horizon(self) -> int:
+        """Seconds a revocation must be remembered: the longest an access token issued under this
+        configuration can live, plus a minute of clock skew."""
+        tokens = self.gateway.tokens
+        per_client = (c.config.access_ttl or 0 for c in self.clients.values())
+        return max(tokens.access_ttl, tokens.service_access_ttl, *per_client) + 60
+
 
 def config_path_from_env(explicit: str | None = None) -> Path:
     """The config file: ``--config``, else ``GATEWAY_CONFIG``, else ``conf/gateway.json``."""

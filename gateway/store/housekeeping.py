@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.config.loader import Config
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
@@ -13,6 +14,19 @@ async def housekeep(db: Executor, *, keep: int, audit_days: int, batch: int) -> 
             "SELECT kind, deleted FROM daemon.housekeep($1, $2, $3)", keep, audit_days, batch
         )
     return {row["kind"]: int(row["deleted"]) for row in rows}
+
+
+async def housekeep_config(db: Executor, config: Config, batch: int) -> dict[str, int]:
+    """``housekeep`` with the configured retention, never shorter than the revocation horizon: a
+    revoked session or family must outlive every access token it covers, since token handlers
+    reload revocations from these rows when they start (``daemon.revocations_since``)."""
+    settings = config.gateway.database
+    return await housekeep(
+        db,
+        keep=max(settings.housekeeping_keep, config.revocation_horizon),
+        audit_days=settings.audit_retention_days,
+        batch=batch,
+    )
 
 
 def describe_deleted(deleted: dict[str, int]) -> str:

@@ -16,45 +16,56 @@ BEGIN
     END IF;
     -- Sessions over (expired or revoked) for longer than p_keep, with their codes, token
     -- families and refresh tokens (ON DELETE CASCADE).
+    -- (Each condition is repeated outside the subquery: a row changed while the DELETE waited
+    -- for its lock is checked again, not deleted on the strength of its old version.)
     DELETE FROM auth.session WHERE id IN (
         SELECT id FROM auth.session
         WHERE expires_at < v_before OR revoked_at < v_before
-        LIMIT p_batch);
+        LIMIT p_batch)
+      AND (expires_at < v_before OR revoked_at < v_before);
     kind := 'sessions'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Grants over in a session that lives on (a revoked or expired token family).
     DELETE FROM auth.token_family WHERE id IN (
         SELECT id FROM auth.token_family
         WHERE expires_at < v_before OR revoked_at < v_before
-        LIMIT p_batch);
+        LIMIT p_batch)
+      AND (expires_at < v_before OR revoked_at < v_before);
     kind := 'token families'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
-    -- Refresh tokens past their own expiry: refused anyway, so replay detection loses nothing.
+    -- Current refresh tokens past their own expiry (refused anyway). Superseded ones stay with
+    -- their family: presenting one again is a replay that must still end the session.
     DELETE FROM auth.refresh_token WHERE token_hash IN (
-        SELECT token_hash FROM auth.refresh_token WHERE expires_at < v_before LIMIT p_batch);
+        SELECT token_hash FROM auth.refresh_token
+        WHERE expires_at < v_before AND superseded_at IS NULL
+        LIMIT p_batch)
+      AND expires_at < v_before AND superseded_at IS NULL;
     kind := 'refresh tokens'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Codes past their lifetime (a used code presented again after this is simply unknown).
     DELETE FROM auth.code WHERE code_hash IN (
-        SELECT code_hash FROM auth.code WHERE expires_at < v_before LIMIT p_batch);
+        SELECT code_hash FROM auth.code WHERE expires_at < v_before LIMIT p_batch)
+      AND expires_at < v_before;
     kind := 'codes'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- JWT bearer assertion ids: an expired assertion is refused before its jti is looked at.
     DELETE FROM auth.assertion WHERE (issuer, jti) IN (
-        SELECT issuer, jti FROM auth.assertion WHERE expires_at < v_before LIMIT p_batch);
+        SELECT issuer, jti FROM auth.assertion WHERE expires_at < v_before LIMIT p_batch)
+      AND expires_at < v_before;
     kind := 'assertions'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Failed-attempt counters that have been quiet and unlocked for p_keep.
     DELETE FROM auth.throttle WHERE key IN (
         SELECT key FROM auth.throttle
         WHERE last_failure_at < v_before AND (locked_until IS NULL OR locked_until < v_before)
-        LIMIT p_batch);
+        LIMIT p_batch)
+      AND last_failure_at < v_before AND (locked_until IS NULL OR locked_until < v_before);
     kind := 'throttle counters'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     IF p_audit_days > 0 THEN
         DELETE FROM audit.event WHERE id IN (
             SELECT id FROM audit.event WHERE at < now() - make_interval(days => p_audit_days)
-            LIMIT p_batch);
+            LIMIT p_batch);  -- events never change
         kind := 'audit events'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     END IF;
 END;
 $$;
 COMMENT ON FUNCTION daemon.housekeep(integer, integer, integer) IS
     'Delete what is over for longer than p_keep seconds (sessions with their grants, token families, '
-    'refresh tokens, codes, assertion ids, throttle counters) and audit events older than '
+    'current refresh tokens, codes, assertion ids, throttle counters) and audit events older than '
     'p_audit_days (0 keeps them), at most p_batch rows of each per call. Returns the rows deleted '
     'by kind, or nothing when another housekeeper holds the lock. GW002 on bad arguments.';

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,7 +19,7 @@ from gateway.passwords import Passwords
 from gateway.store import grants, housekeeping, keys, revocations, sessions
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
-from tests.support import SAMPLE_CONF
+from tests.support import SAMPLE_CONF, write_conf
 
 C = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
@@ -407,3 +408,66 @@ async def test_housekeep_is_bounded_and_single(world: World, database_url: str) 
     assert "audit events" not in first
     left = await db.fetchval("SELECT count(*) FROM auth.assertion WHERE jti LIKE 'batch-%'")
     assert left == 2
+
+
+async def test_housekeep_keeps_superseded_tokens_for_replay_detection(world: World) -> None:
+    """A superseded refresh token past its own expiry stays while its family lives: presented
+    again it is still a replay that ends the session, not an unknown token."""
+    db = world.conn
+    first = await login(world, refresh="r0")
+    old_hash = h("r0" + str(world.user_id))
+    rotated = await grants.refresh_token(
+        db, old_hash=old_hash, client_id="web", new_hash=h("r1-" + str(world.user_id)),
+        new_sealed="sealed", scope=None, grace=0, refresh_ttl=3600,
+    )  # fmt: skip
+    assert rotated.status == "rotated"
+    await db.execute(
+        "UPDATE auth.refresh_token SET expires_at = now() - interval '2 days' "
+        "WHERE token_hash = $1",
+        old_hash,
+    )
+    await housekeeping.housekeep(db, keep=86400, audit_days=0, batch=10_000)
+    assert await db.fetchval(
+        "SELECT count(*) FROM auth.refresh_token WHERE token_hash = $1", old_hash
+    )
+    replay = await grants.refresh_token(
+        db, old_hash=old_hash, client_id="web", new_hash=h("r2-" + str(world.user_id)),
+        new_sealed="sealed", scope=None, grace=0, refresh_ttl=3600,
+    )  # fmt: skip
+    assert replay.status == "replay"
+    revoked = await db.fetchval(
+        "SELECT revoked_at FROM auth.session WHERE id = $1", first.session_id
+    )
+    assert revoked is not None
+
+
+async def test_housekeeping_never_forgets_a_revocation_a_live_token_needs(
+    world: World, tmp_path: Path
+) -> None:
+    """``housekeeping_keep`` 3600 with service tokens living a day: a session revoked two hours
+    ago stays (a restarting token handler must still learn of it); one revoked two days ago goes."""
+    db = world.conn
+    config = load_config(
+        write_conf(
+            tmp_path,
+            gateway={
+                "database": {"housekeeping_keep": 3600},
+                "tokens": {"service_access_ttl": 86400},
+            },
+        ),
+        environ={},
+    )
+    assert config.revocation_horizon == 86460
+    recent, old = await login(world, refresh=None), await login(world, refresh=None)
+    for session, age in ((recent, "2 hours"), (old, "2 days")):
+        await db.execute(
+            f"UPDATE auth.session SET revoked_at = now() - interval '{age}' WHERE id = $1",
+            session.session_id,
+        )
+    await housekeeping.housekeep_config(db, config, 10_000)
+    left = {
+        r["id"]
+        for r in await db.fetch("SELECT id FROM auth.session WHERE user_id = $1", world.user_id)
+    }
+    assert recent.session_id in left
+    assert old.session_id not in left

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 
+from gateway import keys
 from tests.http.checklist import serving
 from tests.support import gateway_env, run_gateway, write_conf
 
@@ -31,23 +33,33 @@ async def test_serve_housekeeps_on_its_own(
     await db.execute(OLD_ASSERTION, "serve-old")
     async with serving(conf, database_url) as client:
         assert (await client.get("/healthz")).status == 200
-        for _ in range(50):
-            if await jti_count(db, "serve-old") == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await jti_count(db, "serve-old") == 0
+        await until(lambda: jti_count(db, "serve-old"), 0)
 
 
 async def test_housekeeping_can_be_turned_off(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
-    """``housekeeping_interval`` 0: nothing is deleted behind the operator's back."""
-    conf = write_conf(tmp_path / "conf", gateway={"database": {"housekeeping_interval": 0}})
-    await db.execute(OLD_ASSERTION, "kept-old")
+    """Housekeeping runs (1 s interval), then the configuration sets ``housekeeping_interval`` 0:
+    from then on nothing is deleted behind the operator's back."""
+    conf = write_conf(tmp_path / "conf", gateway={"database": {"housekeeping_interval": 1}})
+    await db.execute(OLD_ASSERTION, "before-off")
     async with serving(conf, database_url) as client:
-        assert (await client.get("/healthz")).status == 200
-        await asyncio.sleep(1.5)
-    assert await jti_count(db, "kept-old") == 1
+        holder = client.server.app[keys.CONFIG]
+        await until(lambda: jti_count(db, "before-off"), 0)
+        write_conf(tmp_path / "conf", gateway={"database": {"housekeeping_interval": 0}})
+        holder.reload()
+        assert holder.current.gateway.database.housekeeping_interval == 0
+        await asyncio.sleep(1.5)  # a run already asleep wakes at most once more
+        await db.execute(OLD_ASSERTION, "after-off")
+        await asyncio.sleep(2.5)
+        assert await jti_count(db, "after-off") == 1
+
+
+async def until(value: Callable[[], Awaitable[int]], wanted: int, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await value() != wanted:
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
 
 
 async def test_housekeep_command(tmp_path: Path, database_url: str, db: asyncpg.Connection) -> None:
