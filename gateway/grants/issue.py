@@ -276,6 +276,7 @@ async def sign_in(
     session_id: UUID | None = None,
     clear: tuple[str, ...] = (),
     secret_hash: bytes | None = None,
+    password_changed_at: datetime | None = None,
 ) -> Login:
     """``daemon.login`` with this configuration's lifetimes: the session and its token family."""
     tokens = ctx.settings.tokens
@@ -294,6 +295,7 @@ async def sign_in(
         session_id=session_id,
         clear=clear,
         secret_hash=secret_hash,
+        password_changed_at=password_changed_at,
     )
 
 

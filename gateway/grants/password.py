@@ -8,6 +8,7 @@ authorization request.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from gateway.config.loader import Client
@@ -40,6 +41,7 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
     session_secret = params.get("secret")
     existing_session: UUID | None = None
     clear: tuple[str, ...] = ()
+    password_changed_at: datetime | None = None
     if session_secret is not None:
         user_id, existing_session = await _session_of_secret(ctx, session_secret)
         new_secret_hash = None
@@ -48,6 +50,7 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
             ctx, params.require("username"), params.require("password")
         )
         user_id = account.user_id
+        password_changed_at = account.password_changed_at
         session_secret = issue.new_secret()
         new_secret_hash = issue.secret_hash(session_secret)
 
@@ -62,6 +65,7 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
         session_id=existing_session,
         clear=clear,
         secret_hash=new_secret_hash,
+        password_changed_at=password_changed_at,
     )
     session = await store.session_get(ctx.db, login.session_id)
     if session is None:

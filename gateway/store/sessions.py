@@ -18,6 +18,7 @@ class Account:
     name: str | None
     password_hash: str
     locked: bool
+    password_changed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,13 @@ async def login(
     session_id: UUID | None = None,
     clear: tuple[str, ...] = (),
     secret_hash: bytes | None = None,
+    password_changed_at: datetime | None = None,
 ) -> Login:
+    """``daemon.login``; ``password_changed_at`` of the password the caller verified, if any."""
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "SELECT * FROM daemon.login("
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             user_id,
             client_id,
             kind,
@@ -77,6 +81,7 @@ async def login(
             session_id,
             list(clear),
             secret_hash,
+            password_changed_at,
         )
     assert row is not None
     return Login(row["session_id"], row["family_id"], row["auth_time"])
@@ -92,10 +97,12 @@ async def session_open(
     user_agent: str | None,
     clear: tuple[str, ...] = (),
     session_id: UUID | None = None,
+    password_changed_at: datetime | None = None,
 ) -> UUID:
+    """``daemon.session_open``; ``password_changed_at`` of the password the caller verified."""
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.session_open($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT * FROM daemon.session_open($1, $2, $3, $4, $5, $6, $7, $8)",
             user_id,
             client_id,
             ttl,
@@ -103,6 +110,7 @@ async def session_open(
             user_agent,
             list(clear),
             session_id,
+            password_changed_at,
         )
     assert row is not None
     opened: UUID = row["session_id"]

@@ -305,6 +305,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         user_agent=ctx.user_agent,
         clear=clear,
         session_id=current.session_id if current and current.user_id == account.user_id else None,
+        password_changed_at=account.password_changed_at,
     )
     session = await store.session_get(ctx.db, session_id)
     return await continue_flow(

@@ -2,25 +2,29 @@
 -- session of the password grant, or a service session of client_credentials); a token family is one
 -- grant inside it: the chain of rotating refresh tokens issued to one client.
 
-CREATE OR REPLACE FUNCTION daemon.user_lookup(p_login text)
-RETURNS TABLE (user_id uuid, username text, email text, name text, password_hash text, locked boolean)
+DROP FUNCTION IF EXISTS daemon.user_lookup(text);
+CREATE FUNCTION daemon.user_lookup(p_login text)
+RETURNS TABLE (user_id uuid, username text, email text, name text, password_hash text, locked boolean,
+               password_changed_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT id, username, email, name, password_hash, locked
+    SELECT id, username, email, name, password_hash, locked, password_changed_at
     FROM auth.users
     WHERE lower(username) = lower(p_login) OR (position('@' IN p_login) > 0 AND lower(email) = lower(p_login))
     ORDER BY lower(username) = lower(p_login) DESC
     LIMIT 1;
 $$;
 COMMENT ON FUNCTION daemon.user_lookup(text) IS
-    'The account a login name (user name, or email) refers to; the password is checked by the caller';
+    'The account a login name (user name, or email) refers to; the password is checked by the caller, '
+    'who passes password_changed_at on to daemon.login / daemon.session_open';
 
-CREATE OR REPLACE FUNCTION daemon.login(
+DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea);
+CREATE FUNCTION daemon.login(
     p_user_id uuid, p_client_id text, p_kind text, p_scope text[], p_origin text,
     p_refresh_hash bytea, p_session_ttl integer, p_refresh_ttl integer,
     p_ip inet, p_user_agent text, p_session_id uuid DEFAULT NULL, p_clear text[] DEFAULT '{}',
-    p_secret_hash bytea DEFAULT NULL
+    p_secret_hash bytea DEFAULT NULL, p_password_changed_at timestamptz DEFAULT NULL
 ) RETURNS TABLE (session_id uuid, family_id uuid, auth_time timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -33,7 +37,12 @@ BEGIN
         RAISE EXCEPTION 'unknown client' USING ERRCODE = 'OA002';
     END IF;
     IF p_user_id IS NOT NULL THEN
-        PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked;
+        -- FOR SHARE: a concurrent daemon.user_update (new password, lock) either committed first
+        -- and is seen here, or waits for this sign-in and then ends the session it opens. The
+        -- password the caller verified must still be the user's.
+        PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
+            AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
+        FOR SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
         END IF;
@@ -71,22 +80,27 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
-COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea) IS
+COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz) IS
     'Sign-in after the caller verified the credentials: opens a session (or reuses p_session_id when it '
     'is live and belongs to the user), opens a token family with its first refresh token (when '
     'p_refresh_hash is given) and clears the throttle keys p_clear. Raises OA002 for a disabled '
-    'client and OA001 for a locked account.';
+    'client and OA001 for a locked account or a password changed since p_password_changed_at.';
 
 DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[]);
+DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[], uuid);
 CREATE FUNCTION daemon.session_open(
     p_user_id uuid, p_client_id text, p_ttl integer, p_ip inet, p_user_agent text,
-    p_clear text[] DEFAULT '{}', p_session_id uuid DEFAULT NULL
+    p_clear text[] DEFAULT '{}', p_session_id uuid DEFAULT NULL,
+    p_password_changed_at timestamptz DEFAULT NULL
 ) RETURNS TABLE (session_id uuid, auth_time timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked;
+    -- As in daemon.login: no sign-in slips past a concurrent new password or lock.
+    PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
+        AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
+    FOR SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
     END IF;
@@ -116,9 +130,10 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
-COMMENT ON FUNCTION daemon.session_open(uuid, text, integer, inet, text, text[], uuid) IS
-    'A browser session after a sign-in on the login page (the caller verified the password); '
-    'p_session_id, when live and the same user''s, is renewed instead of replaced';
+COMMENT ON FUNCTION daemon.session_open(uuid, text, integer, inet, text, text[], uuid, timestamptz) IS
+    'A browser session after a sign-in on the login page (the caller verified the password, whose '
+    'password_changed_at must still hold) or with an external provider; p_session_id, when live '
+    'and the same user''s, is renewed instead of replaced';
 
 CREATE OR REPLACE FUNCTION daemon.session_by_secret(p_secret_hash bytea)
 RETURNS TABLE (session_id uuid, user_id uuid)

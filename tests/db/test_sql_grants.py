@@ -16,7 +16,7 @@ import pytest
 from gateway.config import load_config
 from gateway.oauth.errors import InvalidGrantError, InvalidScopeError
 from gateway.passwords import Passwords
-from gateway.store import grants, housekeeping, keys, revocations, sessions
+from gateway.store import grants, housekeeping, keys, revocations, sessions, users
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
 from tests.support import SAMPLE_CONF, write_conf
@@ -471,3 +471,93 @@ async def test_housekeeping_never_forgets_a_revocation_a_live_token_needs(
     }
     assert recent.session_id in left
     assert old.session_id not in left
+
+
+# --- sign-in against a concurrent password change or lock ------------------------------------
+
+
+async def _account(db: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record:
+    row = await db.fetchrow(
+        "SELECT username, password_changed_at FROM auth.users WHERE id = $1", user_id
+    )
+    assert row is not None
+    return row
+
+
+async def test_sign_in_with_a_password_changed_meanwhile_is_refused(
+    world: World, database_url: str
+) -> None:
+    """The password was verified, then ``user passwd`` commits before the session is opened:
+    the sign-in fails (OA001) instead of opening a session the change never saw. While the
+    change is uncommitted, the sign-in waits for it (FOR SHARE) rather than slipping past."""
+    db = world.conn
+    account = await _account(db, world.user_id)
+    other = await asyncpg.connect(database_url)
+    try:
+        change = other.transaction()
+        await change.start()
+        await users.user_update(other, account["username"], Passwords().hash("new"), None)
+        opening = asyncio.create_task(
+            sessions.session_open(
+                db,
+                user_id=world.user_id,
+                client_id="web",
+                ttl=3600,
+                ip=None,
+                user_agent=None,
+                password_changed_at=account["password_changed_at"],
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not opening.done(), "the sign-in did not wait for the password change"
+        await change.commit()
+        with pytest.raises(InvalidGrantError):
+            await opening
+    finally:
+        await other.close()
+    with pytest.raises(InvalidGrantError):
+        await login_with(world, account["password_changed_at"])
+    fresh = await _account(db, world.user_id)
+    assert (await login_with(world, fresh["password_changed_at"])).session_id
+
+
+async def test_lock_waits_for_a_sign_in_in_progress_and_ends_its_session(
+    world: World, database_url: str
+) -> None:
+    """A sign-in holds the user row (FOR SHARE) until it commits; ``user lock`` waits for it and
+    then ends the session it opened, so no session outlives the lock."""
+    db = world.conn
+    account = await _account(db, world.user_id)
+    signing_in = db.transaction()
+    await signing_in.start()
+    opened = await login_with(world, account["password_changed_at"])
+    other = await asyncpg.connect(database_url)
+    try:
+        locking = asyncio.create_task(users.user_update(other, account["username"], None, True))
+        await asyncio.sleep(0.3)
+        assert not locking.done(), "the lock did not wait for the sign-in"
+        await signing_in.commit()
+        assert await locking >= 1
+    finally:
+        await other.close()
+    revoked = await db.fetchval(
+        "SELECT revoked_at FROM auth.session WHERE id = $1", opened.session_id
+    )
+    assert revoked is not None
+
+
+async def login_with(world: World, password_changed_at: object) -> sessions.Login:
+    return await sessions.login(
+        world.conn,
+        user_id=world.user_id,
+        client_id="web",
+        kind="browser",
+        scope=("openid",),
+        origin="password",
+        refresh_hash=None,
+        session_ttl=3600,
+        refresh_ttl=3600,
+        ip=None,
+        user_agent=None,
+        password_changed_at=password_changed_at,  # type: ignore[arg-type]
+    )
