@@ -73,6 +73,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             remote_keys=remote.get,
             master_secret=secret,
             external_call=remote.post_form,
+            remote_keys_at=remote.at,
         )
         app[keys.AUTHORITY] = authority
 

@@ -107,6 +107,19 @@ def check_redirect_uri(value: str) -> str:
     return value
 
 
+def check_provider_url(value: str) -> str:
+    """An external provider's endpoint: https (http only on loopback, for local testing), since
+    secrets, codes and signing keys travel over it."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an https URL")
+    if "@" in parts.netloc or parts.fragment:
+        raise ValueError("must not contain user info or a fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (http only for loopback hosts)")
+    return value
+
+
 def check_scope_token(value: str) -> str:
     """A scope token per RFC 6749 section 3.3 (NQCHAR without space)."""
     if not value or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in value):
@@ -134,6 +147,7 @@ def check_upstream(value: str) -> str:
 Origin = Annotated[str, AfterValidator(check_origin)]
 RedirectUri = Annotated[str, AfterValidator(check_redirect_uri)]
 ScopeToken = Annotated[str, AfterValidator(check_scope_token)]
+ProviderUrl = Annotated[str, AfterValidator(check_provider_url)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -330,12 +344,16 @@ class AppConfig(Strict):
     post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     javascript_origins: tuple[Origin, ...] = ()
     allowed_ips: tuple[Network, ...] = ()
-    auth_uri: str | None = None
-    token_uri: str | None = None
-    cert_uri: str | None = None
-    jwks_uri: str | None = None
-    auth_provider_x509_cert_url: str | None = None
-    userinfo_uri: str | None = None
+    auth_uri: ProviderUrl | None = None
+    token_uri: ProviderUrl | None = None
+    cert_uri: ProviderUrl | None = None
+    jwks_uri: ProviderUrl | None = None
+    auth_provider_x509_cert_url: ProviderUrl | None = None
+    userinfo_uri: ProviderUrl | None = None
+    # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
+    # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
+    # not also mint grants for whatever sub its tokens carry.
+    assertions: bool | None = None
     grant_types: tuple[GrantType, ...] | None = None
     pkce: Literal["required", "optional"] | None = None
     consent: bool = False
@@ -381,6 +399,16 @@ class AppConfig(Strict):
         if method not in (None, "none") and self.is_public:
             raise ValueError(f"token_endpoint_auth_method {method} needs a client_secret")
         return self
+
+    @property
+    def is_sign_in_provider(self) -> bool:
+        return bool(self.auth_uri and self.token_uri)
+
+    @property
+    def trusted_for_assertions(self) -> bool:
+        if self.assertions is not None:
+            return self.assertions
+        return not self.is_sign_in_provider
 
     @property
     def is_public(self) -> bool:

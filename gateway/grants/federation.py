@@ -5,8 +5,11 @@ A provider file other than ``default.json`` (``conf/oauth2/google.json``) whose 
 (``jwks_uri`` or ``cert_uri``) is offered on the login page. The gateway is then the provider's
 confidential client: authorization code with PKCE (S256) and a nonce, the code exchanged at
 ``token_uri`` with the client secret, the ID token verified against the provider's published keys
-(issuer, audience, expiry, nonce; OIDC Core 3.1.3.7). The provider's ``sub`` is linked to a local
-user on first use, by an email the provider says it verified; later sign-ins follow the link.
+(issuer, audience, expiry, nonce; OIDC Core 3.1.3.7). The provider's account is linked to a local
+user (by the ID token's ``iss`` and ``sub``) only when the user also signs in with the local
+password in the same flow, as Keycloak's first broker login does; later sign-ins follow the link.
+An email, verified or not, never links by itself: a provider account holding someone's address
+must not become that person.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -22,10 +26,11 @@ from gateway.config.model import AppConfig
 from gateway.grants.context import Context, ExternalCallError
 from gateway.oauth.rfc7636 import s256
 from gateway.store import identities
-from gateway.tokens.jwt import TokenInvalid, inspect
+from gateway.tokens.jwt import TokenInvalid
 from gateway.tokens.remote import verify_assertion
 
 SCOPE = "openid email profile"
+MAX_SUBJECT = 255  # OIDC Core 2: sub is at most 255 ASCII characters
 
 
 class ExternalSignInFailed(Exception):  # noqa: N818
@@ -89,13 +94,24 @@ def authorization_url(
     return f"{app.auth_uri}{'&' if '?' in app.auth_uri else '?'}{query}"
 
 
+@dataclass(frozen=True)
+class ExternalIdentity:
+    """Who the provider's verified ID token says the user is."""
+
+    provider: str
+    issuer: str
+    subject: str
+    email: str | None
+
+
 async def finish(
     ctx: Context, provider: SignInProvider, code: str, redirect_uri: str, attempt: Attempt
-) -> UUID:
-    """Exchange the provider's code, verify its ID token, and return the local user it signs in.
+) -> tuple[ExternalIdentity, UUID | None]:
+    """Exchange the provider's code and verify its ID token: the identity, and the local user it
+    is linked to (None when it is linked to nobody yet).
 
     ``ExternalSignInFailed`` when the provider's answer is unusable; ``AccessDeniedError`` when
-    the identity is valid but no local user is (or can be) linked to it."""
+    the linked user is locked."""
     app = provider.app
     assert app.token_uri is not None
     assert app.client_secret is not None
@@ -116,27 +132,76 @@ async def finish(
     id_token = answer.get("id_token")
     if not isinstance(id_token, str):
         raise ExternalSignInFailed("the provider sent no ID token")
+    claims = await _verified_id_token(ctx, app, id_token, attempt)
+    email = claims.get("email")
+    identity = ExternalIdentity(
+        provider.name,
+        str(claims["iss"]),
+        str(claims["sub"]),
+        email if isinstance(email, str) and len(email) <= 320 else None,
+    )
+    user_id = await identities.identity_login(ctx.db, identity.issuer, identity.subject)
+    return identity, user_id
+
+
+async def _verified_id_token(
+    ctx: Context, app: AppConfig, id_token: str, attempt: Attempt
+) -> dict[str, Any]:
+    """OIDC Core 3.1.3.7: signed by a key the provider publishes at its own key URL, issued by one
+    of its issuers, to us alone (``aud``, ``azp``), unexpired, with ``iat`` and our nonce."""
+    keys_url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
+    fetch = ctx.authority.remote_keys_at
+    if keys_url is None or fetch is None:
+        raise ExternalSignInFailed("the provider has no key URL")
     try:
-        _, unverified = inspect(id_token)
-        issuer = unverified.get("iss")
-        if not isinstance(issuer, str) or issuer not in app.issuers:
-            raise TokenInvalid("untrusted issuer")
-        keys = await ctx.authority.remote_keys(issuer)
-        claims = verify_assertion(id_token, keys, issuers=app.issuers, audiences=(app.client_id,))
+        claims = verify_assertion(
+            id_token, await fetch(keys_url), issuers=app.issuers, audiences=(app.client_id,)
+        )
     except TokenInvalid as exc:
         raise ExternalSignInFailed(f"the ID token is not valid: {exc}") from None
+    audience = claims["aud"]
+    if isinstance(audience, list) and any(a != app.client_id for a in audience):
+        raise ExternalSignInFailed("the ID token has audiences besides us")
+    if claims.get("azp", app.client_id) != app.client_id:
+        raise ExternalSignInFailed("the ID token was issued to another party (azp)")
+    if not isinstance(claims.get("iat"), int | float):
+        raise ExternalSignInFailed("the ID token has no iat")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT:
+        raise ExternalSignInFailed("the ID token's sub is not usable")
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(nonce, attempt.nonce):
         raise ExternalSignInFailed("the ID token's nonce does not match")
-    audience = claims.get("aud")
-    if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != app.client_id:
-        raise ExternalSignInFailed("the ID token was issued to another party (azp)")
-    email = claims.get("email")
-    verified = claims.get("email_verified") in (True, "true")
-    return await identities.identity_login(
+    return claims
+
+
+async def link(ctx: Context, identity: ExternalIdentity, user_id: UUID) -> None:
+    """Link ``identity`` to the user who has just signed in with the local password in the same
+    flow; ``AccessDeniedError`` when it is already linked to someone else."""
+    await identities.identity_link(
         ctx.db,
-        provider.name,
-        str(claims["sub"])[:255],
-        email if isinstance(email, str) else None,
-        verified,
+        provider=identity.provider,
+        issuer=identity.issuer,
+        subject=identity.subject,
+        user_id=user_id,
+        email=identity.email,
+    )
+
+
+def pending_link(identity: ExternalIdentity, label: str) -> dict[str, str]:
+    """What the login form carries (sealed) until a password sign-in links ``identity``; also
+    the page's ``{provider}`` and ``{account}``."""
+    return {
+        "provider_name": identity.provider,
+        "issuer": identity.issuer,
+        "subject": identity.subject,
+        "email": identity.email or "",
+        "provider": label,
+        "account": identity.email or identity.subject,
+    }
+
+
+def identity_of(pending: dict[str, str]) -> ExternalIdentity:
+    return ExternalIdentity(
+        pending["provider_name"], pending["issuer"], pending["subject"], pending["email"] or None
     )

@@ -26,11 +26,13 @@ INVALID = "the assertion is not valid"
 
 
 def trusted_issuers(ctx: Context) -> dict[str, str]:
-    """issuer -> provider name, for every provider file entry that lists issuers and keys."""
+    """issuer -> provider name, for every provider file entry that lists issuers and keys and is
+    trusted for assertions (not a sign-in provider, unless ``"assertions": true``)."""
     result: dict[str, str] = {}
     for provider, apps in ctx.config.providers.items():
         for app in apps.values():
-            if app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url:
+            keys_url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
+            if keys_url and app.trusted_for_assertions:
                 for issuer in app.issuers:
                     result.setdefault(issuer, provider)
     return result

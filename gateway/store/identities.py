@@ -1,4 +1,4 @@
-"""Identities at external providers: the store function named after ``daemon.identity_login``."""
+"""Identities at external providers: the store functions named after the SQL functions."""
 
 from __future__ import annotations
 
@@ -8,16 +8,26 @@ from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
 
-async def identity_login(
-    db: Executor, provider: str, subject: str, email: str | None, email_verified: bool
-) -> UUID:
-    """The local user for an external identity; ``AccessDeniedError`` (OA006) when none."""
+async def identity_login(db: Executor, issuer: str, subject: str) -> UUID | None:
+    """``daemon.identity_login``: the linked user, None when unlinked; ``AccessDeniedError``
+    (OA006) when that user is locked."""
     with sql_errors():
-        user_id: UUID = await db.fetchval(
-            "SELECT daemon.identity_login($1, $2, $3, $4)",
-            provider,
-            subject,
-            email,
-            email_verified,
+        user_id: UUID | None = await db.fetchval(
+            "SELECT daemon.identity_login($1, $2)", issuer, subject
         )
     return user_id
+
+
+async def identity_link(
+    db: Executor, *, provider: str, issuer: str, subject: str, user_id: UUID, email: str | None
+) -> None:
+    """``daemon.identity_link``: ``AccessDeniedError`` (OA006) when linked to someone else."""
+    with sql_errors():
+        await db.execute(
+            "SELECT daemon.identity_link($1, $2, $3, $4, $5)",
+            provider,
+            issuer,
+            subject,
+            user_id,
+            email,
+        )

@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
+from gateway.grants import federation
 from gateway.grants.authorize import decide
 from gateway.grants.context import Context
 from gateway.grants.federation import sign_in_providers
@@ -163,9 +164,11 @@ def login_form(
     message: str | None = None,
     status: int = 200,
     fmt: dict[str, object] | None = None,
+    link: dict[str, str] | None = None,
 ) -> web.Response:
     """The built-in login page for an authorization request: the password form and a button per
-    external sign-in provider, all carrying the request sealed and bound to this browser."""
+    external sign-in provider, all carrying the request sealed and bound to this browser.
+    ``link``: an external identity to link to whoever signs in with a password here."""
     client = ctx.config.client(params.get("client_id", ""))
     assert client is not None
     nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
@@ -177,11 +180,11 @@ def login_form(
         request,
         client_name=client.app,
         action=LOGIN_ACTION,
-        hidden={"flow": _seal_flow(ctx, params, nonce)},
+        hidden={"flow": _seal_flow(ctx, params, nonce, link=link)},
         username=username,
         message=message,
         status=status,
-        providers=providers,
+        providers=[] if link else providers,
         fmt=fmt,
     )
     set_csrf_cookie(response, ctx.settings, nonce)
@@ -204,13 +207,28 @@ def _site_login_page(
 # --- the sealed flow --------------------------------------------------------------------------
 
 
-def _seal_flow(ctx: Context, params: Params, nonce: str, *, session: str | None = None) -> str:
-    flow = {"p": list(params.items()), "c": nonce, "e": int(time.time()) + FLOW_TTL, "s": session}
+def _seal_flow(
+    ctx: Context,
+    params: Params,
+    nonce: str,
+    *,
+    session: str | None = None,
+    link: dict[str, str] | None = None,
+) -> str:
+    flow = {
+        "p": list(params.items()),
+        "c": nonce,
+        "e": int(time.time()) + FLOW_TTL,
+        "s": session,
+        "l": link,
+    }
     sealer = ctx.authority.cookie_sealer(ctx.config)
     return sealer.seal(json.dumps(flow).encode(), purpose=FLOW_PURPOSE)
 
 
-def _open_flow(request: web.Request, ctx: Context, form: Params) -> tuple[Params, str | None]:
+def _open_flow(
+    request: web.Request, ctx: Context, form: Params
+) -> tuple[Params, str | None, dict[str, str] | None]:
     """The sealed authorization request of a form POST, after the CSRF checks (RFC 6749 10.12)."""
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is not None and origin != _origin_of(ctx.issuer):
@@ -230,7 +248,7 @@ def _open_flow(request: web.Request, ctx: Context, form: Params) -> tuple[Params
     if int(flow["e"]) < time.time():
         raise _Expired
     pairs = [(str(k), str(v)) for k, v in flow["p"]]
-    return parse_query(pairs, lenient=LENIENT), flow.get("s")
+    return parse_query(pairs, lenient=LENIENT), flow.get("s"), flow.get("l")
 
 
 class _Expired(Exception):  # noqa: N818
@@ -254,6 +272,7 @@ class Posted:
     params: Params
     auth_request: AuthorizationRequest
     flow_session: str | None
+    link: dict[str, str] | None = None  # an external identity to link after a password sign-in
 
 
 async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
@@ -261,7 +280,7 @@ async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
     ctx = grant_context(request)
     form = parse_form(await request.read())
     try:
-        params, flow_session = _open_flow(request, ctx, form)
+        params, flow_session, link = _open_flow(request, ctx, form)
         auth_request = validate_request(ctx.config, params)
     except _Expired:
         return pages.message_page(request, "expired", status=400)
@@ -269,7 +288,7 @@ async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
         return redirect(exc.location(ctx.issuer), 303)
-    return Posted(ctx, form, params, auth_request, flow_session)
+    return Posted(ctx, form, params, auth_request, flow_session, link)
 
 
 @routes.post(LOGIN_ACTION)
@@ -284,7 +303,14 @@ async def login_post(request: web.Request) -> web.StreamResponse:
 
     def again(message: str, status: int, **fmt: object) -> web.Response:
         return login_form(
-            request, ctx, posted.params, username=username, message=message, status=status, fmt=fmt
+            request,
+            ctx,
+            posted.params,
+            username=username,
+            message=message,
+            status=status,
+            fmt={**(posted.link or {}), **fmt},
+            link=posted.link,
         )
 
     try:
@@ -295,6 +321,11 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         response = again("throttled", 429, seconds=exc.retry_after)
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
+    if posted.link is not None:
+        try:
+            await federation.link(ctx, federation.identity_of(posted.link), account.user_id)
+        except AccessDeniedError:
+            return again("external_denied", 403)
     current = await current_session(request, ctx)
     session_id = await store.session_open(
         ctx.db,

@@ -10,8 +10,11 @@ before the code is redeemed (RFC 6749 10.12, RFC 9700 4.7: no login CSRF, no cod
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -21,11 +24,13 @@ from gateway.grants.federation import (
     ExternalSignInFailed,
     authorization_url,
     finish,
+    pending_link,
     sign_in_providers,
 )
-from gateway.oauth.errors import AccessDeniedError
+from gateway.oauth.errors import AccessDeniedError, InvalidGrantError
 from gateway.oauth.params import parse_query
 from gateway.oauth.rfc6749 import PageError, RedirectError
+from gateway.store import grants as grant_store
 from gateway.store import sessions as store
 from gateway.web import pages
 from gateway.web.authorize import (
@@ -42,8 +47,14 @@ from gateway.web.context import grant_context
 from gateway.web.cookies import CSRF, same_secret
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 STATE_PURPOSE = "external-sign-in"
+STATE_ISSUER = "gateway:external-state"  # auth.assertion rows that make each state single-use
 STATE_TTL = 600
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def callback_url(ctx: Context, provider: str) -> str:
@@ -80,7 +91,7 @@ async def external_start(request: web.Request) -> web.StreamResponse:
 async def external_callback(request: web.Request) -> web.StreamResponse:
     ctx = grant_context(request)
     name = request.match_info["provider"]
-    sealed = request.query.get("state")
+    sealed = request.query.get("state", "")
     plain = (
         ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=STATE_PURPOSE)
         if sealed
@@ -106,30 +117,46 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
     if provider is None:
         return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
 
-    def again(message: str, status: int) -> web.Response:
-        fmt: dict[str, object] = {"provider": provider.label}
-        return login_form(request, ctx, params, message=message, status=status, fmt=fmt)
+    def again(message: str, status: int, link: dict[str, str] | None = None) -> web.Response:
+        fmt: dict[str, object] = {"provider": provider.label, **(link or {})}
+        return login_form(request, ctx, params, message=message, status=status, fmt=fmt, link=link)
 
     code = request.query.get("code")
     if "error" in request.query or not code:
         return again("external_failed", 400)
     try:
+        # One redemption per state: a replayed callback neither reaches the provider nor signs in.
+        await grant_store.assertion_use(
+            ctx.db, STATE_ISSUER, _digest(sealed), datetime.fromtimestamp(int(state["e"]), UTC)
+        )
+    except InvalidGrantError:
+        return pages.message_page(request, "expired", status=400)
+    try:
         attempt = Attempt(str(state["v"]), str(state["n"]))
-        user_id = await finish(ctx, provider, code, callback_url(ctx, provider.name), attempt)
-    except ExternalSignInFailed:
+        identity, user_id = await finish(
+            ctx, provider, code, callback_url(ctx, provider.name), attempt
+        )
+    except ExternalSignInFailed as exc:
+        log.warning("sign-in with %s failed: %s", provider.name, exc)
         return again("external_failed", 400)
     except AccessDeniedError:
-        return again("external_unlinked", 403)
+        return again("external_denied", 403)
+    if user_id is None:
+        # Not linked yet: whoever signs in with the local password on this page links it.
+        return again("external_link", 200, link=pending_link(identity, provider.label))
     current = await current_session(request, ctx)
-    session_id = await store.session_open(
-        ctx.db,
-        user_id=user_id,
-        client_id=auth_request.client_id,
-        ttl=ctx.settings.tokens.session_ttl,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        session_id=current.session_id if current and current.user_id == user_id else None,
-    )
+    try:
+        session_id = await store.session_open(
+            ctx.db,
+            user_id=user_id,
+            client_id=auth_request.client_id,
+            ttl=ctx.settings.tokens.session_ttl,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            session_id=current.session_id if current and current.user_id == user_id else None,
+        )
+    except InvalidGrantError:  # locked since the link was looked up
+        return again("external_denied", 403)
     session = await store.session_get(ctx.db, session_id)
     return await continue_flow(
         request, ctx, params, auth_request, session, status=302, fresh_login=True, set_sid=True

@@ -32,7 +32,10 @@ TEXT = {
         "signed_out": "You are signed out.",
         "external": "Sign in with {provider}",
         "external_failed": "Signing in with {provider} did not work. Try again or use a password.",
-        "external_unlinked": "No account here is linked to this {provider} account.",
+        "external_link": (
+            "Sign in with your password once to link your {provider} account ({account})."
+        ),
+        "external_denied": "This {provider} account cannot be used to sign in here.",
     },
     "ru": {
         "title": "Вход",
@@ -58,7 +61,10 @@ TEXT = {
         "external_failed": (
             "Вход через {provider} не удался. Попробуйте снова или войдите по паролю."
         ),
-        "external_unlinked": "Для этой учётной записи {provider} здесь нет пользователя.",
+        "external_link": (
+            "Войдите по паролю один раз, чтобы привязать учётную запись {provider} ({account})."
+        ),
+        "external_denied": "Эту учётную запись {provider} нельзя использовать для входа.",
     },
 }
 PAGE_HEADERS = {

@@ -36,32 +36,45 @@ class RemoteKeyCache:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _sources(self) -> dict[str, str]:
+        """issuer -> key URL, for the apps trusted for JWT bearer assertions."""
         sources: dict[str, str] = {}
         for apps in self._holder.current.providers.values():
             for app in apps.values():
                 url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
-                if url:
+                if url and app.trusted_for_assertions:
                     for issuer in app.issuers:
                         sources.setdefault(issuer, url)
         return sources
 
-    async def get(self, issuer: str) -> dict[str, RemoteKey]:
-        now = time.monotonic()
-        fresh = now - self._fetched.get(issuer, -REFRESH_SECONDS) < REFRESH_SECONDS
-        if issuer in self._keys and fresh:
-            return self._keys[issuer]
-        if now - self._failed.get(issuer, -RETRY_SECONDS) < RETRY_SECONDS:
-            return self._keys.get(issuer, {})
-        lock = self._locks.setdefault(issuer, asyncio.Lock())
-        async with lock:
-            if time.monotonic() - self._fetched.get(issuer, -REFRESH_SECONDS) >= REFRESH_SECONDS:
-                await self._fetch(issuer)
-        return self._keys.get(issuer, {})
+    def _urls(self) -> set[str]:
+        """Every key URL of every provider file (assertion issuers and sign-in providers)."""
+        return {
+            url
+            for apps in self._holder.current.providers.values()
+            for app in apps.values()
+            if (url := app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url)
+        }
 
-    async def _fetch(self, issuer: str) -> None:
+    async def get(self, issuer: str) -> dict[str, RemoteKey]:
+        """The keys of an issuer listed in a provider file (the first file's key URL wins)."""
         url = self._sources().get(issuer)
-        if url is None:
-            return
+        return await self.at(url) if url else {}
+
+    async def at(self, url: str) -> dict[str, RemoteKey]:
+        """The keys published at ``url``: cached, refetched after 30 min, retried after 5 s."""
+        now = time.monotonic()
+        fresh = now - self._fetched.get(url, -REFRESH_SECONDS) < REFRESH_SECONDS
+        if url in self._keys and fresh:
+            return self._keys[url]
+        if now - self._failed.get(url, -RETRY_SECONDS) < RETRY_SECONDS:
+            return self._keys.get(url, {})
+        lock = self._locks.setdefault(url, asyncio.Lock())
+        async with lock:
+            if time.monotonic() - self._fetched.get(url, -REFRESH_SECONDS) >= REFRESH_SECONDS:
+                await self._fetch(url)
+        return self._keys.get(url, {})
+
+    async def _fetch(self, url: str) -> None:
         try:
             async with self._session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
@@ -69,12 +82,12 @@ class RemoteKeyCache:
                 body = await _bounded_body(response)
             keys = parse_key_document(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            self._failed[issuer] = time.monotonic()
-            log.warning("cannot fetch the keys of %s: %s", issuer, exc.__class__.__name__)
+            self._failed[url] = time.monotonic()
+            log.warning("cannot fetch the keys at %s: %s", url, exc.__class__.__name__)
             return
-        self._keys[issuer] = keys
-        self._fetched[issuer] = time.monotonic()
-        self._failed.pop(issuer, None)
+        self._keys[url] = keys
+        self._fetched[url] = time.monotonic()
+        self._failed.pop(url, None)
 
     async def post_form(self, url: str, form: dict[str, str]) -> dict[str, Any]:
         """POST ``form`` to ``url`` and return the JSON object of a 200 answer; anything else
@@ -96,11 +109,12 @@ class RemoteKeyCache:
     async def heartbeat(self) -> None:
         """Refresh every configured issuer; retry failed ones after 5 seconds."""
         while True:
-            for issuer in list(self._sources()):
-                self._fetched.pop(issuer, None)
-                self._failed.pop(issuer, None)
-                await self.get(issuer)
-            failed = any(i in self._failed for i in self._sources())
+            urls = self._urls()
+            for url in urls:
+                self._fetched.pop(url, None)
+                self._failed.pop(url, None)
+                await self.at(url)
+            failed = any(url in self._failed for url in urls)
             await asyncio.sleep(RETRY_SECONDS if failed else REFRESH_SECONDS)
 
 

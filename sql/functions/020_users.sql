@@ -54,6 +54,11 @@ BEGIN
     PERFORM daemon.audit(CASE WHEN p_password_hash IS NOT NULL THEN 'user.password'
                               WHEN p_locked THEN 'user.lock' ELSE 'user.unlock' END,
                          v_id, NULL, NULL, NULL, '{}');
+    -- A new password is a credential reset: external identities linked with the old one must be
+    -- linked again with the new one (whoever linked theirs to this account loses it).
+    IF p_password_hash IS NOT NULL THEN
+        DELETE FROM auth.identity WHERE user_id = v_id;
+    END IF;
     -- RFC 9700 4.14.2: a new password or a locked account ends every session of the user, and
     -- with them every refresh token; the token handlers drop cached access tokens on the notice.
     IF p_password_hash IS NOT NULL OR p_locked THEN
@@ -71,5 +76,6 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.user_update(text, text, boolean) IS
     'Set a user''s password (argon2id hash) and/or lock flag; NULL keeps a value. A new password or '
-    'a lock ends every live session of the user. Returns the number of sessions ended; GW003 when '
+    'a lock ends every live session of the user; a new password also removes the user''s external '
+    'identity links. Returns the number of sessions ended; GW003 when '
     'there is no such user, GW002 on a bad hash.';

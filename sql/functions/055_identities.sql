@@ -1,6 +1,7 @@
-CREATE OR REPLACE FUNCTION daemon.identity_login(
-    p_provider text, p_subject text, p_email text, p_email_verified boolean
-) RETURNS uuid
+DROP FUNCTION IF EXISTS daemon.identity_login(text, text, text, boolean);
+
+CREATE OR REPLACE FUNCTION daemon.identity_login(p_issuer text, p_subject text)
+RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -8,41 +9,50 @@ DECLARE
     v_user uuid;
     v_locked boolean;
 BEGIN
-    IF p_provider IS NULL OR p_subject IS NULL OR p_subject = '' OR length(p_subject) > 255 THEN
-        RAISE EXCEPTION 'provider and subject are required' USING ERRCODE = 'GW002';
-    END IF;
     SELECT i.user_id, u.locked INTO v_user, v_locked
     FROM auth.identity i JOIN auth.users u ON u.id = i.user_id
-    WHERE i.provider = p_provider AND i.subject = p_subject
-    FOR UPDATE OF i;
-    IF FOUND THEN
-        IF v_locked THEN
-            RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA006';
-        END IF;
-        UPDATE auth.identity SET last_login_at = now(), email = coalesce(p_email, email)
-        WHERE provider = p_provider AND subject = p_subject;
-        PERFORM daemon.audit('identity.login', v_user, NULL, NULL, NULL,
-                             jsonb_build_object('provider', p_provider));
-        RETURN v_user;
+    WHERE i.issuer = p_issuer AND i.subject = p_subject;
+    IF NOT FOUND THEN
+        RETURN NULL;
     END IF;
-    -- First sign-in with this provider account: link it to the user with that email, only when
-    -- the provider vouches for the address (an unverified email could be anyone's).
-    IF NOT coalesce(p_email_verified, false) OR p_email IS NULL OR position('@' IN p_email) = 0 THEN
-        RAISE EXCEPTION 'no account is linked to this identity' USING ERRCODE = 'OA006';
+    IF v_locked THEN
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA006';
     END IF;
-    SELECT id, locked INTO v_user, v_locked FROM auth.users WHERE lower(email) = lower(p_email);
-    IF NOT FOUND OR v_locked THEN
-        RAISE EXCEPTION 'no account is linked to this identity' USING ERRCODE = 'OA006';
-    END IF;
-    INSERT INTO auth.identity (provider, subject, user_id, email)
-    VALUES (p_provider, p_subject, v_user, p_email)
-    ON CONFLICT (provider, subject) DO NOTHING;
-    PERFORM daemon.audit('identity.link', v_user, NULL, NULL, NULL,
-                         jsonb_build_object('provider', p_provider));
+    UPDATE auth.identity SET last_login_at = now()
+    WHERE issuer = p_issuer AND subject = p_subject;
+    PERFORM daemon.audit('identity.login', v_user, NULL, NULL, NULL,
+                         jsonb_build_object('issuer', p_issuer));
     RETURN v_user;
 END;
 $$;
-COMMENT ON FUNCTION daemon.identity_login(text, text, text, boolean) IS
-    'The local user an external identity (provider, sub) signs in as: through its link, or on '
-    'first use by linking to the user whose email the provider verified. OA006 (access_denied) '
-    'when there is no such user or it is locked; GW002 on bad input.';
+COMMENT ON FUNCTION daemon.identity_login(text, text) IS
+    'The local user an external identity (its ID token''s iss and sub) is linked to; NULL when it '
+    'is linked to nobody yet; OA006 (access_denied) when that user is locked.';
+
+CREATE OR REPLACE FUNCTION daemon.identity_link(
+    p_provider text, p_issuer text, p_subject text, p_user_id uuid, p_email text
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    IF p_issuer IS NULL OR p_subject IS NULL OR p_subject = '' OR length(p_subject) > 255
+       OR p_provider IS NULL OR p_user_id IS NULL THEN
+        RAISE EXCEPTION 'provider, issuer, subject and user are required' USING ERRCODE = 'GW002';
+    END IF;
+    INSERT INTO auth.identity (issuer, subject, provider, user_id, email)
+    VALUES (p_issuer, p_subject, p_provider, p_user_id, left(p_email, 320))
+    ON CONFLICT (issuer, subject) DO NOTHING;
+    SELECT user_id INTO v_user FROM auth.identity WHERE issuer = p_issuer AND subject = p_subject;
+    IF v_user <> p_user_id THEN
+        RAISE EXCEPTION 'this identity is linked to another user' USING ERRCODE = 'OA006';
+    END IF;
+    PERFORM daemon.audit('identity.link', p_user_id, NULL, NULL, NULL,
+                         jsonb_build_object('issuer', p_issuer, 'provider', p_provider));
+END;
+$$;
+COMMENT ON FUNCTION daemon.identity_link(text, text, text, uuid, text) IS
+    'Link an external identity to a user who has just proved the local password in the same flow. '
+    'OA006 when the identity is already linked to someone else; GW002 on bad input.';

@@ -24,6 +24,8 @@ from bs4 import BeautifulSoup
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from gateway.passwords import Passwords
+from gateway.store import users
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, V, authz_params, location_params
 from tests.support import write_conf
 
@@ -182,23 +184,65 @@ def alice_claims(**extra: Any) -> dict[str, Any]:
     return {"sub": "fake-alice-1", "email": "Alice@Example.test", "email_verified": True, **extra}
 
 
-async def test_sign_in_with_a_provider_completes_the_code_flow(
+async def callback(client: Client, back: dict[str, str]) -> Any:
+    return await client.get("/oauth2/code/fake", params=back, allow_redirects=False)
+
+
+def form_flow(html: str) -> str:
+    """The sealed flow of the page's password form."""
+    soup = BeautifulSoup(html, "html.parser")
+    form = soup.find("form", action="/oauth2/login")
+    assert form is not None, html
+    return str(form.find("input", attrs={"name": "flow"})["value"])
+
+
+async def password_sign_in(client: Client, html: str, username: str, password: str) -> Any:
+    return await client.post(
+        "/oauth2/login",
+        data={"flow": form_flow(html), "username": username, "password": password},
+        allow_redirects=False,
+    )
+
+
+LINKS = "SELECT user_id FROM auth.identity WHERE issuer = $1 AND subject = $2"
+
+
+async def test_first_sign_in_links_after_the_password_then_follows_the_link(
     as_client: Client, provider: FakeProvider, db: asyncpg.Connection
 ) -> None:
-    """The whole flow: login page button -> provider (PKCE, nonce, our redirect URI) -> callback
-    -> the client gets its code and state, redeems it for alice's tokens; the provider got the
-    client secret and the PKCE verifier; the identity is linked by the verified email."""
+    """Login page button -> provider (PKCE, nonce, our redirect URI) -> callback. The identity is
+    linked to nobody, so the login page asks for the local password once (a verified email alone
+    links nothing); after it the client gets its code and state and the link (iss, sub) exists.
+    A later sign-in follows the link straight to the client, whatever email the provider now
+    reports; the code redeems for alice's tokens; the provider got our secret and verifier."""
     location = await start_external(as_client)
-    back = provider.authorize(location, alice_claims())
-    resp = await as_client.get("/oauth2/code/fake", params=back, allow_redirects=False)
-    assert resp.status == 302, await resp.text()
-    query, _ = location_params(resp.headers["Location"])
-    assert resp.headers["Location"].startswith("https://rp.example.test/cb?")
-    assert query["state"] == "st-conf"
-    assert "SID" in {c.key for c in as_client.session.cookie_jar}
+    first = await callback(as_client, provider.authorize(location, alice_claims()))
+    assert first.status == 200, await first.text()
+    html = await first.text()
+    assert "link your Fake account (Alice@Example.test)" in html
+    assert "/oauth2/external/" not in html
+    assert "SID" not in {c.key for c in as_client.session.cookie_jar}
+    assert await db.fetchval(LINKS, provider.issuer, "fake-alice-1") is None
+    wrong = await password_sign_in(as_client, html, "alice", "not-her-password")
+    assert wrong.status == 401
+    assert "The user name or password is wrong." in await wrong.text()
+    assert "/oauth2/external/" not in await wrong.text()  # still linking, no other way out
+    linked = await password_sign_in(as_client, await wrong.text(), "alice", "Correct-Horse-9")
+    assert linked.status == 303, await linked.text()
+    assert location_params(linked.headers["Location"])[0]["state"] == "st-conf"
+    alice = await db.fetchval("SELECT id FROM auth.users WHERE username = 'alice'")
+    assert await db.fetchval(LINKS, provider.issuer, "fake-alice-1") == alice
     (sent,) = provider.token_requests
     assert sent["client_secret"] == CLIENT_SECRET
     assert sent["redirect_uri"] == CALLBACK
+
+    location = await start_external(as_client, prompt="login")
+    claims = alice_claims(email="new@else.test", email_verified=False)
+    again = await callback(as_client, provider.authorize(location, claims))
+    assert again.status == 302, await again.text()
+    assert again.headers["Location"].startswith("https://rp.example.test/cb?")
+    query, _ = location_params(again.headers["Location"])
+    assert query["state"] == "st-conf"
     tokens = await as_client.post(
         "/oauth2/token",
         data={
@@ -214,48 +258,82 @@ async def test_sign_in_with_a_provider_completes_the_code_flow(
     access = (await tokens.json())["access_token"]
     info = await as_client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access}"})
     assert (await info.json())["preferred_username"] == "alice"
-    link = await db.fetchrow("SELECT * FROM auth.identity WHERE provider = 'fake'")
-    assert link["subject"] == "fake-alice-1"
-    assert link["user_id"] == await db.fetchval(
-        "SELECT id FROM auth.users WHERE username = 'alice'"
-    )
-
-    # A later sign-in follows the link even though the provider now reports another, unverified
-    # email; and with a live session, prompt=none answers silently.
-    location = await start_external(as_client, prompt="login")
-    back = provider.authorize(location, alice_claims(email="new@else.test", email_verified=False))
-    again = await as_client.get("/oauth2/code/fake", params=back, allow_redirects=False)
-    assert again.status == 302, await again.text()
     silent = await as_client.get(
         "/oauth2/authorize", params=authz_params("conf", prompt="none"), allow_redirects=False
     )
     assert "code" in location_params(silent.headers["Location"])[0]
+    # The callback cannot be replayed.
+    replayed = await callback(as_client, provider.authorize(location, claims))
+    assert replayed.status == 400
+    assert len(provider.token_requests) == 2
 
 
-@pytest.mark.parametrize(
-    "claims",
-    [
-        pytest.param(alice_claims(sub="u1", email_verified=False), id="unverified-email"),
-        pytest.param(alice_claims(sub="u2", email_verified="false"), id="unverified-string"),
-        pytest.param(alice_claims(sub="u3", email="nobody@example.test"), id="unknown-email"),
-        pytest.param(alice_claims(sub="u4", email="carol@example.test"), id="locked-user"),
-        pytest.param({"sub": "u5"}, id="no-email"),
-    ],
-)
-async def test_no_local_user_means_no_sign_in(
-    as_client: Client, provider: FakeProvider, db: asyncpg.Connection, claims: dict[str, Any]
+async def test_an_email_never_links_by_itself(
+    as_client: Client, provider: FakeProvider, db: asyncpg.Connection
 ) -> None:
-    """An identity no local user can be linked to is refused with the login page (403), no
-    session cookie and no link; an unverified email never links (it could be anyone's)."""
+    """Someone whose provider account carries alice's verified address gets the login page, not
+    alice's account; signing in there with their own password (bob) links it to bob."""
     location = await start_external(as_client)
-    back = provider.authorize(location, claims)
-    resp = await as_client.get("/oauth2/code/fake", params=back, allow_redirects=False)
-    assert resp.status == 403, await resp.text()
-    assert "No account here is linked to this Fake account." in await resp.text()
-    assert 'name="password"' in await resp.text()
+    claims = alice_claims(sub="mallory-1")
+    page = await callback(as_client, provider.authorize(location, claims))
+    assert page.status == 200
     assert "SID" not in {c.key for c in as_client.session.cookie_jar}
-    links = "SELECT count(*) FROM auth.identity WHERE provider = 'fake' AND subject = $1"
-    assert await db.fetchval(links, claims["sub"]) == 0
+    signed = await password_sign_in(as_client, await page.text(), "bob", "B0b-Passw0rd!")
+    assert signed.status == 303
+    bob = await db.fetchval("SELECT id FROM auth.users WHERE username = 'bob'")
+    assert await db.fetchval(LINKS, provider.issuer, "mallory-1") == bob
+
+
+async def test_locked_and_reset_accounts(
+    as_client: Client, provider: FakeProvider, db: asyncpg.Connection
+) -> None:
+    """A linked identity of a locked user is refused (403, no session); a new local password
+    removes the user's links, so the identity must be linked again with the new password."""
+    location = await start_external(as_client)
+    page = await callback(as_client, provider.authorize(location, alice_claims(sub="bob-ext")))
+    linked = await password_sign_in(as_client, await page.text(), "bob", "B0b-Passw0rd!")
+    assert linked.status == 303
+    await db.execute("UPDATE auth.users SET locked = true WHERE username = 'bob'")
+    try:
+        location = await start_external(as_client, prompt="login")
+        refused = await callback(
+            as_client, provider.authorize(location, alice_claims(sub="bob-ext"))
+        )
+        assert refused.status == 403, await refused.text()
+        assert "This Fake account cannot be used to sign in here." in await refused.text()
+    finally:
+        await db.execute("UPDATE auth.users SET locked = false WHERE username = 'bob'")
+    await users.user_update(db, "bob", Passwords().hash("B0b-Passw0rd!"), None)
+    assert await db.fetchval(LINKS, provider.issuer, "bob-ext") is None
+    location = await start_external(as_client, prompt="login")
+    page = await callback(as_client, provider.authorize(location, alice_claims(sub="bob-ext")))
+    assert page.status == 200
+    assert "link your Fake account" in await page.text()
+
+
+async def test_a_sign_in_provider_is_not_an_assertion_issuer(
+    as_client: Client, provider: FakeProvider
+) -> None:
+    """A JWT the provider signs for us with ``sub`` = a local user name is not a JWT bearer grant
+    (RFC 7523): sign-in providers mint no grants unless their file says ``assertions: true``."""
+    now = int(time.time())
+    assertion = jwt.encode(
+        {"iss": provider.issuer, "sub": "alice", "aud": ISSUER, "iat": now, "exp": now + 60},
+        provider.key,
+        algorithm="RS256",
+        headers={"kid": "fake-1"},
+    )
+    resp = await as_client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": assertion,
+            "client_id": "conf",
+            "client_secret": "s3cr3t",
+        },
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize(
@@ -266,6 +344,10 @@ async def test_no_local_user_means_no_sign_in(
         pytest.param({"tamper": {"iss": "https://evil.test"}}, id="wrong-issuer"),
         pytest.param({"tamper": {"exp": int(time.time()) - 3600}}, id="expired"),
         pytest.param({"tamper": {"aud": [CLIENT_ID, "other"], "azp": "other"}}, id="wrong-azp"),
+        pytest.param({"tamper": {"azp": "other"}}, id="azp-with-one-audience"),
+        pytest.param({"tamper": {"aud": [CLIENT_ID, "other"]}}, id="extra-audience"),
+        pytest.param({"tamper": {"iat": None}}, id="no-iat"),
+        pytest.param({"tamper": {"sub": "s" * 256}}, id="sub-too-long"),
         pytest.param(
             {"sign_with": rsa.generate_private_key(public_exponent=65537, key_size=2048)},
             id="unknown-signing-key",
@@ -276,8 +358,9 @@ async def test_no_local_user_means_no_sign_in(
 async def test_a_bad_provider_answer_signs_nobody_in(
     as_client: Client, provider: FakeProvider, change: dict[str, Any]
 ) -> None:
-    """OIDC Core 3.1.3.7: an ID token with another nonce, audience, issuer or key, or expired,
-    and a failing token endpoint, all end on the login page with a message; nobody signs in."""
+    """OIDC Core 3.1.3.7: an ID token with another nonce, audience (or an extra one), azp,
+    issuer or key, expired, without iat or with an over-long sub, and a failing token endpoint,
+    all end on the login page with a message; nobody signs in."""
     location = await start_external(as_client)
     back = provider.authorize(location, alice_claims())
     for name, value in change.items():
@@ -294,7 +377,7 @@ async def test_the_callback_belongs_to_the_browser_that_started(
     """Login CSRF (RFC 6749 10.12): a callback carried to another browser, a forged state, or
     a state replayed on another provider's path is refused before the code is redeemed."""
     location = await start_external(as_client)
-    back = provider.authorize(location, alice_claims())
+    back = provider.authorize(location, alice_claims(sub="csrf-1"))
     from tests.http.checklist import serving
 
     async with serving(as_conf_path, database_url) as other_browser:
@@ -307,9 +390,10 @@ async def test_the_callback_belongs_to_the_browser_that_started(
     elsewhere = await as_client.get("/oauth2/code/other", params=back, allow_redirects=False)
     assert elsewhere.status == 403
     assert provider.token_requests == []
-    # The rightful browser can still finish.
+    # The rightful browser can still go on (to the page that links the new identity).
     ok = await as_client.get("/oauth2/code/fake", params=back, allow_redirects=False)
-    assert ok.status == 302, await ok.text()
+    assert ok.status == 200, await ok.text()
+    assert "link your Fake account" in await ok.text()
 
 
 async def test_provider_refusal_returns_to_the_login_page(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,27 @@ def test_auth_method_must_fit_the_client(
     path = write_conf(tmp_path, clients={"c": client})
     (issue,) = issues_of(path)
     assert reason in issue
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://idp.example.com/token", True),
+        ("http://127.0.0.1:9000/token", True),
+        ("http://idp.example.com/token", False),
+        ("https://user@idp.example.com/token", False),
+        ("ftp://idp.example.com/token", False),
+    ],
+)
+def test_provider_endpoints_must_be_https(tmp_path: Path, url: str, ok: bool) -> None:
+    """Secrets, codes and signing keys travel to a provider's token_uri and jwks_uri: plain http
+    is refused except on loopback."""
+    path = write_conf(tmp_path)
+    (tmp_path / "oauth2" / "idp.json").write_text(
+        json.dumps({"web": {"client_id": "gw", "token_uri": url, "jwks_uri": url}})
+    )
+    if ok:
+        assert load_config(path, environ={}).providers["idp"]["web"].token_uri == url
+    else:
+        problems = issues_of(path)
+        assert any("token_uri" in p for p in problems), problems
