@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -31,6 +33,8 @@ from gateway.tokens.remote import verify_assertion
 
 SCOPE = "openid email profile"
 MAX_SUBJECT = 255  # OIDC Core 2: sub is at most 255 ASCII characters
+CLOCK_SKEW = 30
+LINK_TTL = 600  # seconds a pending link waits for the local password
 
 
 class ExternalSignInFailed(Exception):  # noqa: N818
@@ -63,14 +67,22 @@ def sign_in_providers(config: Config) -> dict[str, SignInProvider]:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What one sign-in attempt must remember until the provider sends the browser back."""
+    """What one sign-in attempt must remember until the provider sends the browser back.
+
+    ``fresh_since``: the application asked for a fresh sign-in (``prompt=login`` or ``max_age``),
+    so the provider is asked for one too and its ID token's ``auth_time`` must not be older."""
 
     verifier: str
     nonce: str
+    fresh_since: int | None = None
 
     @classmethod
-    def new(cls) -> Attempt:
-        return cls(secrets.token_urlsafe(48), secrets.token_urlsafe(24))
+    def new(cls, *, fresh: bool) -> Attempt:
+        return cls(
+            secrets.token_urlsafe(48),
+            secrets.token_urlsafe(24),
+            int(time.time()) if fresh else None,
+        )
 
 
 def authorization_url(
@@ -89,6 +101,7 @@ def authorization_url(
             "nonce": attempt.nonce,
             "code_challenge": s256(attempt.verifier),
             "code_challenge_method": "S256",
+            **({"prompt": "login", "max_age": "0"} if attempt.fresh_since is not None else {}),
         }
     )
     return f"{app.auth_uri}{'&' if '?' in app.auth_uri else '?'}{query}"
@@ -102,6 +115,7 @@ class ExternalIdentity:
     issuer: str
     subject: str
     email: str | None
+    email_verified: bool = False
 
 
 async def finish(
@@ -139,6 +153,7 @@ async def finish(
         str(claims["iss"]),
         str(claims["sub"]),
         email if isinstance(email, str) and len(email) <= 320 else None,
+        claims.get("email_verified") in (True, "true"),
     )
     user_id = await identities.identity_login(ctx.db, identity.issuer, identity.subject)
     return identity, user_id
@@ -172,12 +187,19 @@ async def _verified_id_token(
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(nonce, attempt.nonce):
         raise ExternalSignInFailed("the ID token's nonce does not match")
+    if attempt.fresh_since is not None:
+        auth_time = claims.get("auth_time")
+        if not isinstance(auth_time, int | float) or auth_time < attempt.fresh_since - CLOCK_SKEW:
+            raise ExternalSignInFailed("the provider did not sign the user in afresh (auth_time)")
     return claims
 
 
-async def link(ctx: Context, identity: ExternalIdentity, user_id: UUID) -> None:
-    """Link ``identity`` to the user who has just signed in with the local password in the same
-    flow; ``AccessDeniedError`` when it is already linked to someone else."""
+async def link(
+    ctx: Context, identity: ExternalIdentity, user_id: UUID, password_changed_at: datetime
+) -> None:
+    """Link ``identity`` to the user who has just signed in with the local password (whose
+    ``password_changed_at`` the caller read) in the same flow; ``AccessDeniedError`` when it is
+    linked to someone else, ``InvalidGrantError`` when the account changed meanwhile."""
     await identities.identity_link(
         ctx.db,
         provider=identity.provider,
@@ -185,23 +207,29 @@ async def link(ctx: Context, identity: ExternalIdentity, user_id: UUID) -> None:
         subject=identity.subject,
         user_id=user_id,
         email=identity.email,
+        password_changed_at=password_changed_at,
     )
 
 
 def pending_link(identity: ExternalIdentity, label: str) -> dict[str, str]:
     """What the login form carries (sealed) until a password sign-in links ``identity``; also
     the page's ``{provider}`` and ``{account}``."""
+    shown = identity.email if identity.email and identity.email_verified else identity.subject
     return {
         "provider_name": identity.provider,
         "issuer": identity.issuer,
         "subject": identity.subject,
         "email": identity.email or "",
         "provider": label,
-        "account": identity.email or identity.subject,
+        "account": shown,  # an unverified email could claim to be anyone's: not shown
+        "until": str(int(time.time()) + LINK_TTL),  # fixed: re-rendering never extends it
     }
 
 
-def identity_of(pending: dict[str, str]) -> ExternalIdentity:
+def pending_identity(pending: dict[str, str]) -> ExternalIdentity | None:
+    """The identity a pending link names, or None when its time is up."""
+    if int(pending.get("until", "0")) < time.time():
+        return None
     return ExternalIdentity(
         pending["provider_name"], pending["issuer"], pending["subject"], pending["email"] or None
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from gateway.store.errors import sql_errors
@@ -19,15 +20,24 @@ async def identity_login(db: Executor, issuer: str, subject: str) -> UUID | None
 
 
 async def identity_link(
-    db: Executor, *, provider: str, issuer: str, subject: str, user_id: UUID, email: str | None
+    db: Executor,
+    *,
+    provider: str,
+    issuer: str,
+    subject: str,
+    user_id: UUID,
+    email: str | None,
+    password_changed_at: datetime,
 ) -> None:
-    """``daemon.identity_link``: ``AccessDeniedError`` (OA006) when linked to someone else."""
+    """``daemon.identity_link``: ``AccessDeniedError`` (OA006) when linked to someone else,
+    ``InvalidGrantError`` (OA001) when the user is locked or the password changed meanwhile."""
     with sql_errors():
         await db.execute(
-            "SELECT daemon.identity_link($1, $2, $3, $4, $5)",
+            "SELECT daemon.identity_link($1, $2, $3, $4, $5, $6)",
             provider,
             issuer,
             subject,
             user_id,
             email,
+            password_changed_at,
         )

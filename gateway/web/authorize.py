@@ -1,8 +1,8 @@
 """``/oauth2/authorize`` (alias ``/oauth2/auth``), the built-in login and consent forms.
 
 The authorization request travels through the login and consent pages sealed in a hidden ``flow``
-field (with an expiry and a CSRF nonce that must match the ``GW-CSRF`` cookie), so the forms need
-no server-side state and cannot be forged or replayed from another browser. After a credential
+field (with an expiry and a CSRF nonce that must match the ``__Host-GW-CSRF`` cookie), so the forms
+need no server-side state and cannot be forged or replayed from another browser. After a credential
 POST the browser is sent on with 303 (RFC 9700 section 4.12).
 """
 
@@ -185,7 +185,8 @@ def login_form(
         message=message,
         status=status,
         providers=[] if link else providers,
-        fmt=fmt,
+        fmt={**(link or {}), **(fmt or {})},
+        notice="external_link" if link else None,
     )
     set_csrf_cookie(response, ctx.settings, nonce)
     return response
@@ -309,7 +310,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             username=username,
             message=message,
             status=status,
-            fmt={**(posted.link or {}), **fmt},
+            fmt=fmt,
             link=posted.link,
         )
 
@@ -322,10 +323,15 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
     if posted.link is not None:
+        identity = federation.pending_identity(posted.link)
+        if identity is None:
+            return pages.message_page(request, "expired", status=400)
         try:
-            await federation.link(ctx, federation.identity_of(posted.link), account.user_id)
+            await federation.link(ctx, identity, account.user_id, account.password_changed_at)
         except AccessDeniedError:
             return again("external_denied", 403)
+        except InvalidGrantError:  # locked, or a new password, since the check
+            return again("wrong", 401)
     current = await current_session(request, ctx)
     session_id = await store.session_open(
         ctx.db,

@@ -25,7 +25,8 @@ REFRESH = "__Secure-RT"
 SESSION = "SID"
 SERVICE_ACCESS = "__Secure-SAT"
 SERVICE_REFRESH = "__Secure-SRT"
-CSRF = "GW-CSRF"
+# __Host-: host-only, Path=/, Secure, so a sibling subdomain cannot plant one (cookie tossing).
+CSRF = "__Host-GW-CSRF"
 GATEWAY_COOKIES = frozenset({ACCESS, REFRESH, SESSION, SERVICE_ACCESS, SERVICE_REFRESH, CSRF})
 
 
@@ -150,4 +151,4 @@ def same_secret(expected: str, presented: str) -> bool:
 
 def set_csrf_cookie(response: web.StreamResponse, settings: GatewaySettings, nonce: str) -> None:
     """The login-transaction cookie: ``SameSite=Lax`` so it survives the top-level navigation."""
-    _set(response, settings, CSRF, nonce, 1800, path="/oauth2/", samesite="Lax")
+    _set(response, settings, CSRF, nonce, 1800, path="/", samesite="Lax")

@@ -71,7 +71,8 @@ async def external_start(request: web.Request) -> web.StreamResponse:
     provider = sign_in_providers(ctx.config).get(request.match_info["provider"])
     if provider is None:
         return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
-    attempt = Attempt.new()
+    request_ = posted.auth_request
+    attempt = Attempt.new(fresh="login" in request_.prompt or request_.max_age is not None)
     state = {
         "p": provider.name,
         "f": list(posted.params.items()),
@@ -79,6 +80,7 @@ async def external_start(request: web.Request) -> web.StreamResponse:
         "e": int(time.time()) + STATE_TTL,
         "v": attempt.verifier,
         "n": attempt.nonce,
+        "t": attempt.fresh_since,
     }
     sealed = ctx.authority.cookie_sealer(ctx.config).seal(
         json.dumps(state).encode(), purpose=STATE_PURPOSE
@@ -117,7 +119,7 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
     if provider is None:
         return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
 
-    def again(message: str, status: int, link: dict[str, str] | None = None) -> web.Response:
+    def again(message: str | None, status: int, link: dict[str, str] | None = None) -> web.Response:
         fmt: dict[str, object] = {"provider": provider.label, **(link or {})}
         return login_form(request, ctx, params, message=message, status=status, fmt=fmt, link=link)
 
@@ -125,14 +127,21 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
     if "error" in request.query or not code:
         return again("external_failed", 400)
     try:
-        # One redemption per state: a replayed callback neither reaches the provider nor signs in.
+        # One redemption per attempt (keyed by its nonce, not the state's encoding): a replayed
+        # callback neither reaches the provider nor signs in.
         await grant_store.assertion_use(
-            ctx.db, STATE_ISSUER, _digest(sealed), datetime.fromtimestamp(int(state["e"]), UTC)
+            ctx.db,
+            STATE_ISSUER,
+            _digest(str(state["n"])),
+            datetime.fromtimestamp(int(state["e"]), UTC),
         )
     except InvalidGrantError:
         return pages.message_page(request, "expired", status=400)
     try:
-        attempt = Attempt(str(state["v"]), str(state["n"]))
+        fresh_since = state.get("t")
+        attempt = Attempt(
+            str(state["v"]), str(state["n"]), int(fresh_since) if fresh_since else None
+        )
         identity, user_id = await finish(
             ctx, provider, code, callback_url(ctx, provider.name), attempt
         )
@@ -143,7 +152,7 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
         return again("external_denied", 403)
     if user_id is None:
         # Not linked yet: whoever signs in with the local password on this page links it.
-        return again("external_link", 200, link=pending_link(identity, provider.label))
+        return again(None, 200, link=pending_link(identity, provider.label))
     current = await current_session(request, ctx)
     try:
         session_id = await store.session_open(

@@ -131,6 +131,7 @@ def login_page(
     status: int = 200,
     providers: Sequence[tuple[str, str]] = (),
     fmt: Mapping[str, object] | None = None,
+    notice: str | None = None,
 ) -> web.Response:
     """The sign-in form; ``providers`` are (name, action) pairs, one button each, posting the same
     hidden fields to sign in with that external provider instead."""
@@ -141,6 +142,8 @@ def login_page(
         if message
         else ""
     )
+    if notice:
+        error += f'<p class="notice">{escape(t[notice].format(**(fmt or {})))}</p>'
     body = (
         f"<h1>{escape(t['heading'].format(client=client_name))}</h1>{error}"
         f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'

@@ -29,8 +29,10 @@ COMMENT ON FUNCTION daemon.identity_login(text, text) IS
     'The local user an external identity (its ID token''s iss and sub) is linked to; NULL when it '
     'is linked to nobody yet; OA006 (access_denied) when that user is locked.';
 
-CREATE OR REPLACE FUNCTION daemon.identity_link(
-    p_provider text, p_issuer text, p_subject text, p_user_id uuid, p_email text
+DROP FUNCTION IF EXISTS daemon.identity_link(text, text, text, uuid, text);
+CREATE FUNCTION daemon.identity_link(
+    p_provider text, p_issuer text, p_subject text, p_user_id uuid, p_email text,
+    p_password_changed_at timestamptz
 ) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -41,6 +43,14 @@ BEGIN
     IF p_issuer IS NULL OR p_subject IS NULL OR p_subject = '' OR length(p_subject) > 255
        OR p_provider IS NULL OR p_user_id IS NULL THEN
         RAISE EXCEPTION 'provider, issuer, subject and user are required' USING ERRCODE = 'GW002';
+    END IF;
+    -- As daemon.login: the password just verified must still be the user's, and a concurrent
+    -- daemon.user_update (which removes links on a new password) waits for this link or is seen.
+    PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
+        AND u.password_changed_at = p_password_changed_at
+    FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
     END IF;
     INSERT INTO auth.identity (issuer, subject, provider, user_id, email)
     VALUES (p_issuer, p_subject, p_provider, p_user_id, left(p_email, 320))
@@ -53,6 +63,7 @@ BEGIN
                          jsonb_build_object('issuer', p_issuer, 'provider', p_provider));
 END;
 $$;
-COMMENT ON FUNCTION daemon.identity_link(text, text, text, uuid, text) IS
-    'Link an external identity to a user who has just proved the local password in the same flow. '
-    'OA006 when the identity is already linked to someone else; GW002 on bad input.';
+COMMENT ON FUNCTION daemon.identity_link(text, text, text, uuid, text, timestamptz) IS
+    'Link an external identity to a user who has just proved the local password (whose '
+    'password_changed_at is given) in the same flow. OA001 when the user is locked or the password '
+    'changed meanwhile; OA006 when the identity is linked to someone else; GW002 on bad input.';

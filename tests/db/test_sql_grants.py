@@ -16,7 +16,7 @@ import pytest
 from gateway.config import load_config
 from gateway.oauth.errors import InvalidGrantError, InvalidScopeError
 from gateway.passwords import Passwords
-from gateway.store import grants, housekeeping, keys, revocations, sessions, users
+from gateway.store import grants, housekeeping, identities, keys, revocations, sessions, users
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
 from tests.support import SAMPLE_CONF, write_conf
@@ -561,3 +561,26 @@ async def login_with(world: World, password_changed_at: object) -> sessions.Logi
         user_agent=None,
         password_changed_at=password_changed_at,  # type: ignore[arg-type]
     )
+
+
+async def test_identity_link_needs_the_password_still_current(world: World) -> None:
+    """``daemon.identity_link`` refuses (OA001) when the password verified for the link is no
+    longer the user's, and a new password removes links made before it."""
+    db = world.conn
+    account = await _account(db, world.user_id)
+    args = {"provider": "idp", "issuer": "https://idp.test", "user_id": world.user_id}
+    await identities.identity_link(
+        db, **args, subject="s-1", email=None, password_changed_at=account["password_changed_at"]
+    )
+    await users.user_update(db, account["username"], Passwords().hash("new"), None)
+    assert await identities.identity_login(db, "https://idp.test", "s-1") is None
+    with pytest.raises(InvalidGrantError):
+        await identities.identity_link(
+            db,
+            **args,
+            subject="s-2",
+            email=None,
+            password_changed_at=account["password_changed_at"],
+        )
+    links = "SELECT count(*) FROM auth.identity WHERE user_id = $1"
+    assert await db.fetchval(links, world.user_id) == 0

@@ -143,7 +143,7 @@ async def sign_in_through_form(browser: Browser, authorization_url: str) -> http
     assert {"flow", "username"} <= set(fields)
     assert form.find("input", attrs={"name": "password", "type": "password"}) is not None
     fields.update(username="alice", password=USERS["alice"][0])
-    assert "GW-CSRF" in browser.cookies
+    assert "__Host-GW-CSRF" in browser.cookies
     return await browser.request(
         "POST", urljoin(authorization_url, str(form["action"])), data=fields
     )

@@ -179,7 +179,7 @@ class Upstream:
             response.headers.add("Set-Cookie", "__Secure-AT=evil; Secure; Path=/")
             response.headers.add("Set-Cookie", "__Secure-RT=evil; Secure; Path=/")
             response.headers.add("Set-Cookie", "SID=evil")
-            response.headers.add("Set-Cookie", "GW-CSRF=evil; Path=/")
+            response.headers.add("Set-Cookie", "__Host-GW-CSRF=evil; Path=/")
             response.headers.add("Set-Cookie", "app_pref=dark; Path=/")
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Access-Control-Allow-Credentials"] = "true"

@@ -226,7 +226,8 @@ async def test_first_sign_in_links_after_the_password_then_follows_the_link(
     wrong = await password_sign_in(as_client, html, "alice", "not-her-password")
     assert wrong.status == 401
     assert "The user name or password is wrong." in await wrong.text()
-    assert "/oauth2/external/" not in await wrong.text()  # still linking, no other way out
+    assert "link your Fake account (Alice@Example.test)" in await wrong.text()  # still shown
+    assert "/oauth2/external/" not in await wrong.text()
     linked = await password_sign_in(as_client, await wrong.text(), "alice", "Correct-Horse-9")
     assert linked.status == 303, await linked.text()
     assert location_params(linked.headers["Location"])[0]["state"] == "st-conf"
@@ -236,8 +237,14 @@ async def test_first_sign_in_links_after_the_password_then_follows_the_link(
     assert sent["client_secret"] == CLIENT_SECRET
     assert sent["redirect_uri"] == CALLBACK
 
+    # prompt=login: the provider is asked for a fresh sign-in and must say when it happened.
     location = await start_external(as_client, prompt="login")
-    claims = alice_claims(email="new@else.test", email_verified=False)
+    assert parse_qs(urlsplit(location).query)["prompt"] == ["login"]
+    stale = alice_claims(auth_time=int(time.time()) - 3600)
+    refused = await callback(as_client, provider.authorize(location, stale))
+    assert refused.status == 400
+    location = await start_external(as_client, prompt="login")
+    claims = alice_claims(email="new@else.test", email_verified=False, auth_time=int(time.time()))
     again = await callback(as_client, provider.authorize(location, claims))
     assert again.status == 302, await again.text()
     assert again.headers["Location"].startswith("https://rp.example.test/cb?")
@@ -262,10 +269,12 @@ async def test_first_sign_in_links_after_the_password_then_follows_the_link(
         "/oauth2/authorize", params=authz_params("conf", prompt="none"), allow_redirects=False
     )
     assert "code" in location_params(silent.headers["Location"])[0]
-    # The callback cannot be replayed.
-    replayed = await callback(as_client, provider.authorize(location, claims))
-    assert replayed.status == 400
-    assert len(provider.token_requests) == 2
+    # The callback cannot be replayed, not even with the state spelled differently.
+    for suffix in ("", "=="):
+        back = provider.authorize(location, claims)
+        replayed = await callback(as_client, {**back, "state": back["state"] + suffix})
+        assert replayed.status == 400
+    assert len(provider.token_requests) == 3
 
 
 async def test_an_email_never_links_by_itself(
@@ -284,6 +293,20 @@ async def test_an_email_never_links_by_itself(
     assert await db.fetchval(LINKS, provider.issuer, "mallory-1") == bob
 
 
+async def test_an_unverified_email_is_not_shown_as_the_account(
+    as_client: Client, provider: FakeProvider
+) -> None:
+    """The link notice names the provider account by its email only when the provider verified
+    it; an unverified one could claim to be anybody's, so the subject is shown instead."""
+    location = await start_external(as_client)
+    claims = {"sub": "unverified-9", "email": "victim@example.test", "email_verified": False}
+    page = await callback(as_client, provider.authorize(location, claims))
+    assert page.status == 200
+    html = await page.text()
+    assert "link your Fake account (unverified-9)" in html
+    assert "victim@example.test" not in html
+
+
 async def test_locked_and_reset_accounts(
     as_client: Client, provider: FakeProvider, db: asyncpg.Connection
 ) -> None:
@@ -296,9 +319,8 @@ async def test_locked_and_reset_accounts(
     await db.execute("UPDATE auth.users SET locked = true WHERE username = 'bob'")
     try:
         location = await start_external(as_client, prompt="login")
-        refused = await callback(
-            as_client, provider.authorize(location, alice_claims(sub="bob-ext"))
-        )
+        fresh = alice_claims(sub="bob-ext", auth_time=int(time.time()))
+        refused = await callback(as_client, provider.authorize(location, fresh))
         assert refused.status == 403, await refused.text()
         assert "This Fake account cannot be used to sign in here." in await refused.text()
     finally:
@@ -306,7 +328,8 @@ async def test_locked_and_reset_accounts(
     await users.user_update(db, "bob", Passwords().hash("B0b-Passw0rd!"), None)
     assert await db.fetchval(LINKS, provider.issuer, "bob-ext") is None
     location = await start_external(as_client, prompt="login")
-    page = await callback(as_client, provider.authorize(location, alice_claims(sub="bob-ext")))
+    fresh = alice_claims(sub="bob-ext", auth_time=int(time.time()))
+    page = await callback(as_client, provider.authorize(location, fresh))
     assert page.status == 200
     assert "link your Fake account" in await page.text()
 

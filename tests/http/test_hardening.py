@@ -164,7 +164,7 @@ async def test_undecodable_csrf_cookie_is_refused_not_a_crash(gw: Gateway) -> No
         flow = hidden_flow(await page.text())
     request = (
         b"POST /oauth2/logout HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nCookie: GW-CSRF=\xff\xfe\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nCookie: __Host-GW-CSRF=\xff\xfe\r\n"
         b"Content-Length: "
         + str(len("flow=" + flow)).encode()
         + b"\r\nConnection: close\r\n\r\n"

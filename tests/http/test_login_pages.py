@@ -270,10 +270,11 @@ async def test_sid_cookie_is_httponly_and_secure(as_client: Client) -> None:
         params=authz_params("conf", prompt="login"),
         allow_redirects=False,
     )
-    csrf = [c for c in as_client.session.cookie_jar if c.key == "GW-CSRF"]
+    csrf = [c for c in as_client.session.cookie_jar if c.key == "__Host-GW-CSRF"]
     assert len(csrf) == 1
     assert csrf[0]["httponly"] is True
     assert csrf[0]["secure"] is True
+    assert csrf[0]["path"] == "/"  # a __Host- cookie: no Domain, Path=/, Secure
     assert page.status == 200
 
 

@@ -61,7 +61,7 @@ async def test_gateway_cookies_are_stripped_before_forwarding(gw: Gateway) -> No
     signed = await gw.sign_in()
     jar = {
         **{n: signed.cookies[n] for n in (AT, RT, SID)},
-        "GW-CSRF": "nonce123",
+        "__Host-GW-CSRF": "nonce123",
         "__Secure-SAT": "sat",
         "__Secure-SRT": "srt",
         "other": "1",
