@@ -452,3 +452,18 @@ async def test_unknown_provider_and_no_providers(as_client: Client) -> None:
     missing = await as_client.post("/oauth2/external/nope", data=form, allow_redirects=False)
     assert missing.status == 404
     assert (await as_client.get("/oauth2/code/nope?code=x&state=y")).status == 403
+
+
+async def test_a_pending_link_does_not_outlive_its_deadline(
+    as_client: Client, provider: FakeProvider, db: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    """The pending link carries a fixed deadline (10 minutes; here already past): a password
+    sign-in after it links nothing and signs nobody in."""
+    monkeypatch.setattr("gateway.grants.federation.LINK_TTL", -1)
+    location = await start_external(as_client)
+    page = await callback(as_client, provider.authorize(location, alice_claims(sub="late-1")))
+    assert page.status == 200
+    late = await password_sign_in(as_client, await page.text(), "alice", "Correct-Horse-9")
+    assert late.status == 400
+    assert await db.fetchval(LINKS, provider.issuer, "late-1") is None
+    assert "SID" not in {c.key for c in as_client.session.cookie_jar}
