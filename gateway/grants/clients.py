@@ -2,8 +2,10 @@
 
 Unknown clients and wrong secrets fail identically (``invalid_client``, 401), the comparison is
 constant-time, and failures are throttled per client id and per client address (section 2.3.1:
-"MUST protect ... against brute force attacks"). A client registered with a
-``token_endpoint_auth_method`` must use that method and no other (OIDC Core section 9).
+"MUST protect ... against brute force attacks"). Only failures are counted: secrets are high
+entropy and checked in microseconds, and a client's own parallel requests must never be refused.
+A client registered with a ``token_endpoint_auth_method`` must use that method and no other
+(OIDC Core section 9).
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
     keys = throttle_keys(ctx, creds.client_id)
     limits = ctx.settings.limits
     thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
-    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.client_lock_seconds)
+    wait = await store.throttle_check(ctx.db, keys)
     if wait:
         raise SlowDownError("too many failed client authentications", retry_after=wait)
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
+        await store.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
         raise InvalidClientError("client authentication failed")
     assert client is not None
-    await store.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
     if client.config.allowed_ips and not _ip_allowed(ctx.ip, client):
         raise UnauthorizedClientError("this client may not be used from this address")
     return client

@@ -106,12 +106,12 @@ async def _session_of_secret(ctx: Context, secret: str) -> tuple[UUID, UUID]:
     keys = login_throttle_keys(ctx, "session-secret")[1:]  # per address only
     limits = ctx.settings.limits
     thresholds = (limits.login_failures_per_ip,) * len(keys)
-    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.login_lock_seconds)
+    wait = await store.throttle_check(ctx.db, keys)
     if wait:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     found = await store.session_by_secret(ctx.db, issue.secret_hash(secret))
     if found is None:
+        await store.throttle_failure(ctx.db, keys, thresholds, limits.login_lock_seconds)
         raise InvalidGrantError("the session secret is not valid")
-    await store.throttle_success(ctx.db, (), keys, thresholds)
     session_id, user_id = found
     return user_id, session_id

@@ -158,6 +158,23 @@ async def throttle_attempt(
     return int(wait)
 
 
+async def throttle_check(db: Executor, keys: tuple[str, ...]) -> int:
+    """``daemon.throttle_check``: seconds until the keys are unlocked, 0 when none is locked."""
+    with sql_errors():
+        wait = await db.fetchval("SELECT daemon.throttle_check($1)", list(keys))
+    return int(wait)
+
+
+async def throttle_failure(
+    db: Executor, keys: tuple[str, ...], thresholds: tuple[int, ...], base_seconds: int
+) -> None:
+    """``daemon.throttle_failure``: count a failure, locking keys that reach their threshold."""
+    with sql_errors():
+        await db.execute(
+            "SELECT daemon.throttle_failure($1, $2, $3)", list(keys), list(thresholds), base_seconds
+        )
+
+
 async def throttle_success(
     db: Executor, clear: tuple[str, ...], refund: tuple[str, ...], thresholds: tuple[int, ...]
 ) -> None:

@@ -1,11 +1,61 @@
--- Brute-force throttling. An attempt is counted BEFORE the caller checks the credentials
--- (daemon.throttle_attempt), so parallel guesses cannot all slip in before the first failure is
--- recorded; a success then forgets the account's count and refunds the address's attempt
--- (daemon.throttle_success).
+-- Brute-force throttling, two ways.
+-- Passwords (slow argon2, low entropy): an attempt is counted BEFORE the caller checks the
+-- credentials (daemon.throttle_attempt), so parallel guesses cannot all slip in before the first
+-- failure is recorded; a success then forgets the account's count and refunds the address's
+-- attempt (daemon.throttle_success).
+-- Client secrets and session secrets (high entropy, checked in microseconds): only a failure is
+-- counted (daemon.throttle_check before, daemon.throttle_failure after), so a client's own
+-- parallel requests are never refused and its successes never reset a guesser's count.
 
-DROP FUNCTION IF EXISTS daemon.throttle_check(text[]);
 DROP FUNCTION IF EXISTS daemon.throttle_fail(text[], integer[], integer);
 DROP FUNCTION IF EXISTS daemon.throttle_clear(text[]);
+
+CREATE OR REPLACE FUNCTION daemon.throttle_failure(
+    p_keys text[], p_thresholds integer[], p_base_seconds integer
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i integer;
+    v_failures integer;
+BEGIN
+    IF array_length(p_keys, 1) IS DISTINCT FROM array_length(p_thresholds, 1) THEN
+        RAISE EXCEPTION 'one threshold per key' USING ERRCODE = 'GW002';
+    END IF;
+    -- Keys in order, so concurrent callers queue instead of deadlocking.
+    FOR i IN SELECT ord FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord) ORDER BY key LOOP
+        INSERT INTO auth.throttle AS t (key, failures, last_failure_at)
+        VALUES (p_keys[i], 1, now())
+        ON CONFLICT (key) DO UPDATE SET
+            -- A quiet hour forgives earlier failures.
+            failures = CASE WHEN t.last_failure_at < now() - interval '1 hour' THEN 1
+                            ELSE t.failures + 1 END,
+            last_failure_at = now()
+        RETURNING failures INTO v_failures;
+        IF v_failures >= p_thresholds[i] THEN
+            UPDATE auth.throttle SET locked_until = now() + make_interval(secs =>
+                least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600))
+            WHERE key = p_keys[i];
+        END IF;
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION daemon.throttle_failure(text[], integer[], integer) IS
+    'Count a failure for each key; the failure that reaches a key''s threshold locks it for '
+    'base * 2^(excess) seconds, at most an hour.';
+
+CREATE OR REPLACE FUNCTION daemon.throttle_check(p_keys text[])
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(max(ceil(extract(epoch FROM t.locked_until - now())))::integer, 0)
+    FROM auth.throttle t
+    WHERE t.key = ANY (p_keys) AND t.locked_until > now();
+$$;
+COMMENT ON FUNCTION daemon.throttle_check(text[]) IS
+    'Seconds until the last of these keys is unlocked, 0 when none is locked (reads only)';
 
 CREATE OR REPLACE FUNCTION daemon.throttle_attempt(
     p_keys text[], p_thresholds integer[], p_base_seconds integer
@@ -17,7 +67,6 @@ DECLARE
     i integer;
     v_row auth.throttle%ROWTYPE;
     v_wait integer := 0;
-    v_failures integer;
 BEGIN
     IF array_length(p_keys, 1) IS DISTINCT FROM array_length(p_thresholds, 1) THEN
         RAISE EXCEPTION 'one threshold per key' USING ERRCODE = 'GW002';
@@ -34,20 +83,7 @@ BEGIN
     IF v_wait > 0 THEN
         RETURN v_wait;  -- refused: not counted, the caller must not check the credentials
     END IF;
-    FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
-        UPDATE auth.throttle AS t SET
-            -- A quiet hour forgives earlier failures.
-            failures = CASE WHEN t.last_failure_at < now() - interval '1 hour' THEN 1
-                            ELSE t.failures + 1 END,
-            last_failure_at = now()
-        WHERE key = p_keys[i]
-        RETURNING failures INTO v_failures;
-        IF v_failures >= p_thresholds[i] THEN
-            UPDATE auth.throttle SET locked_until = now() + make_interval(secs =>
-                least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600))
-            WHERE key = p_keys[i];
-        END IF;
-    END LOOP;
+    PERFORM daemon.throttle_failure(p_keys, p_thresholds, p_base_seconds);
     RETURN 0;
 END;
 $$;
@@ -69,9 +105,8 @@ BEGIN
     FOR k IN
         SELECT key, false AS refund, NULL::integer AS threshold FROM unnest(p_clear) AS key
         UNION ALL
-        SELECT r.key, true, t.threshold
+        SELECT r.key, true, r.threshold
         FROM unnest(p_refund, p_thresholds) AS r(key, threshold)
-        JOIN LATERAL (SELECT r.threshold) AS t ON true
         ORDER BY 1
     LOOP
         IF k.refund THEN

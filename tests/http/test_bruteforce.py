@@ -256,3 +256,33 @@ async def test_client_secret_bruteforce_at_introspect_and_revoke(
     await assert_429(
         await as_client.post(path, data={"token": "x"}, headers=basic("rs", "rss3cr3t"))
     )
+
+
+async def test_a_clients_parallel_requests_are_never_throttled(as_client: TestClient) -> None:  # type: ignore[type-arg]
+    """Only failed client authentications count: twelve parallel introspections by ``rs`` with
+    its right secret (more than ``client_failures`` = 5) all succeed, and after them a guesser's
+    failures still lock the client (successes reset nothing)."""
+    answers = await asyncio.gather(
+        *(
+            as_client.post(
+                "/oauth2/introspect", data={"token": "x"}, headers=basic("rs", "rss3cr3t")
+            )
+            for _ in range(12)
+        )
+    )
+    assert [a.status for a in answers] == [200] * 12
+    for i in range(4):
+        resp = await as_client.post(
+            "/oauth2/introspect", data={"token": "x"}, headers=basic("rs", f"wrong{i}")
+        )
+        assert resp.status == 401
+    await as_client.post("/oauth2/introspect", data={"token": "x"}, headers=basic("rs", "rss3cr3t"))
+    last = await as_client.post(
+        "/oauth2/introspect", data={"token": "x"}, headers=basic("rs", "wrong-last")
+    )
+    assert last.status == 401
+    await assert_429(
+        await as_client.post(
+            "/oauth2/introspect", data={"token": "x"}, headers=basic("rs", "rss3cr3t")
+        )
+    )
