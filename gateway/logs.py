@@ -54,11 +54,17 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", None) or request_id_var.get(),
-            "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
+        if getattr(record, "redacted", False):
+            # The producer redacted what could carry a secret (the access log: the path).
+            entry["msg"] = record.getMessage()
+            if isinstance(fields, dict):
+                entry.update(fields)
+        else:
+            entry["msg"] = redact(record.getMessage())
+            if isinstance(fields, dict):
+                entry.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -78,16 +84,20 @@ class AccessLogger(AbstractAccessLogger):
     """One JSON line per request; the query string is never logged (it may carry codes)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        # Redacted once here: method (an HTTP token), status, sizes and the peer address are the
+        # server's own and cannot carry a secret; the path can.
+        path = redact(request.path)
         self.logger.info(
             "%s %s %s",
             request.method,
-            request.path,
+            path,
             response.status,
             extra={
+                "redacted": True,
                 "fields": {
                     "kind": "access",
                     "method": request.method,
-                    "path": request.path,
+                    "path": path,
                     "status": response.status,
                     "duration_ms": round(time * 1000, 2),
                     "bytes": response.body_length,

@@ -8,7 +8,6 @@ sessions and families (``Revocations``) are refused.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,15 @@ from aiohttp import hdrs, web
 from gateway.proxy.revocations import Revocations
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
 from gateway.tokens.seal import Sealer
-from gateway.web.cookies import ACCESS, GATEWAY_COOKIES, REFRESH, SESSION, RefreshCookie
+from gateway.web.cookies import (
+    ACCESS,
+    GATEWAY_COOKIES,
+    REFRESH,
+    SESSION,
+    RefreshCookie,
+    parse_refresh,
+    unseal_cookie,
+)
 
 MAX_CACHED = 50_000
 
@@ -87,28 +94,13 @@ def split_cookies(header: str | None) -> tuple[dict[str, str], str | None]:
     own: dict[str, str] = {}
     others: list[str] = []
     for part in header.split(";"):
-        name, _, value = part.strip().partition("=")
+        name, _, value = part.partition("=")
+        name = name.strip()  # "__Secure-AT =x" is the same cookie to a browser-lenient upstream
         if name in GATEWAY_COOKIES:
             own[name] = value.strip('"')
         elif name:
             others.append(part.strip())
     return own, "; ".join(others) or None
-
-
-def _unseal(sealer: Sealer, name: str, value: str | None) -> str | None:
-    plain = sealer.unseal(value, purpose=f"cookie:{name}") if value else None
-    return plain.decode() if plain else None
-
-
-def _refresh_cookie(sealer: Sealer, value: str | None) -> RefreshCookie | None:
-    plain = _unseal(sealer, REFRESH, value)
-    if plain is None:
-        return None
-    try:
-        data = json.loads(plain)
-        return RefreshCookie(str(data["rt"]), str(data["cid"]), str(data["sid"]))
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def present(
@@ -142,8 +134,8 @@ def present(
         key = f"{sealed_access}|{sealed_session}"
         principal = cache.get(key)
         if principal is None:
-            token = _unseal(sealer, ACCESS, sealed_access)
-            session = _unseal(sealer, SESSION, sealed_session) if sealed_session else None
+            token = unseal_cookie(sealer, ACCESS, sealed_access)
+            session = unseal_cookie(sealer, SESSION, sealed_session) if sealed_session else None
             if token is not None and (sealed_session == "" or session is not None):
                 principal = _verify(key, token, True, verifier, cache, audience, session)
     sealed_refresh = own.get(REFRESH)
@@ -157,11 +149,11 @@ def refresh_cookie(
     presented: Presented, sealer: Sealer, revocations: Revocations
 ) -> RefreshCookie | None:
     """The refresh cookie, when it is intact, of the same session as ``SID``, and not revoked."""
-    refresh = _refresh_cookie(sealer, presented.sealed_refresh)
+    refresh = parse_refresh(sealer, presented.sealed_refresh)
     if refresh is None:
         return None
     session = presented.sealed_session
-    if session and _unseal(sealer, SESSION, session) != refresh.session_id:
+    if session and unseal_cookie(sealer, SESSION, session) != refresh.session_id:
         return None
     if revocations.is_revoked({"sid": refresh.session_id}):
         return None

@@ -42,6 +42,7 @@ from gateway.proxy.credentials import (
     VerifiedTokens,
     present,
     refresh_cookie,
+    split_cookies,
 )
 from gateway.proxy.refresh import Refresher
 from gateway.proxy.revocations import Revocations
@@ -293,7 +294,7 @@ def upstream_headers(exchange: Exchange, principal: Principal | None) -> list[tu
     cookie = (
         exchange.presented.other_cookies
         if route.auth != "none"
-        else hop.forwarded_cookies(request.headers.get(hdrs.COOKIE))
+        else split_cookies(request.headers.get(hdrs.COOKIE))[1]
     )
     if cookie:
         add((hdrs.COOKIE, cookie))

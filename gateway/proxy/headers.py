@@ -10,7 +10,6 @@ are dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -133,40 +132,25 @@ def inbound(
     return [(k, v) for k, v in headers.items() if k.lower().replace("_", "-") not in drop]
 
 
-def forwarded_cookies(header: str | None) -> str | None:
-    """The ``Cookie`` header without the gateway's own cookies (None when nothing is left)."""
-    if not header:
-        return None
-    kept = []
-    for part in header.split(";"):
-        name = part.split("=", 1)[0].strip()
-        if name and name not in GATEWAY_COOKIES:
-            kept.append(part.strip())
-    return "; ".join(kept) or None
+_OUTBOUND_DROP_ALL = HOP_BY_HOP | OUTBOUND_DROP
 
 
 def outbound(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """The upstream's response headers that may reach the client."""
-    drop = HOP_BY_HOP | OUTBOUND_DROP | _connection_listed(headers)
+    drop = _OUTBOUND_DROP_ALL
+    if "Connection" in headers:
+        drop = drop | _connection_listed(headers)
     result: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lowered = name.lower()
         if lowered in drop:
             continue
-        if lowered == "set-cookie" and _cookie_name(value) in GATEWAY_COOKIES:
+        # RFC 6265 section 5.2: the name is what precedes the first '=', trimmed, as browsers
+        # read it.
+        if lowered == "set-cookie" and value.split("=", 1)[0].strip() in GATEWAY_COOKIES:
             continue
         result.add(name, value)
     return result
-
-
-def _cookie_name(set_cookie: str) -> str:
-    try:
-        parsed = SimpleCookie()
-        parsed.load(set_cookie)
-    except CookieError:
-        return set_cookie.split("=", 1)[0].strip()
-    names = list(parsed.keys())
-    return names[0] if names else set_cookie.split("=", 1)[0].strip()
 
 
 def header_value(value: object) -> str:

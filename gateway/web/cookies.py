@@ -113,15 +113,15 @@ def clear_session_cookies(response: web.StreamResponse, settings: GatewaySetting
         _set(response, settings, name, "", 0)
 
 
-def read_access(request: web.BaseRequest, sealer: Sealer, name: str = ACCESS) -> str | None:
-    value = request.cookies.get(name)
+def unseal_cookie(sealer: Sealer, name: str, value: str | None) -> str | None:
+    """The plain text of the gateway cookie ``name``, or None (absent, forged, old key)."""
     plain = sealer.unseal(value, purpose=f"cookie:{name}") if value else None
     return plain.decode() if plain else None
 
 
-def read_refresh(request: web.BaseRequest, sealer: Sealer) -> RefreshCookie | None:
-    value = request.cookies.get(REFRESH)
-    plain = sealer.unseal(value, purpose=f"cookie:{REFRESH}") if value else None
+def parse_refresh(sealer: Sealer, value: str | None) -> RefreshCookie | None:
+    """The sealed ``__Secure-RT`` cookie value opened, or None."""
+    plain = unseal_cookie(sealer, REFRESH, value)
     if plain is None:
         return None
     try:
@@ -131,13 +131,16 @@ def read_refresh(request: web.BaseRequest, sealer: Sealer) -> RefreshCookie | No
         return None
 
 
+def read_refresh(request: web.BaseRequest, sealer: Sealer) -> RefreshCookie | None:
+    return parse_refresh(sealer, request.cookies.get(REFRESH))
+
+
 def read_session(request: web.BaseRequest, sealer: Sealer) -> UUID | None:
-    value = request.cookies.get(SESSION)
-    plain = sealer.unseal(value, purpose=f"cookie:{SESSION}") if value else None
+    plain = unseal_cookie(sealer, SESSION, request.cookies.get(SESSION))
     if plain is None:
         return None
     try:
-        return UUID(plain.decode())
+        return UUID(plain)
     except ValueError:
         return None
 

@@ -91,3 +91,25 @@ async def test_access_log_is_json_without_the_query_string(
 async def test_the_tests_run_on_uvloop_like_the_server() -> None:
     """The server runs on uvloop (gateway/server.py), so the HTTP tests do too."""
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+async def test_access_log_redacts_a_token_in_the_path(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JWT pasted into the path (a 404 here) never reaches the access log, in the message or
+    in the ``path`` field."""
+    from gateway.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+    response = await client.get(f"/oauth2/{jwt_like}")
+    assert response.status == 404
+    for _ in range(50):
+        records = [r for r in caplog.records if r.name == "gateway.access"]
+        if records:
+            break
+        await asyncio.sleep(0.02)
+    assert records, "no access log line"
+    line = JsonFormatter().format(records[-1])
+    assert json.loads(line)["status"] == 404
+    assert "eyJzdWIiOiJhbGljZSJ9" not in line

@@ -76,6 +76,17 @@ async def test_gateway_cookies_are_stripped_before_forwarding(gw: Gateway) -> No
     assert "nonce123" not in everything
 
 
+async def test_gateway_cookie_with_space_before_equals_is_stripped(gw: Gateway) -> None:
+    """Item 99: ``__Secure-AT =x`` (a space before ``=``, which lenient cookie parsers accept as
+    the same name) is still the gateway's cookie and never reaches the upstream."""
+    signed = await gw.sign_in()
+    header = f"{signed.cookie_header()}; __Secure-SAT =stolen; other=1"
+    answer = await send(gw, "/api/orders/1", cookies=header)
+    assert answer.status == 200, answer.text
+    [seen] = gw.upstream.requests
+    assert seen.values("Cookie") == ["other=1"]
+
+
 async def test_no_cookie_header_when_only_gateway_cookies(gw: Gateway) -> None:
     """Item 99 (SHOULD): with only the gateway's cookies, no ``Cookie`` header goes upstream."""
     signed = await gw.sign_in()
