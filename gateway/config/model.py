@@ -135,6 +135,12 @@ def check_route_prefix(value: str) -> str:
     return value
 
 
+def path_under_prefix(path: str, prefix: str) -> bool:
+    """Whether a request path belongs to a route prefix: below it, or the prefix without its
+    trailing slash (``/api`` for ``/api/``). The one rule for routing and for CORS."""
+    return path.startswith(prefix) or path == prefix.rstrip("/")
+
+
 def check_upstream(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:

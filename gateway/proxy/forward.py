@@ -51,7 +51,7 @@ from gateway.proxy.upstreams import Upstreams
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid
 from gateway.web.context import grant_context
 from gateway.web.cookies import RefreshCookie, clear_session_cookies, set_token_cookies
-from gateway.web.cors import POLICY
+from gateway.web.cors import CORS_RULE
 from gateway.web.errors import json_error
 from gateway.web.forwarded import client_address
 from gateway.web.metrics import METRICS
@@ -140,7 +140,7 @@ def _csrf_refusal(exchange: Exchange) -> str | None:
     need a positive sign of an allowed origin: ``Origin``, else the ``Referer``'s origin, else
     ``Sec-Fetch-Site: same-origin``."""
     request = exchange.request
-    rule = request.app[POLICY].get(exchange.config).rule_for(request.path)
+    rule = request.get(CORS_RULE)  # found by the CORS middleware for this very request
     origins = rule.origins if rule is not None else frozenset()
     origin = request.headers.get(hdrs.ORIGIN)
     if request.method not in UNSAFE_METHODS:

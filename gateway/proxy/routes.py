@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from yarl import URL
 
-from gateway.config.model import Route
+from gateway.config.model import Route, path_under_prefix
 
 _UNSAFE = re.compile(
     r"%(2[eEfF]|5[cC]|0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF])|%25(2[eEfF]|5[cC])|[\\\x00-\x1f\x7f]"
@@ -49,7 +49,7 @@ class RouteTable:
 
     def match(self, path: str) -> Route | None:
         for route in self._routes:
-            if path.startswith(route.prefix) or path == route.prefix.rstrip("/"):
+            if path_under_prefix(path, route.prefix):
                 return route
         return None
 

@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
+from gateway.config.model import path_under_prefix
 from gateway.keys import CONFIG
 from gateway.web.metrics import METRICS
 
@@ -94,7 +95,7 @@ class CorsPolicy:
         if path in PUBLIC_PATHS:
             return self._public
         for prefix, rule in self._routes:
-            if path.startswith(prefix):
+            if path_under_prefix(path, prefix):
                 return rule
         return None
 

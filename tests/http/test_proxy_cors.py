@@ -154,6 +154,20 @@ async def test_actual_response_reflects_origin_and_varies(gw: Gateway) -> None:
     assert "origin" in vary(without), without.headers
 
 
+async def test_route_prefix_without_its_slash_gets_the_routes_cors(gw: Gateway) -> None:
+    """``/api/orders`` is routed to the ``/api/orders/`` route, so it also gets that route's
+    CORS and CSRF rule: a cookie-authenticated GET and POST from the app origin are forwarded
+    with the origin reflected (routing and CORS share one prefix rule)."""
+    signed = await gw.sign_in()
+    get = await send(gw, "/api/orders", cookies=signed.cookie_header())
+    assert get.status == 200, get.text
+    assert_granted(get)
+    post = await send(gw, "/api/orders", method="POST", cookies=signed.cookie_header(), data=b"{}")
+    assert post.status == 200, post.text
+    assert_granted(post)
+    assert len(gw.upstream.requests) == 2
+
+
 async def test_never_a_wildcard_with_credentials(gw: Gateway) -> None:
     """Item 94: across preflights, successes, errors (401, 403, 404, 405, 413, 502, 504) and an
     upstream that itself answers ``Access-Control-Allow-Origin: *``, every response either has
