@@ -331,7 +331,7 @@ async def _body_stream(request: web.Request, limit: int) -> AsyncIterator[bytes]
 CookieSetter = Callable[[web.StreamResponse], None]
 
 
-def _cookie_setter(exchange: Exchange) -> CookieSetter:
+def cookie_setter(exchange: Exchange) -> CookieSetter:
     """What adds the renewed cookies to the answer (nothing when no refresh happened)."""
 
     def apply(response: web.StreamResponse) -> None:
@@ -393,7 +393,7 @@ async def _forward(
             principal = Principal(outcome.access_token, {}, True)
             continue
         try:
-            return await _respond(request, upstream, _cookie_setter(exchange))
+            return await _respond(request, upstream, cookie_setter(exchange))
         finally:
             upstream.release()
 

@@ -19,9 +19,8 @@ from yarl import URL
 
 from gateway.errors import UpstreamError
 from gateway.proxy.credentials import Principal
-from gateway.proxy.forward import Exchange, identity_claims, upstream_headers
+from gateway.proxy.forward import Exchange, cookie_setter, identity_claims, upstream_headers
 from gateway.proxy.revocations import Revocations
-from gateway.web.cookies import set_token_cookies
 from gateway.web.errors import json_error
 
 POLICY_VIOLATION = 1008
@@ -54,34 +53,35 @@ async def proxy_websocket(
     except (aiohttp.ClientError, TimeoutError):
         raise UpstreamError(502, "bad_gateway", "the upstream refused the WebSocket") from None
 
-    client = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False
-    )
-    if exchange.refreshed is not None and exchange.refresh is not None:
-        sealer = exchange.authority.cookie_sealer(exchange.config)
-        set_token_cookies(
-            client, exchange.config.gateway, sealer, exchange.refreshed, exchange.refresh.client_id
-        )
-    await client.prepare(request)
-    revocations: Revocations = state.revocations
-    tasks = [
-        asyncio.create_task(_pump(client, upstream)),
-        asyncio.create_task(_pump(upstream, client)),
-        asyncio.create_task(_watch(revocations, claims)),
-    ]
+    code: int = aiohttp.WSCloseCode.GOING_AWAY
+    message = b""
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        revoked = tasks[2] in done
+        client = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False
+        )
+        cookie_setter(exchange)(client)
+        await client.prepare(request)
+        revocations: Revocations = state.revocations
+        tasks = [
+            asyncio.create_task(_pump(client, upstream)),
+            asyncio.create_task(_pump(upstream, client)),
+            asyncio.create_task(_watch(revocations, claims)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            revoked = tasks[2] in done
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        code = POLICY_VIOLATION if revoked else aiohttp.WSCloseCode.OK
+        message = b"session revoked" if revoked else b""
+        await client.close(code=code, message=message)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    code = POLICY_VIOLATION if revoked else aiohttp.WSCloseCode.OK
-    message = b"session revoked" if revoked else b""
-    await client.close(code=code, message=message)
-    await upstream.close(code=code, message=message)
+        # Whatever happened to the browser side, the upstream connection is not left open.
+        await upstream.close(code=code, message=message)
     return client
 
 
