@@ -274,7 +274,6 @@ async def sign_in(
     refresh_token: str | None,
     kind: str = "browser",
     session_id: UUID | None = None,
-    clear: tuple[str, ...] = (),
     secret_hash: bytes | None = None,
     password_changed_at: datetime | None = None,
 ) -> Login:
@@ -293,7 +292,6 @@ async def sign_in(
         ip=ctx.ip,
         user_agent=ctx.user_agent,
         session_id=session_id,
-        clear=clear,
         secret_hash=secret_hash,
         password_changed_at=password_changed_at,
     )

@@ -22,9 +22,7 @@ def login_throttle_keys(ctx: Context, username: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
-async def check_password(
-    ctx: Context, username: str, password: str
-) -> tuple[Account, tuple[str, ...]]:
+async def check_password(ctx: Context, username: str, password: str) -> Account:
     """The account whose password this is (the attempt counted first, see 040_throttle.sql)."""
     limits = ctx.settings.limits
     keys = login_throttle_keys(ctx, username)
@@ -38,4 +36,4 @@ async def check_password(
     if not ok or account is None or usable_hash is None:
         raise InvalidGrantError(WRONG_CREDENTIALS)
     await store.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
-    return account, ()
+    return account

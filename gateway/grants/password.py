@@ -40,15 +40,12 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
 
     session_secret = params.get("secret")
     existing_session: UUID | None = None
-    clear: tuple[str, ...] = ()
     password_changed_at: datetime | None = None
     if session_secret is not None:
         user_id, existing_session = await _session_of_secret(ctx, session_secret)
         new_secret_hash = None
     else:
-        account, clear = await check_password(
-            ctx, params.require("username"), params.require("password")
-        )
+        account = await check_password(ctx, params.require("username"), params.require("password"))
         user_id = account.user_id
         password_changed_at = account.password_changed_at
         session_secret = issue.new_secret()
@@ -63,7 +60,6 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
         origin="password",
         refresh_token=refresh,
         session_id=existing_session,
-        clear=clear,
         secret_hash=new_secret_hash,
         password_changed_at=password_changed_at,
     )

@@ -12,8 +12,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from uuid import UUID
 
 from aiohttp import hdrs, web
 
@@ -103,6 +105,32 @@ def validate_request(config: Config, params: Params) -> AuthorizationRequest:
         return client.config if client else None
 
     return validate_authorization_request(params, lookup)
+
+
+async def open_browser_session(
+    request: web.Request,
+    ctx: Context,
+    user_id: UUID,
+    client_id: str,
+    password_changed_at: datetime | None = None,
+) -> Session | None:
+    """The browser session after a sign-in: the browser's own one renewed when it is this user's
+    and live (``daemon.session_open`` checks), else a new one. None when the account can no
+    longer sign in (locked, or a password changed since ``password_changed_at``)."""
+    try:
+        session_id = await store.session_open(
+            ctx.db,
+            user_id=user_id,
+            client_id=client_id,
+            ttl=ctx.settings.tokens.session_ttl,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            session_id=read_session(request, ctx.authority.cookie_sealer(ctx.config)),
+            password_changed_at=password_changed_at,
+        )
+    except InvalidGrantError:
+        return None
+    return await store.session_get(ctx.db, session_id)
 
 
 async def current_session(request: web.Request, ctx: Context) -> Session | None:
@@ -315,7 +343,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         )
 
     try:
-        account, clear = await check_password(ctx, username, form.get("password", ""))
+        account = await check_password(ctx, username, form.get("password", ""))
     except InvalidGrantError:
         return again("wrong", 401)
     except SlowDownError as exc:
@@ -332,19 +360,11 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             return again("external_denied", 403)
         except InvalidGrantError:  # locked, or a new password, since the check
             return again("wrong", 401)
-    current = await current_session(request, ctx)
-    session_id = await store.session_open(
-        ctx.db,
-        user_id=account.user_id,
-        client_id=client.client_id,
-        ttl=ctx.settings.tokens.session_ttl,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        clear=clear,
-        session_id=current.session_id if current and current.user_id == account.user_id else None,
-        password_changed_at=account.password_changed_at,
+    session = await open_browser_session(
+        request, ctx, account.user_id, client.client_id, account.password_changed_at
     )
-    session = await store.session_get(ctx.db, session_id)
+    if session is None:  # locked, or a new password, since the check
+        return again("wrong", 401)
     return await continue_flow(
         request,
         ctx,

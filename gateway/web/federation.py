@@ -31,14 +31,13 @@ from gateway.oauth.errors import AccessDeniedError, InvalidGrantError
 from gateway.oauth.params import parse_query
 from gateway.oauth.rfc6749 import PageError, RedirectError
 from gateway.store import grants as grant_store
-from gateway.store import sessions as store
 from gateway.web import pages
 from gateway.web.authorize import (
     LENIENT,
     Posted,
     continue_flow,
-    current_session,
     login_form,
+    open_browser_session,
     posted_form,
     redirect,
     validate_request,
@@ -153,20 +152,9 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
     if user_id is None:
         # Not linked yet: whoever signs in with the local password on this page links it.
         return again(None, 200, link=pending_link(identity, provider.label))
-    current = await current_session(request, ctx)
-    try:
-        session_id = await store.session_open(
-            ctx.db,
-            user_id=user_id,
-            client_id=auth_request.client_id,
-            ttl=ctx.settings.tokens.session_ttl,
-            ip=ctx.ip,
-            user_agent=ctx.user_agent,
-            session_id=current.session_id if current and current.user_id == user_id else None,
-        )
-    except InvalidGrantError:  # locked since the link was looked up
+    session = await open_browser_session(request, ctx, user_id, auth_request.client_id)
+    if session is None:  # locked since the link was looked up
         return again("external_denied", 403)
-    session = await store.session_get(ctx.db, session_id)
     return await continue_flow(
         request, ctx, params, auth_request, session, status=302, fresh_login=True, set_sid=True
     )
