@@ -47,7 +47,6 @@ from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
 KEY_REFRESH_SECONDS = 300.0
-HOUSEKEEPING_BATCH = 10_000
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -106,7 +105,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(settings.housekeeping_interval * delay_share)
             delay_share = 1.0
             try:
-                deleted = await housekeep_config(pool, holder.current, HOUSEKEEPING_BATCH)
+                deleted, _ = await housekeep_config(pool, holder.current)
             except (GatewayError, OSError) as exc:
                 log.warning("housekeeping failed: %s", exc)
                 continue

@@ -273,24 +273,10 @@ def cmd_housekeep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HOUSEKEEP_BATCH = 10_000
-HOUSEKEEP_MAX_ROUNDS = 1_000
-
-
 async def _housekeep(config: Config, dsn: str) -> tuple[dict[str, int], bool]:
-    """Rows deleted by kind, and whether the work was finished here (not handed over)."""
-    total: dict[str, int] = {}
     async with _connected(config, dsn) as conn:
         await migrate(conn)
-        for _ in range(HOUSEKEEP_MAX_ROUNDS):
-            deleted = await housekeep_config(conn, config, HOUSEKEEP_BATCH)
-            if not deleted:  # another process holds the lock
-                return total, False
-            for kind, count in deleted.items():
-                total[kind] = total.get(kind, 0) + count
-            if max(deleted.values()) < HOUSEKEEP_BATCH:
-                return total, True
-    return total, False
+        return await housekeep_config(conn, config)
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:

@@ -407,6 +407,17 @@ class AppConfig(Strict):
         return self
 
     @property
+    def keys_url(self) -> str | None:
+        """Where the app's issuer publishes its signing keys (JWKS, or x509 certificates)."""
+        return self.jwks_uri or self.cert_uri or self.auth_provider_x509_cert_url
+
+    @property
+    def effective_token_delivery(self) -> str:
+        """HS256 clients get their tokens in the body only: the gateway never accepts an HS256
+        token back, so it sets no cookies for them."""
+        return "body" if self.algorithm == "HS256" else self.token_delivery
+
+    @property
     def is_sign_in_provider(self) -> bool:
         return bool(self.auth_uri and self.token_uri)
 

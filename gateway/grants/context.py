@@ -19,9 +19,8 @@ from gateway.tokens.seal import Sealer, derive_key
 
 COOKIE_KEY_INFO = "gateway cookie key v1"
 
-# The published keys of an issuer (RemoteKeys) or at a key URL (RemoteKeysAt).
+# The published keys of an issuer (remote_keys) or at a key URL (remote_keys_at).
 RemoteKeys = Callable[[str], Awaitable[dict[str, RemoteKey]]]
-RemoteKeysAt = Callable[[str], Awaitable[dict[str, RemoteKey]]]
 # POST a form to an external provider's endpoint; the JSON object it answers, or ExternalCallError.
 ExternalCall = Callable[[str, dict[str, str]], Awaitable[dict[str, Any]]]
 
@@ -45,7 +44,7 @@ class Authority:
     remote_keys: RemoteKeys
     master_secret: bytes = b""
     external_call: ExternalCall = _no_external_calls
-    remote_keys_at: RemoteKeysAt | None = None
+    remote_keys_at: RemoteKeys | None = None
     _verifier: tuple[Config, KeyRing, Verifier] | None = None
     _cookie_sealer: tuple[Config, Sealer] | None = None
 

@@ -58,8 +58,7 @@ def sign_in_providers(config: Config) -> dict[str, SignInProvider]:
         if name == DEFAULT_PROVIDER:
             continue
         for app in apps.values():
-            keys_url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
-            if app.auth_uri and app.token_uri and app.client_secret and app.issuers and keys_url:
+            if app.is_sign_in_provider and app.client_secret and app.issuers and app.keys_url:
                 found[name] = SignInProvider(name, app)
                 break
     return found
@@ -164,7 +163,7 @@ async def _verified_id_token(
 ) -> dict[str, Any]:
     """OIDC Core 3.1.3.7: signed by a key the provider publishes at its own key URL, issued by one
     of its issuers, to us alone (``aud``, ``azp``), unexpired, with ``iat`` and our nonce."""
-    keys_url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
+    keys_url = app.keys_url
     fetch = ctx.authority.remote_keys_at
     if keys_url is None or fetch is None:
         raise ExternalSignInFailed("the provider has no key URL")

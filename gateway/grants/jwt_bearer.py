@@ -31,8 +31,7 @@ def trusted_issuers(ctx: Context) -> dict[str, str]:
     result: dict[str, str] = {}
     for provider, apps in ctx.config.providers.items():
         for app in apps.values():
-            keys_url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
-            if keys_url and app.trusted_for_assertions:
+            if app.keys_url and app.trusted_for_assertions:
                 for issuer in app.issuers:
                     result.setdefault(issuer, provider)
     return result

@@ -24,11 +24,11 @@ def family_of(claims: dict[str, Any]) -> UUID | None:
 
 
 async def live_token(
-    ctx: Context, token: str, *, typ: str = ACCESS_TOKEN_TYP, verify_exp: bool = True
+    ctx: Context, token: str, *, typ: str = ACCESS_TOKEN_TYP
 ) -> tuple[dict[str, Any], TokenStatus] | None:
     """The claims and family status of a usable token, or None."""
     try:
-        claims = ctx.verifier().verify(token, typ=typ, verify_exp=verify_exp)
+        claims = ctx.verifier().verify(token, typ=typ)
     except TokenInvalid:
         return None
     family = family_of(claims)

@@ -72,10 +72,13 @@ class Presented:
     principal: Principal | None
     has_cookies: bool
     bearer: bool
-    invalid_bearer: bool = False
     other_cookies: str | None = None
     sealed_refresh: str | None = None
     sealed_session: str = ""
+
+    @property
+    def invalid_bearer(self) -> bool:
+        return self.bearer and self.principal is None
 
     @property
     def can_refresh(self) -> bool:
@@ -124,7 +127,7 @@ def present(
             principal = cache.get(value) or _verify(value, value, False, verifier, cache, audience)
         if principal is not None and revocations.is_revoked(principal.claims):
             principal = None
-        return Presented(principal, has_cookies, True, principal is None, others)
+        return Presented(principal, has_cookies, True, others)
 
     sealed_access = own.get(ACCESS)
     sealed_session = own.get(SESSION, "")
@@ -142,7 +145,7 @@ def present(
     if principal is not None and revocations.is_revoked(principal.claims):
         principal = None
         sealed_refresh = None
-    return Presented(principal, has_cookies, False, False, others, sealed_refresh, sealed_session)
+    return Presented(principal, has_cookies, False, others, sealed_refresh, sealed_session)
 
 
 def refresh_cookie(

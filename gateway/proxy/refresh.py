@@ -26,7 +26,6 @@ class Refresher:
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
         self._recent: dict[str, tuple[float, TokenResult]] = {}
-        self.count = 0
 
     async def refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
         key = cookie.token
@@ -45,7 +44,6 @@ class Refresher:
         if client is None:
             raise InvalidClientError("the client of this session is no longer configured")
         result = await refresh(ctx, client, cookie.token)
-        self.count += 1
         now = time.monotonic()
         if len(self._recent) >= MAX_REMEMBERED:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}

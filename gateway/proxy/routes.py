@@ -28,7 +28,6 @@ class PathRefused(Exception):  # noqa: N818 - reads as "raise PathRefused"
 
 @dataclass(frozen=True)
 class Target:
-    route: Route
     origin: str
     path_qs: str
 
@@ -65,7 +64,7 @@ class RouteTable:
             path = f"{base_path}{route.prefix}{remainder}"
         if raw_query:
             path += "?" + raw_query
-        return Target(route, f"{base.scheme}://{base.netloc}", path)
+        return Target(f"{base.scheme}://{base.netloc}", path)
 
 
 def check_path(raw_path: str) -> None:

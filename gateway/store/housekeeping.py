@@ -16,17 +16,31 @@ async def housekeep(db: Executor, *, keep: int, audit_days: int, batch: int) -> 
     return {row["kind"]: int(row["deleted"]) for row in rows}
 
 
-async def housekeep_config(db: Executor, config: Config, batch: int) -> dict[str, int]:
-    """``housekeep`` with the configured retention, never shorter than the revocation horizon: a
-    revoked session or family must outlive every access token it covers, since token handlers
-    reload revocations from these rows when they start (``daemon.revocations_since``)."""
+BATCH = 10_000  # rows of each kind per transaction
+MAX_ROUNDS = 1_000
+
+
+async def housekeep_config(db: Executor, config: Config) -> tuple[dict[str, int], bool]:
+    """Everything that is over, batch after batch, with the configured retention: rows deleted
+    by kind, and whether it finished (False: another process held or took the lock).
+
+    Retention is never shorter than the revocation horizon: a revoked session or family must
+    outlive every access token it covers, since token handlers reload revocations from these
+    rows when they start (``daemon.revocations_since``)."""
     settings = config.gateway.database
-    return await housekeep(
-        db,
-        keep=max(settings.housekeeping_keep, config.revocation_horizon),
-        audit_days=settings.audit_retention_days,
-        batch=batch,
-    )
+    keep = max(settings.housekeeping_keep, config.revocation_horizon)
+    total: dict[str, int] = {}
+    for _ in range(MAX_ROUNDS):
+        deleted = await housekeep(
+            db, keep=keep, audit_days=settings.audit_retention_days, batch=BATCH
+        )
+        if not deleted:
+            return total, False
+        for kind, count in deleted.items():
+            total[kind] = total.get(kind, 0) + count
+        if max(deleted.values()) < BATCH:
+            return total, True
+    return total, False
 
 
 def describe_deleted(deleted: dict[str, int]) -> str:

@@ -40,7 +40,7 @@ class RemoteKeyCache:
         sources: dict[str, str] = {}
         for apps in self._holder.current.providers.values():
             for app in apps.values():
-                url = app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url
+                url = app.keys_url
                 if url and app.trusted_for_assertions:
                     for issuer in app.issuers:
                         sources.setdefault(issuer, url)
@@ -52,7 +52,7 @@ class RemoteKeyCache:
             url
             for apps in self._holder.current.providers.values()
             for app in apps.values()
-            if (url := app.jwks_uri or app.cert_uri or app.auth_provider_x509_cert_url)
+            if (url := app.keys_url)
         }
 
     async def get(self, issuer: str) -> dict[str, RemoteKey]:

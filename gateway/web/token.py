@@ -29,7 +29,7 @@ async def token(request: web.Request) -> web.Response:
         ctx, params, request.headers.get(hdrs.AUTHORIZATION), request.headers.get(hdrs.ORIGIN)
     )
     # HS256 tokens are for APIs that share the client's secret; the token handler never takes them.
-    delivery = "body" if client.config.algorithm == "HS256" else client.config.token_delivery
+    delivery = client.config.effective_token_delivery
     response = web.json_response(
         result.body(include_tokens=delivery != "cookies"), headers=NO_STORE
     )

@@ -464,7 +464,7 @@ async def test_housekeeping_never_forgets_a_revocation_a_live_token_needs(
             f"UPDATE auth.session SET revoked_at = now() - interval '{age}' WHERE id = $1",
             session.session_id,
         )
-    await housekeeping.housekeep_config(db, config, 10_000)
+    await housekeeping.housekeep_config(db, config)
     left = {
         r["id"]
         for r in await db.fetch("SELECT id FROM auth.session WHERE user_id = $1", world.user_id)
@@ -584,3 +584,24 @@ async def test_identity_link_needs_the_password_still_current(world: World) -> N
         )
     links = "SELECT count(*) FROM auth.identity WHERE user_id = $1"
     assert await db.fetchval(links, world.user_id) == 0
+
+
+async def test_housekeeping_goes_on_batch_after_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``housekeep_config`` (serve's loop and ``gateway housekeep``) runs batches until nothing
+    is left, so a busy deployment does not fall behind one batch per interval."""
+    db = world.conn
+    monkeypatch.setattr(housekeeping, "BATCH", 2)
+    for i in range(5):
+        await db.execute(
+            "INSERT INTO auth.assertion (issuer, jti, expires_at) "
+            "VALUES ('https://idp.test', $1, now() - interval '60 days')",
+            f"many-{i}",
+        )
+    config = load_config(write_conf(tmp_path), environ={})
+    total, finished = await housekeeping.housekeep_config(db, config)
+    assert finished
+    assert total["assertions"] >= 5
+    left = await db.fetchval("SELECT count(*) FROM auth.assertion WHERE jti LIKE 'many-%'")
+    assert left == 0
