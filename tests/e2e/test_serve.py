@@ -94,8 +94,7 @@ def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
     port = free_port()
     gateway = Gateway(["--port", str(port)], env, workdir)
     started.append(gateway)
-    took = wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-    assert took < 60
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)  # raises after 60 s
     pgdata = workdir / "var" / "pgdata"
     assert (pgdata / "PG_VERSION").exists()
     assert postgres_processes(pgdata), "the embedded PostgreSQL is not running"

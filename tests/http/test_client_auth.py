@@ -140,12 +140,9 @@ async def test_wrong_and_unknown_over_basic_are_identical(as_client: TestClient)
 
 
 async def test_confidential_client_without_secret_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
-    """SECURITY-CHECKLIST item 71(c): ``client_id=cc`` alone; 401 (with a challenge) or 400."""
+    """SECURITY-CHECKLIST item 71(c): ``client_id=cc`` alone is E401C (401 with a challenge)."""
     resp = await as_client.post(TOKEN, data={"grant_type": "client_credentials", "client_id": "cc"})
-    if resp.status == 401:
-        await assert_e401c(resp)
-    else:
-        await assert_e400(resp, "invalid_client")
+    await assert_e401c(resp)
 
 
 async def test_no_client_authentication_at_all_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
@@ -171,16 +168,13 @@ async def test_basic_with_other_client_id_in_body_never_yields_a_token(
     as_client: TestClient,
 ) -> None:  # type: ignore[type-arg]
     """SECURITY-CHECKLIST item 72(b): ``BASIC(cc)`` with ``client_id=conf`` in the body is
-    ``E400(invalid_request)`` (or E401C); never a token for ``conf``."""
+    ``E400(invalid_request)``; never a token for ``conf``."""
     resp = await as_client.post(
         TOKEN,
         data={"grant_type": "client_credentials", "client_id": "conf"},
         headers=basic("cc", "ccs3cr3t"),
     )
-    if resp.status == 401:
-        await assert_e401c(resp)
-    else:
-        await assert_e400(resp, "invalid_request")
+    await assert_e400(resp, "invalid_request")
 
 
 async def test_basic_with_empty_body_secret_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]

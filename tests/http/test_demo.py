@@ -82,7 +82,14 @@ async def test_the_demo_api_refuses_calls_without_the_gateway(
 
 
 def test_demo_is_off_unless_configured(tmp_path: Path) -> None:
+    """Without a ``demo`` key the demo is off (the sample conf turns it on explicitly)."""
+    import json
+
     from tests.support import write_conf
 
-    config = load_config(write_conf(tmp_path / "conf"), environ={})
+    path = write_conf(tmp_path / "conf")
+    settings = json.loads(path.read_text())
+    del settings["demo"]
+    path.write_text(json.dumps(settings))
+    config = load_config(path, environ={})
     assert config.gateway.demo is False

@@ -456,14 +456,11 @@ async def test_client_credentials_offline_gives_refresh_token(as_client: TestCli
 
 
 async def test_client_credentials_refused_for_public_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
-    """SECURITY-CHECKLIST item 37(a): ``client_id=pub`` is unauthorized_client (or E401C)."""
+    """SECURITY-CHECKLIST item 37(a): ``client_id=pub`` is E400(unauthorized_client)."""
     resp = await as_client.post(
         TOKEN, data={"grant_type": "client_credentials", "client_id": "pub"}
     )
-    if resp.status == 401:
-        await assert_e401c(resp)
-    else:
-        await assert_e400(resp, "unauthorized_client")
+    await assert_e400(resp, "unauthorized_client")
 
 
 async def test_client_credentials_scope_policy(as_client: TestClient) -> None:  # type: ignore[type-arg]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -376,11 +375,9 @@ async def test_password_change_invalidates_refresh_tokens(
     """SECURITY-CHECKLIST item 54(b): after bob's password changes, an RT issued before is
     invalid_grant (the change is made with SQL: ``password_changed_at = now()``)."""
     first = await tokens_for(as_client, "conf", username="bob")
-    await assert_tok200(await refresh(as_client, first["refresh_token"]))
-    before = time.time()
+    live = await assert_tok200(await refresh(as_client, first["refresh_token"]))
     await db.execute("UPDATE auth.users SET password_changed_at = now() WHERE username = 'bob'")
-    assert time.time() - before < 5
     second = await tokens_for(as_client, "conf", username="bob")
-    await assert_e400(await refresh(as_client, first["refresh_token"]), "invalid_grant")
+    await assert_e400(await refresh(as_client, live["refresh_token"]), "invalid_grant")
     # Tokens issued after the change are not affected.
     await assert_tok200(await refresh(as_client, second["refresh_token"]))
