@@ -216,12 +216,22 @@ def test_in_flight_requests_finish_after_sigterm(
 def test_sighup_reloads_the_configuration(
     database_url: str, tmp_path: Path, started: list[Gateway]
 ) -> None:
-    """Issue 4 item 8: SIGHUP applies a configuration change at once, without a restart."""
+    """Issue 4 item 8: SIGHUP applies a configuration change at once, without a restart.
+
+    The file watcher compares size and mtime, so the edit keeps both (a placeholder origin of the
+    same length is replaced, the mtime restored): only the signal can make the gateway see it."""
+    import os
     import urllib.request
 
     from tests.support import write_conf
 
+    placeholder, late = "https://xxxx.example.test", "https://late.example.test"
+    assert len(placeholder) == len(late)
     conf = write_conf(tmp_path / "conf")
+    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
+    clients = json.loads(clients_file.read_text())
+    clients["web"]["javascript_origins"].append(placeholder)
+    clients_file.write_text(json.dumps(clients))
     port = free_port()
     env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf))
     gateway = Gateway(["--port", str(port)], env, ROOT)
@@ -241,10 +251,12 @@ def test_sighup_reloads_the_configuration(
             return response.headers.get("Access-Control-Allow-Origin")
 
     assert preflight() is None
-    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
-    clients = json.loads(clients_file.read_text())
-    clients["web"]["javascript_origins"].append("https://late.example.test")
-    clients_file.write_text(json.dumps(clients))
+    before = clients_file.stat()
+    clients_file.write_text(clients_file.read_text().replace(placeholder, late))
+    os.utime(clients_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert clients_file.stat().st_size == before.st_size
+    time.sleep(2.5)  # two polls of the watcher: it must not notice
+    assert preflight() is None
     gateway.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
     while preflight() is None and time.monotonic() < deadline:
