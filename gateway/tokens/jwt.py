@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,6 +82,9 @@ def mint_hs256(claims: Mapping[str, Any], secret: bytes, typ: str) -> str:
     return jwt.encode(dict(claims), secret, algorithm="HS256", headers={"typ": typ})
 
 
+CLOCK_SKEW = 30  # seconds a token's iat/nbf may lie ahead (clocks of replicas); exp is exact
+
+
 class Verifier:
     """Verifies tokens the gateway signed with its own keys.
 
@@ -126,8 +130,14 @@ class Verifier:
                     "require": ["exp", "iat", "iss", "sub"],
                     "verify_aud": audience is not None,
                     "verify_exp": verify_exp,
+                    # Checked below with a little skew: another replica's clock may run ahead.
+                    "verify_iat": False,
+                    "verify_nbf": False,
                 },
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid(exc.__class__.__name__) from exc
+        not_before = claims.get("nbf", claims["iat"])
+        if not isinstance(not_before, int | float) or not_before > time.time() + CLOCK_SKEW:
+            raise TokenInvalid("not yet valid")
         return claims
