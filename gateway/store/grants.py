@@ -35,6 +35,9 @@ class Rotation:
     successor_sealed: str | None
     auth_time: datetime | None
     generation: int | None
+    username: str | None = None
+    email: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ async def refresh_token(
         row["successor_sealed"],
         row["auth_time"],
         row["generation"],
+        row["username"],
+        row["email"],
+        row["name"],
     )
 
 

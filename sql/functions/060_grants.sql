@@ -147,11 +147,13 @@ $$;
 COMMENT ON FUNCTION daemon.family_open(uuid, text, uuid, text[], text) IS
     'A token family without a refresh token (tokens from /authorize), inside a live session';
 
-CREATE OR REPLACE FUNCTION daemon.refresh_token(
+DROP FUNCTION IF EXISTS daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer);
+CREATE FUNCTION daemon.refresh_token(
     p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
     p_grace integer, p_refresh_ttl integer
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
-                 successor_sealed text, auth_time timestamptz, generation integer)
+                 successor_sealed text, auth_time timestamptz, generation integer,
+                 username text, email text, name text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -180,7 +182,10 @@ BEGIN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA001';
     END IF;
     IF f.user_id IS NOT NULL THEN
-        SELECT password_changed_at INTO v_changed FROM auth.users u WHERE u.id = f.user_id AND NOT u.locked;
+        -- The user's names come back too, so the caller needs no second query for the ID token.
+        SELECT u.password_changed_at, u.username, u.email, u.name
+        INTO v_changed, username, email, name
+        FROM auth.users u WHERE u.id = f.user_id AND NOT u.locked;
         IF NOT FOUND OR v_changed > f.created_at THEN
             RAISE EXCEPTION 'the account changed since the token was issued' USING ERRCODE = 'OA001';
         END IF;
@@ -199,15 +204,11 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session.
-        UPDATE auth.session SET revoked_at = now(), revoked_reason = 'refresh token replay'
-        WHERE id = f.session_id AND revoked_at IS NULL;
-        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = 'refresh token replay',
-                                     successor_sealed = NULL
-        WHERE auth.token_family.session_id = f.session_id AND revoked_at IS NULL;
+        -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session
+        -- (daemon.session_revoke: session, every family in it, audit, revocation notice).
         PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
                              jsonb_build_object('generation', rt.generation));
-        PERFORM pg_notify('gateway_revocation', 's:' || f.session_id);
+        PERFORM daemon.session_revoke(f.session_id, 'refresh token replay');
         status := 'replay';
         RETURN NEXT;
         RETURN;
@@ -238,8 +239,9 @@ $$;
 COMMENT ON FUNCTION daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer) IS
     'Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
     'caller issues p_new_hash''s token), grace (the caller unseals successor_sealed and returns that '
-    'token again), replay (the session was revoked). OA001 for unknown, foreign, expired or revoked '
-    'tokens; OA003 when p_scope exceeds the granted scope.';
+    'token again), replay (the session was revoked). username, email and name are the user''s (NULL '
+    'for a client''s own family and on replay). OA001 for unknown, foreign, expired or revoked '
+    'tokens, a locked user or a password changed since; OA003 when p_scope exceeds the granted scope.';
 
 CREATE OR REPLACE FUNCTION daemon.token_status(p_family_id uuid)
 RETURNS TABLE (active boolean, client_id text, session_id uuid, user_id uuid, username text,
