@@ -47,7 +47,9 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
         await store.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
-        raise InvalidClientError("client authentication failed")
+        raise InvalidClientError(
+            "client authentication failed", challenge=creds.method == "client_secret_basic"
+        )
     assert client is not None
     if client.config.allowed_ips and not _ip_allowed(ctx.ip, client):
         raise UnauthorizedClientError("this client may not be used from this address")

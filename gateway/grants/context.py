@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.clock import Clock
 from gateway.config.loader import Config
 from gateway.config.model import GatewaySettings
 from gateway.passwords import Passwords
@@ -45,6 +46,7 @@ class Authority:
     master_secret: bytes = b""
     external_call: ExternalCall = _no_external_calls
     remote_keys_at: RemoteKeys | None = None
+    clock: Clock = field(default_factory=Clock)
     _verifier: tuple[Config, KeyRing, Verifier] | None = None
     _cookie_sealer: tuple[Config, Sealer] | None = None
 

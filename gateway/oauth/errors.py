@@ -38,10 +38,18 @@ class InvalidRequestError(OAuthError):
 
 
 class InvalidClientError(OAuthError):
-    """401; the web layer adds ``WWW-Authenticate`` matching the scheme the client used."""
+    """401. ``challenge``: answer with ``WWW-Authenticate: Basic`` (section 5.2), which is right
+    when the client tried the ``Authorization`` header or authenticated in no way at all, and
+    wrong after credentials in the body: strict clients report the challenge, not the error."""
 
     error = "invalid_client"
     status = 401
+
+    def __init__(
+        self, description: str = "", *, status: int | None = None, challenge: bool = True
+    ) -> None:
+        super().__init__(description, status=status)
+        self.challenge = challenge
 
 
 class InvalidGrantError(OAuthError):

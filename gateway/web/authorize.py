@@ -1,20 +1,18 @@
 """``/oauth2/authorize`` (alias ``/oauth2/auth``), the built-in login and consent forms.
 
 The authorization request travels through the login and consent pages sealed in a hidden ``flow``
-field (with an expiry and a CSRF nonce that must match the ``__Host-GW-CSRF`` cookie), so the forms
-need no server-side state and cannot be forged or replayed from another browser. After a credential
-POST the browser is sent on with 303 (RFC 9700 section 4.12).
+field (``web/forms.py``: an expiry and a nonce bound to this browser's ``__Host-GW-CSRF``
+cookie), so the forms need no server-side state and cannot be forged or replayed from another
+browser. After a credential POST the browser is sent on with 303 (RFC 9700 section 4.12).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 from uuid import UUID
 
 from aiohttp import hdrs, web
@@ -42,11 +40,13 @@ from gateway.store import sessions as store
 from gateway.store.sessions import Session
 from gateway.web import pages
 from gateway.web.context import grant_context
-from gateway.web.cookies import CSRF, read_session, same_secret, set_csrf_cookie, set_session_cookie
+from gateway.web.cookies import read_session, set_session_cookie
+from gateway.web.forms import FormKind, FormRefused, Refusal, Sealed, refusal_page
 
 routes = web.RouteTableDef()
-FLOW_PURPOSE = "authorize-flow"
 FLOW_TTL = 900
+AUTHORIZE_FORM = FormKind("authorize-flow", FLOW_TTL)
+AUTHORIZE_PATH = "/oauth2/authorize"
 LENIENT = frozenset({"state"})  # checked by the validation, which can then echo it encoded
 LOGIN_ACTION = "/oauth2/login"
 EXTERNAL_ACTION = "/oauth2/external/{provider}"
@@ -167,15 +167,15 @@ async def continue_flow(
         response = login_form(request, ctx, params, username=auth_request.login_hint or "")
     else:
         assert session is not None
-        nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
+        flow = seal_flow(request, ctx, params, session=str(session.session_id))
         response = pages.consent_page(
             request,
             client_name=client.app,
             action=CONSENT_ACTION,
-            hidden={"flow": _seal_flow(ctx, params, nonce, session=str(session.session_id))},
+            hidden={"flow": flow.value},
             scope=auth_request.scope,
         )
-        set_csrf_cookie(response, ctx.settings, nonce)
+        flow.bind(response, ctx.settings)
     if set_sid and session is not None:
         set_session_cookie(
             response, ctx.settings, ctx.authority.cookie_sealer(ctx.config), session.session_id
@@ -199,7 +199,7 @@ def login_form(
     ``link``: an external identity to link to whoever signs in with a password here."""
     client = ctx.config.client(params.get("client_id", ""))
     assert client is not None
-    nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
+    flow = seal_flow(request, ctx, params, link=link)
     providers = [
         (provider.label, EXTERNAL_ACTION.format(provider=name))
         for name, provider in sign_in_providers(ctx.config).items()
@@ -208,7 +208,7 @@ def login_form(
         request,
         client_name=client.app,
         action=LOGIN_ACTION,
-        hidden={"flow": _seal_flow(ctx, params, nonce, link=link)},
+        hidden={"flow": flow.value},
         username=username,
         message=message,
         status=status,
@@ -216,7 +216,7 @@ def login_form(
         fmt={**(link or {}), **(fmt or {})},
         notice="external_link" if link else None,
     )
-    set_csrf_cookie(response, ctx.settings, nonce)
+    flow.bind(response, ctx.settings)
     return response
 
 
@@ -236,57 +236,32 @@ def _site_login_page(
 # --- the sealed flow --------------------------------------------------------------------------
 
 
-def _seal_flow(
+def seal_flow(
+    request: web.Request,
     ctx: Context,
     params: Params,
-    nonce: str,
     *,
     session: str | None = None,
     link: dict[str, str] | None = None,
-) -> str:
-    flow = {
-        "p": list(params.items()),
-        "c": nonce,
-        "e": int(time.time()) + FLOW_TTL,
-        "s": session,
-        "l": link,
-    }
-    sealer = ctx.authority.cookie_sealer(ctx.config)
-    return sealer.seal(json.dumps(flow).encode(), purpose=FLOW_PURPOSE)
+) -> Sealed:
+    """The authorization request for the login and consent forms, sealed for this browser;
+    ``session``: the session a consent form belongs to; ``link``: a pending external link."""
+    return AUTHORIZE_FORM.seal(request, ctx, {"p": list(params.items()), "s": session, "l": link})
 
 
-def _open_flow(
-    request: web.Request, ctx: Context, form: Params
-) -> tuple[Params, str | None, dict[str, str] | None]:
-    """The sealed authorization request of a form POST, after the CSRF checks (RFC 6749 10.12)."""
-    origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and origin != _origin_of(ctx.issuer):
-        raise web.HTTPForbidden(reason="cross-origin form submission")
-    sealed = form.get("flow")
-    plain = (
-        ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=FLOW_PURPOSE)
-        if sealed
-        else None
-    )
-    if plain is None:
-        raise web.HTTPForbidden(reason="missing or forged form")
-    flow = json.loads(plain)
-    cookie = request.cookies.get(CSRF, "")
-    if not same_secret(str(flow["c"]), cookie):
-        raise web.HTTPForbidden(reason="the form does not belong to this browser")
-    if int(flow["e"]) < time.time():
-        raise _Expired
-    pairs = [(str(k), str(v)) for k, v in flow["p"]]
-    return parse_query(pairs, lenient=LENIENT), flow.get("s"), flow.get("l")
+def flow_params(fields: Mapping[str, Any]) -> Params:
+    """The authorization request of an opened flow."""
+    return parse_query([(str(k), str(v)) for k, v in fields["p"]], lenient=LENIENT)
 
 
-class _Expired(Exception):  # noqa: N818
-    pass
+def restart_url(fields: Mapping[str, Any]) -> str:
+    """The authorization request of a flow as a URL that starts it again in this browser."""
+    return AUTHORIZE_PATH + "?" + urlencode([(str(k), str(v)) for k, v in fields["p"]])
 
 
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+def refused_flow(request: web.Request, refused: FormRefused) -> web.Response:
+    """The page for a login or consent form that was not accepted."""
+    return refusal_page(request, refused, restart_url)
 
 
 # --- the login and consent forms --------------------------------------------------------------
@@ -309,15 +284,16 @@ async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
     ctx = grant_context(request)
     form = parse_form(await request.read())
     try:
-        params, flow_session, link = _open_flow(request, ctx, form)
+        fields = AUTHORIZE_FORM.open(request, ctx, form.get("flow"))
+        params = flow_params(fields)
         auth_request = validate_request(ctx.config, params)
-    except _Expired:
-        return pages.message_page(request, "expired", status=400)
+    except FormRefused as refused:
+        return refused_flow(request, refused)
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
     except RedirectError as exc:
         return redirect(exc.location(ctx.issuer), 303)
-    return Posted(ctx, form, params, auth_request, flow_session, link)
+    return Posted(ctx, form, params, auth_request, fields.get("s"), fields.get("l"))
 
 
 @routes.post(LOGIN_ACTION)
@@ -352,8 +328,9 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         return response
     if posted.link is not None:
         identity = federation.pending_identity(posted.link)
-        if identity is None:
-            return pages.message_page(request, "expired", status=400)
+        if identity is None:  # the link's own deadline: start again from the provider
+            expired = FormRefused(Refusal.EXPIRED, {"p": list(posted.params.items())})
+            return refused_flow(request, expired)
         try:
             await federation.link(ctx, identity, account.user_id, account.password_changed_at)
         except AccessDeniedError:
@@ -385,7 +362,8 @@ async def consent_post(request: web.Request) -> web.StreamResponse:
     ctx, auth_request = posted.ctx, posted.auth_request
     session = await current_session(request, ctx)
     if session is None or str(session.session_id) != posted.flow_session:
-        raise web.HTTPForbidden(reason="the consent form belongs to another session")
+        changed = FormRefused(Refusal.SESSION_CHANGED, {"p": list(posted.params.items())})
+        return refused_flow(request, changed)
     if posted.form.get("decision") != "allow":
         denied = RedirectError(
             AccessDeniedError("the user denied access"),

@@ -11,9 +11,11 @@ from gateway.web.forwarded import client_address
 
 def grant_context(request: web.Request) -> Context:
     config = request.config_dict[CONFIG].current
+    authority = request.config_dict[AUTHORITY]
     return Context(
-        request.config_dict[AUTHORITY],
+        authority,
         config,
         ip=client_address(request, config.gateway),
         user_agent=request.headers.get(hdrs.USER_AGENT),
+        now=authority.clock.now(),
     )

@@ -44,7 +44,8 @@ def json_error(
 def render_oauth_error(err: oauth.OAuthError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(err, oauth.InvalidClientError):
-        headers[hdrs.WWW_AUTHENTICATE] = f"Basic {REALM}"
+        if err.challenge:
+            headers[hdrs.WWW_AUTHENTICATE] = f"Basic {REALM}"
     elif isinstance(
         err, oauth.InvalidTokenError | oauth.InsufficientScopeError | oauth.BearerRequestError
     ):
@@ -65,14 +66,22 @@ def render_oauth_error(err: oauth.OAuthError) -> web.Response:
 
 _HTTP_CODES = {
     400: "invalid_request",
+    401: "unauthorized",
+    403: "access_denied",
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",
     413: "request_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     431: "request_header_fields_too_large",
 }
+
+
+def http_error_code(status: int) -> str:
+    """The ``error`` of a plain HTTP failure: its name, else the class's (never a bare "error")."""
+    return _HTTP_CODES.get(status) or ("server_error" if status >= 500 else "invalid_request")
 
 
 class RequestIds:
@@ -129,9 +138,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             exc.headers["X-Request-Id"] = request_id
             raise
         headers = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
-        response = json_error(
-            exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason or "", headers
-        )
+        response = json_error(exc.status, http_error_code(exc.status), exc.reason or "", headers)
     except asyncio.CancelledError:
         raise
     except Exception:

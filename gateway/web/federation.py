@@ -11,9 +11,7 @@ before the code is redeemed (RFC 6749 10.12, RFC 9700 4.7: no login CSRF, no cod
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import time
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -28,28 +26,30 @@ from gateway.grants.federation import (
     sign_in_providers,
 )
 from gateway.oauth.errors import AccessDeniedError, InvalidGrantError
-from gateway.oauth.params import parse_query
 from gateway.oauth.rfc6749 import PageError, RedirectError
 from gateway.store import grants as grant_store
 from gateway.web import pages
 from gateway.web.authorize import (
-    LENIENT,
     Posted,
     continue_flow,
+    flow_params,
     login_form,
     open_browser_session,
     posted_form,
     redirect,
+    refused_flow,
     validate_request,
 )
 from gateway.web.context import grant_context
-from gateway.web.cookies import CSRF, same_secret
+from gateway.web.forms import FormKind, FormRefused, Refusal
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
-STATE_PURPOSE = "external-sign-in"
 STATE_ISSUER = "gateway:external-state"  # auth.assertion rows that make each state single-use
 STATE_TTL = 600
+# The provider's ``state``: the authorization request ("p", as in the login form, so a refused
+# state can start it again), the provider, the PKCE verifier, the nonce and the fresh-login time.
+STATE_FORM = FormKind("external-sign-in", STATE_TTL)
 
 
 def _digest(value: str) -> str:
@@ -73,17 +73,14 @@ async def external_start(request: web.Request) -> web.StreamResponse:
     request_ = posted.auth_request
     attempt = Attempt.new(fresh="login" in request_.prompt or request_.max_age is not None)
     state = {
-        "p": provider.name,
-        "f": list(posted.params.items()),
-        "c": request.cookies.get(CSRF, ""),  # posted_form checked that it matches the form
-        "e": int(time.time()) + STATE_TTL,
+        "p": list(posted.params.items()),
+        "idp": provider.name,
         "v": attempt.verifier,
         "n": attempt.nonce,
         "t": attempt.fresh_since,
     }
-    sealed = ctx.authority.cookie_sealer(ctx.config).seal(
-        json.dumps(state).encode(), purpose=STATE_PURPOSE
-    )
+    # posted_form checked the browser's nonce, which the state is bound to in turn.
+    sealed = STATE_FORM.seal(request, ctx, state).value
     location = authorization_url(provider, callback_url(ctx, provider.name), sealed, attempt)
     return redirect(location, 303)
 
@@ -92,23 +89,14 @@ async def external_start(request: web.Request) -> web.StreamResponse:
 async def external_callback(request: web.Request) -> web.StreamResponse:
     ctx = grant_context(request)
     name = request.match_info["provider"]
-    sealed = request.query.get("state", "")
-    plain = (
-        ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=STATE_PURPOSE)
-        if sealed
-        else None
-    )
-    if plain is None:
-        return pages.error_page(request, "invalid_request", "missing or forged state", 403)
-    state = json.loads(plain)
-    if state.get("p") != name or not same_secret(str(state["c"]), request.cookies.get(CSRF, "")):
-        return pages.error_page(
-            request, "invalid_request", "this sign-in did not start in this browser", 403
-        )
-    if int(state["e"]) < time.time():
-        return pages.message_page(request, "expired", status=400)
     try:
-        params = parse_query([(str(k), str(v)) for k, v in state["f"]], lenient=LENIENT)
+        state = STATE_FORM.open(request, ctx, request.query.get("state"), posted=False)
+        if state.get("idp") != name:  # a state of another provider's flow, replayed here
+            raise FormRefused(Refusal.FORGED)
+    except FormRefused as refused:
+        return refused_flow(request, refused)
+    try:
+        params = flow_params(state)
         auth_request = validate_request(ctx.config, params)
     except PageError as exc:
         return pages.error_page(request, exc.error.error, exc.error.description)
@@ -132,10 +120,10 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
             ctx.db,
             STATE_ISSUER,
             _digest(str(state["n"])),
-            datetime.fromtimestamp(int(state["e"]), UTC),
+            datetime.fromtimestamp(ctx.now + STATE_TTL, UTC),  # outlives the state
         )
-    except InvalidGrantError:
-        return pages.message_page(request, "expired", status=400)
+    except InvalidGrantError:  # used already: this callback is a replay (or a reload)
+        return refused_flow(request, FormRefused(Refusal.EXPIRED, state))
     try:
         fresh_since = state.get("t")
         attempt = Attempt(

@@ -1,16 +1,18 @@
 """``/oauth2/logout``: end the session, clear the cookies (OIDC RP-Initiated Logout 1.0).
 
 GET never changes state: it shows a confirmation form (so an ``<img src=/oauth2/logout>`` on
-another site cannot sign anyone out). POST signs out: from the form (sealed flow + CSRF cookie),
-or from a SPA's ``fetch`` whose ``Origin`` is allowed. ``post_logout_redirect_uri`` must be
-registered for the client named by ``client_id`` (or the ``id_token_hint``'s audience).
+another site cannot sign anyone out). POST signs out: from the form (sealed flow bound to this
+browser, ``web/forms.py``), or from a SPA's ``fetch`` whose ``Origin`` is allowed. A relying
+party's own form POST (RP-Initiated Logout allows POST) is shown the confirmation form, as a GET
+is. ``post_logout_redirect_uri`` must be registered for the client named by ``client_id`` (or the
+``id_token_hint``'s audience).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from aiohttp import hdrs, web
@@ -24,18 +26,14 @@ from gateway.store import sessions as store
 from gateway.tokens.jwt import ID_TOKEN_TYP, TokenInvalid
 from gateway.web import pages
 from gateway.web.context import grant_context
-from gateway.web.cookies import (
-    CSRF,
-    clear_session_cookies,
-    read_refresh,
-    read_session,
-    same_secret,
-    set_csrf_cookie,
-)
+from gateway.web.cookies import clear_session_cookies, read_refresh, read_session
 from gateway.web.cors import POLICY
+from gateway.web.forms import FormKind, FormRefused, refusal_page
 
 routes = web.RouteTableDef()
-LOGOUT_PURPOSE = "logout-flow"
+LOGOUT_PATH = "/oauth2/logout"
+LOGOUT_FORM = FormKind("logout-flow", 900)
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def _redirect_target(ctx: Context, params: Params) -> str | None:
@@ -57,32 +55,46 @@ def _redirect_target(ctx: Context, params: Params) -> str | None:
     return build_redirect(uri, {"state": state}, fragment=False) if state else uri
 
 
-@routes.get("/oauth2/logout")
+@routes.get(LOGOUT_PATH)
 async def logout_get(request: web.Request) -> web.StreamResponse:
-    ctx = grant_context(request)
     try:
         params = parse_query(list(request.query.items()))
+    except InvalidRequestError as exc:
+        return pages.error_page(request, exc.error, exc.description)
+    return _confirmation(request, grant_context(request), params)
+
+
+def _confirmation(request: web.Request, ctx: Context, params: Params) -> web.Response:
+    """The confirmation form, its parameters sealed for this browser."""
+    try:
         _redirect_target(ctx, params)
     except InvalidRequestError as exc:
         return pages.error_page(request, exc.error, exc.description)
-    nonce = request.cookies.get(CSRF) or secrets.token_urlsafe(24)
-    flow = {"p": list(params.items()), "c": nonce, "e": int(time.time()) + 900}
-    sealed = ctx.authority.cookie_sealer(ctx.config).seal(
-        json.dumps(flow).encode(), purpose=LOGOUT_PURPOSE
-    )
-    response = pages.logout_page(request, action="/oauth2/logout", hidden={"flow": sealed})
-    set_csrf_cookie(response, ctx.settings, nonce)
+    flow = LOGOUT_FORM.seal(request, ctx, {"p": list(params.items())})
+    response = pages.logout_page(request, action=LOGOUT_PATH, hidden={"flow": flow.value})
+    flow.bind(response, ctx.settings)
     return response
 
 
-@routes.post("/oauth2/logout")
+def _restart_url(fields: Mapping[str, Any]) -> str:
+    return LOGOUT_PATH + "?" + urlencode([(str(k), str(v)) for k, v in fields["p"]])
+
+
+@routes.post(LOGOUT_PATH)
 async def logout_post(request: web.Request) -> web.StreamResponse:
     ctx = grant_context(request)
     body = await request.read()
     params = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), body) if body else Params([])
+    from_page = "flow" in params or request.content_type == FORM_TYPE
     if "flow" in params:
-        params = _open_logout_flow(request, ctx, params["flow"])
+        try:
+            fields = LOGOUT_FORM.open(request, ctx, params["flow"])
+        except FormRefused as refused:
+            return refusal_page(request, refused, _restart_url)
+        params = parse_query([(str(k), str(v)) for k, v in fields["p"]])
     elif not _allowed_origin(request, ctx):
+        if request.content_type == FORM_TYPE:  # a relying party's form: ask the person
+            return _confirmation(request, ctx, params)
         raise web.HTTPForbidden(reason="sign-out must come from an allowed origin")
     target = _redirect_target(ctx, params)
     sealer = ctx.authority.cookie_sealer(ctx.config)
@@ -99,7 +111,7 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     response: web.StreamResponse
     if target is not None:
         response = web.Response(status=303, headers={hdrs.LOCATION: target})
-    elif "flow" in params or request.content_type == "application/x-www-form-urlencoded":
+    elif from_page:
         response = pages.message_page(request, "signed_out")
     else:
         response = web.json_response(
@@ -113,20 +125,7 @@ def _allowed_origin(request: web.Request, ctx: Context) -> bool:
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None:
         return False
-    if origin == ctx.issuer:
+    if origin == ctx.own_origin:
         return True
     policy = request.config_dict[POLICY].get(ctx.config)
     return policy.is_allowed(origin, request.path)
-
-
-def _open_logout_flow(request: web.Request, ctx: Context, sealed: str) -> Params:
-    plain = ctx.authority.cookie_sealer(ctx.config).unseal(sealed, purpose=LOGOUT_PURPOSE)
-    if plain is None:
-        raise web.HTTPForbidden(reason="missing or forged form")
-    flow = json.loads(plain)
-    cookie = request.cookies.get(CSRF, "")
-    if not same_secret(str(flow["c"]), cookie):
-        raise web.HTTPForbidden(reason="the form does not belong to this browser")
-    if int(flow["e"]) < time.time():
-        raise web.HTTPForbidden(reason="the form has expired")
-    return parse_query([(str(k), str(v)) for k, v in flow["p"]])

@@ -1,6 +1,8 @@
 """The built-in pages: login, consent, error, logout. Plain HTML forms, no JavaScript, in English or
-Russian by ``Accept-Language``. Every page forbids framing and referrers (RFC 9700 4.16, 4.2.4)
-and is never cached; every reflected value is HTML-escaped."""
+Russian by ``Accept-Language``. Every page forbids framing (RFC 9700 4.16), is never cached, and
+sends its referrer to the gateway itself only (``same-origin``: never to another site, RFC 9700
+4.2.4, while the browser still puts the real ``Origin`` on the page's own form POSTs); every
+reflected value is HTML-escaped."""
 
 from __future__ import annotations
 
@@ -36,6 +38,26 @@ TEXT = {
             "Sign in with your password once to link your {provider} account ({account})."
         ),
         "external_denied": "This {provider} account cannot be used to sign in here.",
+        "refused_title": "Sign-in interrupted",
+        "refused_forged": (
+            "This form could not be read: it was changed, or it comes from an older version of "
+            "the page."
+        ),
+        "refused_foreign": (
+            "This form was opened in another browser, or your browser did not send this site's "
+            "cookies. Allow cookies for this site and try again."
+        ),
+        "refused_cross_origin": "This form was sent from another web site, so it was ignored.",
+        "refused_expired": "This page was open too long and has expired.",
+        "refused_session_changed": (
+            "You signed in or out in another window since this page was opened."
+        ),
+        "refused_restart": "Start again",
+        "refused_back": "Go back to the application and sign in again.",
+        "error_help": (
+            "Go back to the application and try again. If this keeps happening, tell the "
+            "application's developers what this page says."
+        ),
     },
     "ru": {
         "title": "Вход",
@@ -65,6 +87,26 @@ TEXT = {
             "Войдите по паролю один раз, чтобы привязать учётную запись {provider} ({account})."
         ),
         "external_denied": "Эту учётную запись {provider} нельзя использовать для входа.",
+        "refused_title": "Вход прерван",
+        "refused_forged": (
+            "Эту форму не удалось прочитать: она была изменена или осталась от старой версии "
+            "страницы."
+        ),
+        "refused_foreign": (
+            "Эта форма была открыта в другом браузере, или браузер не отправил cookie этого "
+            "сайта. Разрешите cookie для этого сайта и попробуйте снова."
+        ),
+        "refused_cross_origin": "Эту форму отправил другой сайт, поэтому она не принята.",
+        "refused_expired": "Страница была открыта слишком долго, и срок её действия истёк.",
+        "refused_session_changed": (
+            "После открытия этой страницы вы вошли или вышли в другом окне."
+        ),
+        "refused_restart": "Начать заново",
+        "refused_back": "Вернитесь в приложение и войдите снова.",
+        "error_help": (
+            "Вернитесь в приложение и попробуйте снова. Если ошибка повторяется, сообщите "
+            "разработчикам приложения, что написано на этой странице."
+        ),
     },
 }
 PAGE_HEADERS = {
@@ -72,7 +114,7 @@ PAGE_HEADERS = {
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
@@ -82,6 +124,8 @@ STYLE = (
     "box-shadow:0 1px 4px #0002}h1{font-size:1.3rem}label{display:block;margin:.8rem 0 .2rem}"
     "input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}"
     "button{margin-top:1.2rem;padding:.6rem 1.2rem}.error{color:#b00020}"
+    "a.button{display:inline-block;margin-top:1.2rem;padding:.6rem 1.2rem;border:1px solid;"
+    "border-radius:4px;text-decoration:none}"
 )
 
 
@@ -191,9 +235,29 @@ def error_page(
     t = TEXT[lang]
     body = (
         f"<h1>{t['error_heading']}</h1>"
-        f'<p class="error"><code>{escape(error)}</code></p><p>{escape(description)}</p>'
+        f'<p class="error" role="alert"><code>{escape(error)}</code></p>'
+        f"<p>{escape(description)}</p><p>{t['error_help']}</p>"
     )
     return _page(lang, t["error_title"], body, status)
+
+
+def refused_page(
+    request: web.BaseRequest, reason: str, *, restart: str | None = None, status: int = 403
+) -> web.Response:
+    """A form that was not accepted (``forms.Refusal``): what happened and how to go on; with
+    ``restart``, a link that starts the same request again in this browser."""
+    lang = language(request)
+    t = TEXT[lang]
+    action = (
+        f'<a class="button" id="restart" href="{escape(restart)}">{t["refused_restart"]}</a>'
+        if restart
+        else f"<p>{t['refused_back']}</p>"
+    )
+    body = (
+        f"<h1>{t['refused_title']}</h1>"
+        f'<p class="error" role="alert">{t["refused_" + reason]}</p>{action}'
+    )
+    return _page(lang, t["refused_title"], body, status)
 
 
 def message_page(request: web.BaseRequest, key: str, status: int = 200) -> web.Response:

@@ -63,14 +63,19 @@ async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
     return body
 
 
-async def assert_e401c(resp: ClientResponse) -> dict[str, Any]:
+async def assert_e401c(resp: ClientResponse, *, anonymous: bool = False) -> dict[str, Any]:
     """SECURITY-CHECKLIST section 0.4 ``E401C``: 401, invalid_client, no token and no
-    introspection answer, and the Basic challenge the product always sends."""
+    introspection answer; the Basic challenge when the client sent an ``Authorization`` header or
+    (``anonymous``) no client authentication at all, none after credentials in the body (RFC 6749
+    section 5.2: strict clients such as oauth4webapi would report the challenge and hide the
+    error code)."""
     text = await resp.text()
     assert resp.status == 401, text
     assert resp.content_type == "application/json"
     assert resp.headers.get("Cache-Control") == "no-store"
-    assert resp.headers.get("WWW-Authenticate") == BASIC_CHALLENGE
+    sent = resp.request_info.headers.get("Authorization")
+    challenged = sent is not None or anonymous
+    assert resp.headers.get("WWW-Authenticate") == (BASIC_CHALLENGE if challenged else None), sent
     body = json.loads(text)
     assert body.get("error") == "invalid_client", body
     assert not any(member in body for member in TOKEN_MEMBERS), body

@@ -763,7 +763,9 @@ def assert_page_hardening(response: aiohttp.ClientResponse, html: str) -> None:
     frame_ancestors_none = directives.get("frame-ancestors") == "frame-ancestors 'none'"
     xfo_deny = response.headers.get("X-Frame-Options", "").upper() == "DENY"
     assert frame_ancestors_none or xfo_deny, dict(response.headers)
-    assert response.headers.get("Referrer-Policy") == "no-referrer"
+    # same-origin: no referrer to any other site, and the real Origin on the page's own forms
+    # (docs/threat-model.md, "Form POSTs and Origin").
+    assert response.headers.get("Referrer-Policy") == "same-origin"
     soup = BeautifulSoup(html, "html.parser")
     assert soup.find("script") is None
     for tag in soup.find_all(["img", "link", "iframe", "object", "embed", "a"]):
@@ -828,22 +830,36 @@ async def _cons_codes(db: asyncpg.Connection) -> int:
     return int(await db.fetchval("SELECT count(*) FROM auth.code WHERE client_id = 'cons'"))
 
 
-def assert_refused(response: aiohttp.ClientResponse) -> None:
-    assert response.status in (400, 403), response.status
+REFUSALS = {
+    "forged": "could not be read",
+    "foreign": "opened in another browser",
+    "cross_origin": "sent from another web site",
+}
+
+
+async def assert_refused(response: aiohttp.ClientResponse, reason: str) -> None:
+    """A refused form: 403, no redirect, and the refused page (HTML, never JSON) that says
+    why in words."""
+    html = await response.text()
+    assert response.status == 403, html[:300]
     assert "Location" not in response.headers
+    assert response.content_type == "text/html", html[:300]
+    alert = BeautifulSoup(html, "html.parser").find(attrs={"role": "alert"})
+    assert alert is not None, html[:300]
+    assert REFUSALS[reason] in alert.get_text(), alert.get_text()
 
 
 async def test_consent_post_without_form_token(
     as_client: Client, db: asyncpg.Connection, no_cons_consent: None
 ) -> None:
-    """Item 15(a): POST /consent decision=allow with the session cookie but no flow -> 403/400,
+    """Item 15(a): POST /consent decision=allow with the session cookie but no flow -> 403 page,
     no code, no consent stored."""
     await _consent_form(as_client.session, as_client, "bob")
     codes = await _cons_codes(db)
     response = await as_client.post(
         "/oauth2/consent", data={"decision": "allow"}, allow_redirects=False
     )
-    assert_refused(response)
+    await assert_refused(response, "forged")
     assert await _cons_codes(db) == codes
     assert await db.fetchval("SELECT count(*) FROM auth.consent WHERE client_id = 'cons'") == 0
 
@@ -851,7 +867,7 @@ async def test_consent_post_without_form_token(
 async def test_consent_post_with_another_browsers_form(
     as_client: Client, db: asyncpg.Connection, no_cons_consent: None
 ) -> None:
-    """Item 15(b): a consent form token from another browser's session -> 403/400, no code; the
+    """Item 15(b): a consent form token from another browser's session -> 403 page, no code; the
     browser's own form still works (so the refusal is about the token)."""
     own = await _consent_form(as_client.session, as_client, "bob")
     async with other_browser(as_client) as other:
@@ -861,7 +877,7 @@ async def test_consent_post_with_another_browsers_form(
     response = await as_client.post(
         "/oauth2/consent", data={**foreign, "decision": "allow"}, allow_redirects=False
     )
-    assert_refused(response)
+    await assert_refused(response, "foreign")
     assert await _cons_codes(db) == codes
     allowed = await as_client.post(
         "/oauth2/consent", data={**own, "decision": "allow"}, allow_redirects=False
@@ -873,7 +889,7 @@ async def test_consent_post_from_evil_origin(
     as_client: Client, db: asyncpg.Connection, no_cons_consent: None
 ) -> None:
     """Item 15(c): the browser's own valid consent form posted with Origin: https://evil.example
-    -> 403/400 and no code."""
+    -> 403 page and no code."""
     own = await _consent_form(as_client.session, as_client, "bob")
     codes = await _cons_codes(db)
     response = await as_client.post(
@@ -882,13 +898,13 @@ async def test_consent_post_from_evil_origin(
         headers={"Origin": EVIL},
         allow_redirects=False,
     )
-    assert_refused(response)
+    await assert_refused(response, "cross_origin")
     assert await _cons_codes(db) == codes
     assert await db.fetchval("SELECT count(*) FROM auth.consent WHERE client_id = 'cons'") == 0
 
 
 async def test_login_post_without_flow(as_client: Client, db: asyncpg.Connection) -> None:
-    """Item 15(a) for the login form: credentials without the flow field -> 403/400, no SID."""
+    """Item 15(a) for the login form: credentials without the flow field -> 403 page, no SID."""
     await login_page(as_client, authz_params("conf"))
     before = await minted(db)
     response = await as_client.post(
@@ -896,7 +912,7 @@ async def test_login_post_without_flow(as_client: Client, db: asyncpg.Connection
         data={"username": "alice", "password": USERS["alice"][0]},
         allow_redirects=False,
     )
-    assert_refused(response)
+    await assert_refused(response, "forged")
     assert "SID" not in response.cookies
     assert await minted(db) == before
 
@@ -904,7 +920,7 @@ async def test_login_post_without_flow(as_client: Client, db: asyncpg.Connection
 async def test_login_post_with_another_browsers_flow(
     as_client: Client, db: asyncpg.Connection
 ) -> None:
-    """Item 15(b) for the login form: a flow sealed for another browser -> 403/400, no SID, no
+    """Item 15(b) for the login form: a flow sealed for another browser -> 403 page, no SID, no
     code (login CSRF)."""
     await login_page(as_client, authz_params("conf"))
     async with other_browser(as_client) as other:
@@ -916,17 +932,17 @@ async def test_login_post_with_another_browsers_flow(
         _, _, foreign = page_form(await page.text())
     before = await minted(db)
     response = await password_login(as_client, foreign)
-    assert_refused(response)
+    await assert_refused(response, "foreign")
     assert "SID" not in response.cookies
     assert await minted(db) == before
 
 
 async def test_login_post_from_evil_origin(as_client: Client, db: asyncpg.Connection) -> None:
-    """Item 15(c) for the login form: Origin: https://evil.example -> 403/400, no SID, no code."""
+    """Item 15(c) for the login form: Origin: https://evil.example -> 403 page, no SID, no code."""
     hidden = await login_page(as_client, authz_params("conf"))
     before = await minted(db)
     response = await password_login(as_client, hidden, headers={"Origin": EVIL})
-    assert_refused(response)
+    await assert_refused(response, "cross_origin")
     assert "SID" not in response.cookies
     assert await minted(db) == before
 

@@ -140,7 +140,8 @@ async def test_wrong_and_unknown_over_basic_are_identical(as_client: TestClient)
 
 
 async def test_confidential_client_without_secret_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
-    """SECURITY-CHECKLIST item 71(c): ``client_id=cc`` alone is E401C (401 with a challenge)."""
+    """SECURITY-CHECKLIST item 71(c): ``client_id=cc`` alone is E401C (401; no Basic challenge,
+    since the client identified itself in the body)."""
     resp = await as_client.post(TOKEN, data={"grant_type": "client_credentials", "client_id": "cc"})
     await assert_e401c(resp)
 
@@ -148,7 +149,7 @@ async def test_confidential_client_without_secret_is_invalid_client(as_client: T
 async def test_no_client_authentication_at_all_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
     """SECURITY-CHECKLIST item 71: no client identification at all is ``invalid_client``."""
     resp = await as_client.post(TOKEN, data={"grant_type": "client_credentials"})
-    await assert_e401c(resp)
+    await assert_e401c(resp, anonymous=True)
 
 
 # --- item 72 ----------------------------------------------------------------------------------

@@ -218,14 +218,12 @@ async def test_code_redeemed_by_another_client_is_invalid_grant(as_client: TestC
 
 
 async def test_public_client_code_binding(as_client: TestClient) -> None:  # type: ignore[type-arg]
-    """SECURITY-CHECKLIST item 29(b)-(d): a code of ``pub`` without any client_id is E401C (or
-    invalid_request), with ``client_id=imp`` invalid_grant, with ``client_id=pub`` TOK200."""
+    """SECURITY-CHECKLIST item 29(b)-(d): a code of ``pub`` without any client_id is E401C
+    (with the Basic challenge: no client authentication at all), with ``client_id=imp``
+    invalid_grant, with ``client_id=pub`` TOK200."""
     code = await get_code(as_client, "pub")
     anonymous = await redeem(as_client, code, auth=None, redirect_uri=APP_CB)
-    if anonymous.status == 401:
-        await assert_e401c(anonymous)
-    else:
-        await assert_e400(anonymous, "invalid_request")
+    await assert_e401c(anonymous, anonymous=True)
     other = await redeem(as_client, code, auth=None, redirect_uri=APP_CB, client_id="imp")
     await assert_e400(other, "invalid_grant")
     owner = await redeem(as_client, code, auth=None, redirect_uri=APP_CB, client_id="pub")

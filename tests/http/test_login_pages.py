@@ -22,6 +22,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup, Tag
 
+from gateway.clock import Clock
+from gateway.keys import AUTHORITY
+from gateway.web.authorize import FLOW_TTL
+from gateway.web.logout import LOGOUT_FORM
 from tests.http.conftest import USERS, V, authz_params, basic, location_params
 
 Client = TestClient  # type: ignore[type-arg]
@@ -360,3 +364,146 @@ async def test_login_hint_prefills_the_username(as_client: Client) -> None:
     assert not form.find("input", attrs={"name": "password"}).get("value")
     _, plain = await open_login(as_client, authz_params("conf"))
     assert not login_form(plain).find("input", attrs={"name": "username"}).get("value")
+
+
+# --- refused and expired forms: one HTML answer ---------------------------------------------------
+
+
+def clock(client: Client) -> Clock:
+    return client.server.app[AUTHORITY].clock
+
+
+def refused(html: str) -> tuple[str, str | None]:
+    """(the alert's text, the "Start again" link or None) of a refused-form page."""
+    soup = BeautifulSoup(html, "html.parser")
+    link = soup.find("a", attrs={"id": "restart"})
+    return alert_text(soup), str(link["href"]) if link is not None else None
+
+
+async def test_form_post_with_origin_null_signs_in(as_client: Client) -> None:
+    """Item 14's note: a browser may put ``Origin: null`` on the page's own form POST (a page
+    that hides its referrer, privacy modes); the sealed flow bound to this browser is the CSRF
+    defence, so the sign-in goes through (303 with a code and SID)."""
+    _, soup = await open_login(as_client, authz_params("conf"))
+    form = login_form(soup)
+    response = await as_client.post(
+        "/oauth2/login",
+        data={**hidden_fields(form), "username": "alice", "password": USERS["alice"][0]},
+        headers={"Origin": "null"},
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    assert location_params(response.headers["Location"])[0]["code"]
+    assert "SID" in set_cookie_names(response)
+
+
+async def test_origin_null_does_not_pass_a_foreign_flow(as_client: Client) -> None:
+    """``Origin: null`` is no pass: a flow sealed for another browser is still refused (403 page,
+    no SID), so a sandboxed attacker frame gains nothing from it."""
+    _, soup = await open_login(as_client, authz_params("conf"))
+    form = login_form(soup)
+    as_client.session.cookie_jar.clear()
+    response = await as_client.post(
+        "/oauth2/login",
+        data={**hidden_fields(form), "username": "alice", "password": USERS["alice"][0]},
+        headers={"Origin": "null"},
+        allow_redirects=False,
+    )
+    text, restart = refused(await response.text())
+    assert response.status == 403
+    assert "another browser" in text
+    assert restart is not None
+    assert restart.startswith("/oauth2/authorize?")
+    assert "SID" not in set_cookie_names(response)
+
+
+async def test_forged_form_is_a_page_in_the_users_language(as_client: Client) -> None:
+    """A forged flow: a 403 HTML page in Russian for a Russian browser, saying the form could
+    not be read and to go back to the application; no JSON, no error code, no restart link
+    (nothing in a forged form can be trusted)."""
+    await open_login(as_client, authz_params("conf"))
+    response = await as_client.post(
+        "/oauth2/login",
+        data={"flow": "k1.forged", "username": "alice", "password": "x"},
+        headers={"Accept-Language": "ru"},
+        allow_redirects=False,
+    )
+    html = await response.text()
+    assert response.status == 403
+    assert response.content_type == "text/html"
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.html is not None
+    assert soup.html.get("lang") == "ru"
+    text, restart = refused(html)
+    assert CYRILLIC.search(text), text
+    assert restart is None
+    assert soup.find("code") is None  # no error code, only words
+    assert "Вернитесь в приложение" in soup.get_text()
+
+
+async def test_expired_login_form_starts_again(as_client: Client) -> None:
+    """A login form submitted after its 15 minutes: 400 page "expired" with a "Start again"
+    link; the link opens the login page of the same request, which then signs in and returns
+    the original state to the client."""
+    _, soup = await open_login(as_client, authz_params("conf", state="keep-me"))
+    clock(as_client).advance(FLOW_TTL + 1)
+    late = await submit(as_client, login_form(soup), "alice", USERS["alice"][0])
+    text, restart = refused(await late.text())
+    assert late.status == 400
+    assert "expired" in text
+    assert "SID" not in set_cookie_names(late)
+    assert restart is not None
+    again = await as_client.get(restart, allow_redirects=False)
+    assert again.status == 200
+    fresh = BeautifulSoup(await again.text(), "html.parser")
+    login = await submit(as_client, login_form(fresh), "alice", USERS["alice"][0])
+    assert login.status == 303
+    query, _ = location_params(login.headers["Location"])
+    assert query["state"] == "keep-me"
+    assert query["code"]
+
+
+async def test_expired_logout_form_starts_again(as_client: Client) -> None:
+    """The logout confirmation form after its lifetime: 400 page with a link back to the same
+    logout request (not signed out meanwhile)."""
+    await sign_in_alice(as_client)
+    page = await as_client.get(
+        "/oauth2/logout",
+        params={"client_id": "conf", "post_logout_redirect_uri": "https://rp.example.test/bye"},
+    )
+    form = login_form(BeautifulSoup(await page.text(), "html.parser"))
+    clock(as_client).advance(LOGOUT_FORM.ttl + 1)
+    late = await as_client.post(
+        str(form["action"]), data=hidden_fields(form), allow_redirects=False
+    )
+    text, restart = refused(await late.text())
+    assert late.status == 400
+    assert "expired" in text
+    assert restart is not None
+    assert restart.startswith("/oauth2/logout?")
+    assert "post_logout_redirect_uri=https%3A%2F%2Frp.example.test%2Fbye" in restart
+    still = await as_client.get(
+        "/oauth2/authorize", params=authz_params("conf", prompt="none"), allow_redirects=False
+    )
+    assert location_params(still.headers["Location"])[0]["code"]
+
+
+async def test_relying_party_logout_form_post_asks_for_confirmation(as_client: Client) -> None:
+    """RP-Initiated Logout allows POST: a relying party's own form (another origin, no flow)
+    gets the confirmation page, not a JSON 403; confirming signs out and goes to the
+    registered post_logout_redirect_uri."""
+    await sign_in_alice(as_client)
+    posted = await as_client.post(
+        "/oauth2/logout",
+        data={"client_id": "conf", "post_logout_redirect_uri": "https://rp.example.test/bye"},
+        headers={"Origin": "https://rp.example.test"},
+        allow_redirects=False,
+    )
+    assert posted.status == 200
+    assert posted.content_type == "text/html"
+    form = login_form(BeautifulSoup(await posted.text(), "html.parser"))
+    done = await as_client.post(
+        str(form["action"]), data=hidden_fields(form), allow_redirects=False
+    )
+    assert done.status == 303
+    assert done.headers["Location"] == "https://rp.example.test/bye"

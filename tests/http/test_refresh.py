@@ -321,7 +321,8 @@ async def test_confidential_refresh_without_secret_is_invalid_client(as_client: 
     )
     text = await resp.text()
     assert resp.status == 401, text
-    assert resp.headers.get("WWW-Authenticate", "").startswith("Basic realm=")
+    # No Basic attempted, so no Basic challenge (RFC 6749 section 5.2).
+    assert "WWW-Authenticate" not in resp.headers
     assert resp.headers.get("Cache-Control") == "no-store"
     assert json.loads(text)["error"] == "invalid_client"
     await assert_tok200(await refresh(as_client, first["refresh_token"]))

@@ -1,0 +1,24 @@
+"""The application's source of "now": one object per application, so that tests move time
+instead of sleeping (``advance``), and every decision about an expiry reads the same clock."""
+
+from __future__ import annotations
+
+import time
+
+
+class Clock:
+    """Wall-clock seconds since the epoch, plus an offset that only tests change."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self._offset
+
+    def now(self) -> int:
+        """Whole seconds, as tokens, forms and the database record them."""
+        return int(self.time())
+
+    def advance(self, seconds: float) -> None:
+        """Move this application's time forward (tests)."""
+        self._offset += seconds
