@@ -17,13 +17,23 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.config.model import AppConfig, GatewaySettings, SiteConfig, strip_comments
+from gateway.config.model import AppConfig, GatewaySettings, SiteConfig, is_path, strip_comments
 from gateway.errors import ConfigError, ConfigIssue
 
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG = "conf/gateway.json"
 DEFAULT_PROVIDER = "default"
+# The gateway's own endpoints that an app of default.json may name in its endpoint keys, as the
+# reference's files do ("auth_uri": "/oauth2/authorize"): informational, never an external IdP.
+OWN_ENDPOINTS = {
+    "auth_uri": ("/oauth2/authorize", "/oauth2/auth"),
+    "token_uri": ("/oauth2/token",),
+    "userinfo_uri": ("/oauth2/userinfo",),
+    "jwks_uri": ("/oauth2/jwks",),
+    "cert_uri": ("/oauth2/jwks",),
+    "auth_provider_x509_cert_url": ("/oauth2/jwks",),
+}
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -60,6 +70,12 @@ class Config:
 
     def client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
+
+    @property
+    def external_providers(self) -> dict[str, Mapping[str, AppConfig]]:
+        """The provider files that describe other identity providers (all but default.json,
+        whose endpoint keys name this gateway's own endpoints)."""
+        return {k: v for k, v in self.providers.items() if k != DEFAULT_PROVIDER}
 
     @property
     def revocation_horizon(self) -> int:
@@ -131,6 +147,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             app = _validate(AppConfig, value, str(file), name, issues)
             if app is None:
                 continue
+            issuer = gateway.public_issuer() if gateway else None
+            _check_endpoints(app, provider, issuer, str(file), name, issues)
             providers[provider][name] = app
             if provider == DEFAULT_PROVIDER:
                 clients[app.client_id] = Client(provider, name, str(file), app)
@@ -163,6 +181,46 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         sites=MappingProxyType(sites),
         files=tuple(files),
     )
+
+
+def _check_endpoints(
+    app: AppConfig,
+    provider: str,
+    issuer: str | None,
+    file: str,
+    name: str,
+    issues: list[ConfigIssue],
+) -> None:
+    """Endpoint keys: in default.json, this gateway's own endpoints (a path, or the same under
+    the issuer's URL); in other provider files, an external provider's https URLs."""
+    for key, own in OWN_ENDPOINTS.items():
+        value = getattr(app, key)
+        if value is None:
+            continue
+        if provider != DEFAULT_PROVIDER:
+            if is_path(value):
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"{name}.{key}",
+                        "must be an https URL of the provider (a path names this gateway's own "
+                        "endpoint, which only default.json may do)",
+                    )
+                )
+            continue
+        path = value
+        if not is_path(value) and issuer is not None and value.startswith(issuer + "/"):
+            path = value[len(issuer) :]
+        if path not in own:
+            issues.append(
+                ConfigIssue(
+                    file,
+                    f"{name}.{key}",
+                    f"in default.json names this gateway's own endpoint: {' or '.join(own)}, "
+                    "as a path or under the issuer's URL (external providers go in their own "
+                    "file, e.g. google.json)",
+                )
+            )
 
 
 def _json_files(directory: Path) -> Iterator[Path]:

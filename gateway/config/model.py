@@ -120,6 +120,22 @@ def check_provider_url(value: str) -> str:
     return value
 
 
+def check_endpoint(value: str) -> str:
+    """An app's endpoint key: an https URL (an external provider's endpoint), or an absolute path
+    such as ``/oauth2/token``, the reference's way of naming this gateway's own endpoint (only
+    in ``default.json``, checked by the loader)."""
+    if value.startswith("/") and not value.startswith("//"):
+        if any(ch in value for ch in "?#\\") or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError("must be a plain path such as /oauth2/token, or an https URL")
+        return value
+    return check_provider_url(value)
+
+
+def is_path(value: str | None) -> bool:
+    """Whether an endpoint key names a path of this gateway rather than a URL."""
+    return value is not None and value.startswith("/")
+
+
 def check_scope_token(value: str) -> str:
     """A scope token per RFC 6749 section 3.3 (NQCHAR without space)."""
     if not value or any(ch in ' "\\' or not 0x21 <= ord(ch) <= 0x7E for ch in value):
@@ -154,6 +170,7 @@ Origin = Annotated[str, AfterValidator(check_origin)]
 RedirectUri = Annotated[str, AfterValidator(check_redirect_uri)]
 ScopeToken = Annotated[str, AfterValidator(check_scope_token)]
 ProviderUrl = Annotated[str, AfterValidator(check_provider_url)]
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -206,6 +223,17 @@ class Cookies(Strict):
     samesite: Literal["None", "Lax", "Strict"] = "None"
     secure: bool = True
     keys: tuple[CookieKey, ...] = ()
+
+    @field_validator("secure")
+    @classmethod
+    def _secure(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "false cannot work: browsers drop __Secure- and __Host- cookies (and "
+                "SameSite=None ones) without Secure. Browsers accept Secure cookies on "
+                "http://localhost, and behind a TLS balancer the browser sees https: keep true"
+            )
+        return value
 
 
 class Tokens(Strict):
@@ -350,12 +378,14 @@ class AppConfig(Strict):
     post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     javascript_origins: tuple[Origin, ...] = ()
     allowed_ips: tuple[Network, ...] = ()
-    auth_uri: ProviderUrl | None = None
-    token_uri: ProviderUrl | None = None
-    cert_uri: ProviderUrl | None = None
-    jwks_uri: ProviderUrl | None = None
-    auth_provider_x509_cert_url: ProviderUrl | None = None
-    userinfo_uri: ProviderUrl | None = None
+    # An external provider's endpoints (https URLs). In default.json they may name this
+    # gateway's own endpoints instead, as the reference's files do ("/oauth2/token").
+    auth_uri: Endpoint | None = None
+    token_uri: Endpoint | None = None
+    cert_uri: Endpoint | None = None
+    jwks_uri: Endpoint | None = None
+    auth_provider_x509_cert_url: Endpoint | None = None
+    userinfo_uri: Endpoint | None = None
     # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
     # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
     # not also mint grants for whatever sub its tokens carry.

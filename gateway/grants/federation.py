@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from gateway.config.loader import DEFAULT_PROVIDER, Config
+from gateway.config.loader import Config
 from gateway.config.model import AppConfig
 from gateway.grants.context import Context, ExternalCallError
 from gateway.oauth.rfc7636 import s256
@@ -54,9 +54,7 @@ class SignInProvider:
 def sign_in_providers(config: Config) -> dict[str, SignInProvider]:
     """The external providers a user can sign in with, by name (first usable app of each file)."""
     found: dict[str, SignInProvider] = {}
-    for name, apps in sorted(config.providers.items()):
-        if name == DEFAULT_PROVIDER:
-            continue
+    for name, apps in sorted(config.external_providers.items()):
         for app in apps.values():
             if app.is_sign_in_provider and app.client_secret and app.issuers and app.keys_url:
                 found[name] = SignInProvider(name, app)

@@ -29,7 +29,7 @@ def trusted_issuers(ctx: Context) -> dict[str, str]:
     """issuer -> provider name, for every provider file entry that lists issuers and keys and is
     trusted for assertions (not a sign-in provider, unless ``"assertions": true``)."""
     result: dict[str, str] = {}
-    for provider, apps in ctx.config.providers.items():
+    for provider, apps in ctx.config.external_providers.items():
         for app in apps.values():
             if app.keys_url and app.trusted_for_assertions:
                 for issuer in app.issuers:

@@ -38,7 +38,7 @@ class RemoteKeyCache:
     def _sources(self) -> dict[str, str]:
         """issuer -> key URL, for the apps trusted for JWT bearer assertions."""
         sources: dict[str, str] = {}
-        for apps in self._holder.current.providers.values():
+        for apps in self._holder.current.external_providers.values():
             for app in apps.values():
                 url = app.keys_url
                 if url and app.trusted_for_assertions:
@@ -50,7 +50,7 @@ class RemoteKeyCache:
         """Every key URL of every provider file (assertion issuers and sign-in providers)."""
         return {
             url
-            for apps in self._holder.current.providers.values()
+            for apps in self._holder.current.external_providers.values()
             for app in apps.values()
             if (url := app.keys_url)
         }

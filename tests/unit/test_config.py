@@ -10,6 +10,7 @@ import pytest
 from gateway.config import load_config
 from gateway.config.holder import ConfigHolder
 from gateway.errors import ConfigError
+from gateway.grants.federation import sign_in_providers
 from tests.support import SAMPLE_CONF, write_conf
 
 
@@ -252,3 +253,85 @@ def test_provider_endpoints_must_be_https(tmp_path: Path, url: str, ok: bool) ->
     else:
         problems = issues_of(path)
         assert any("token_uri" in p for p in problems), problems
+
+
+# --- the reference's own client files ----------------------------------------------------------
+
+REFERENCE_WEB = {
+    "issuers": ["accounts.example.test"],
+    "scopes": ["openid", "profile", "api"],
+    "client_id": "web-example.test",
+    "client_secret": "reference-web-secret-0123456789abcdef",
+    "algorithm": "HS256",
+    "auth_uri": "/oauth2/authorize",
+    "token_uri": "/oauth2/token",
+    "redirect_uris": ["http://localhost:8080/oauth2/callback"],
+    "javascript_origins": ["http://localhost:8080"],
+}
+
+
+def test_reference_endpoint_paths_name_the_gateway_itself(tmp_path: Path) -> None:
+    """DESIGN.md section 4: the reference writes ``"auth_uri": "/oauth2/authorize"`` and
+    ``"token_uri": "/oauth2/token"`` for its own apps. In default.json they load (as paths or as
+    the issuer's URL) and do not make the app an external sign-in provider or assertion issuer."""
+    own_urls = {
+        **REFERENCE_WEB,
+        "client_id": "ios",
+        "auth_uri": "http://localhost:8080/oauth2/auth",
+        "token_uri": "http://localhost:8080/oauth2/token",
+        "userinfo_uri": "/oauth2/userinfo",
+        "jwks_uri": "/oauth2/jwks",
+    }
+    path = write_conf(
+        tmp_path,
+        gateway={"issuer": "http://localhost:8080"},
+        clients={"web": REFERENCE_WEB, "ios": own_urls},
+    )
+    config = load_config(path, environ={})
+    assert config.clients["web-example.test"].config.token_uri == "/oauth2/token"
+    assert config.clients["ios"].config.auth_uri == "http://localhost:8080/oauth2/auth"
+    assert config.external_providers == {}
+    assert sign_in_providers(config) == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("auth_uri", "/login"),
+        ("token_uri", "/oauth2/authorize"),
+        ("token_uri", "https://idp.example.com/token"),
+        ("auth_uri", "http://localhost:9999/oauth2/authorize"),
+    ],
+)
+def test_default_json_endpoints_must_be_the_gateways_own(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """An endpoint key in default.json that names anything but this gateway's endpoint is an
+    error that says where external providers go."""
+    path = write_conf(
+        tmp_path,
+        gateway={"issuer": "http://localhost:8080"},
+        clients={"web": {**REFERENCE_WEB, key: value}},
+    )
+    (issue,) = issues_of(path)
+    assert f"web.{key}: in default.json names this gateway's own endpoint" in issue
+    assert "own file" in issue
+
+
+def test_provider_files_keep_requiring_urls(tmp_path: Path) -> None:
+    """In an external provider's file a path is refused: it must be the provider's https URL."""
+    path = write_conf(tmp_path)
+    (tmp_path / "oauth2" / "partner.json").write_text(
+        json.dumps({"web": {"client_id": "gw", "auth_uri": "/oauth2/authorize"}})
+    )
+    (issue,) = issues_of(path)
+    assert "partner.json: web.auth_uri: must be an https URL of the provider" in issue
+
+
+def test_insecure_cookies_are_refused_with_the_reason(tmp_path: Path) -> None:
+    """``cookies.secure: false`` would strip Secure from __Secure-/__Host- cookies, which
+    browsers then drop silently: config check refuses it and says what to do instead."""
+    path = write_conf(tmp_path, gateway={"cookies": {"secure": False}})
+    (issue,) = issues_of(path)
+    assert "cookies.secure: false cannot work" in issue
+    assert "http://localhost" in issue
