@@ -10,13 +10,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from gateway.authority import build_master, ensure_signing_keys
 from gateway.config import origins
-from gateway.config.loader import Config, config_path_from_env, load_config
+from gateway.config.loader import DEFAULT_CONFIG, Config, config_path_from_env, load_config
 from gateway.errors import ConfigError, GatewayError, StoreError
 from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
@@ -46,10 +48,24 @@ class CommandError(Exception):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> Config:
-    path = config_path_from_env(getattr(args, "config", None))
+def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
+    explicit = getattr(args, "config", None)
+    path = config_path_from_env(explicit)
+    if not path.is_file():
+        source = (
+            "given with --config"
+            if explicit
+            else "from GATEWAY_CONFIG"
+            if os.environ.get("GATEWAY_CONFIG")
+            else f"the default ./{DEFAULT_CONFIG} of the working directory {Path.cwd()}"
+        )
+        raise CommandError(
+            f"no configuration file at {path.absolute()} ({source}); run the command where "
+            "conf/ is, or name the file with --config PATH or GATEWAY_CONFIG",
+            EXIT_USAGE,
+        )
     try:
-        return load_config(path)
+        return load_config(path, overrides=overrides)
     except ConfigError as exc:
         raise CommandError(
             "the configuration is invalid:\n  " + "\n  ".join(str(i) for i in exc.issues),
@@ -83,16 +99,22 @@ async def _connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config.holder import ConfigHolder  # keeps `gateway --help` fast
-    from gateway.server import run_single, run_workers
+    from gateway.server import ListenError, check_listen, run_single, run_workers
 
-    config = _load(args)
+    listen = {
+        key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
+    }
+    config = _load(args, {"listen": listen} if listen else None)
     configure_logging(config.gateway.logging.level)
-    host = args.host or config.gateway.listen.host
-    port = config.gateway.listen.port if args.port is None else args.port
+    host, port = config.gateway.listen.host, config.gateway.listen.port
     if args.workers < 1:
         raise CommandError("--workers must be at least 1", EXIT_USAGE)
     if args.workers > 1 and port == 0:
         raise CommandError("--workers > 1 needs a fixed --port", EXIT_USAGE)
+    try:
+        check_listen(host, port, reuse_port=args.workers > 1)  # before the database starts
+    except ListenError as exc:
+        raise CommandError(str(exc)) from None
     location = _locate(config)
     try:
         result = asyncio.run(_prepare_database(config, location.dsn))
@@ -100,7 +122,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers == 1:
             run_single(ConfigHolder(config), location.dsn, host, port)
         else:
-            run_workers(args.workers, config.path, location.dsn, host, port)
+            run_workers(args.workers, config, location.dsn)
+    except ListenError as exc:  # taken in the moment since the check
+        raise CommandError(str(exc)) from None
     finally:
         location.close()
     return EXIT_OK
@@ -321,24 +345,50 @@ def _locate(config: Config) -> DatabaseLocation:
 # --- parser -----------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line that says what to do (exit code 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def port_number(value: str) -> int:
+    """``--port``: checked like ``listen.port`` (0 to 65535), never wrapped around."""
+    try:
+        port = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+def host_name(value: str) -> str:
+    if not value or any(ch.isspace() or ch in "/?#@" for ch in value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a host name or address")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--config",
         metavar="PATH",
         default=argparse.SUPPRESS,
         help="configuration file (default: $GATEWAY_CONFIG or conf/gateway.json)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gateway",
         description="OAuth 2.0 / OpenID Connect authorization server and SPA token handler.",
         parents=[common],
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
-    serve.add_argument("--host", help="listen address (default: listen.host)")
-    serve.add_argument("--port", type=int, help="listen port (default: listen.port)")
+    serve.add_argument("--host", type=host_name, help="listen address (default: listen.host)")
+    serve.add_argument("--port", type=port_number, help="listen port (default: listen.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     serve.set_defaults(func=cmd_serve)
 
@@ -346,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=cmd_migrate)
 
     user = sub.add_parser("user", help="manage users")
-    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_sub = user.add_subparsers(
+        dest="user_command", required=True, metavar="ACTION", parser_class=Parser
+    )
     add = user_sub.add_parser("add", parents=[common], help="create a user")
     add.add_argument("name_arg", metavar="NAME", help="user name (login)")
     add.add_argument("--email")
@@ -372,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
         toggle.set_defaults(func=cmd_user_update, password_stdin=False)
 
     client = sub.add_parser("client", help="clients as loaded from conf/oauth2")
-    client_sub = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    client_sub = client.add_subparsers(
+        dest="client_command", required=True, metavar="ACTION", parser_class=Parser
+    )
     client_sub.add_parser("list", parents=[common], help="list clients").set_defaults(
         func=cmd_client_list
     )
@@ -381,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     orig = sub.add_parser("origins", help="the CORS origin allowlist")
-    orig_sub = orig.add_subparsers(dest="origins_command", required=True, metavar="ACTION")
+    orig_sub = orig.add_subparsers(
+        dest="origins_command", required=True, metavar="ACTION", parser_class=Parser
+    )
     orig_sub.add_parser(
         "list", parents=[common], help="allowed origins and who allows them"
     ).set_defaults(func=cmd_origins_list)
@@ -395,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_origins_check)
 
     keys_parser = sub.add_parser("keys", help="signing keys")
-    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub = keys_parser.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", parser_class=Parser
+    )
     keys_sub.add_parser(
         "rotate", parents=[common], help="publish a new signing key (it signs an hour later)"
     ).set_defaults(func=cmd_keys_rotate)
@@ -407,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_housekeep)
 
     cfg = sub.add_parser("config", help="configuration")
-    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cfg_sub = cfg.add_subparsers(
+        dest="config_command", required=True, metavar="ACTION", parser_class=Parser
+    )
     cfg_sub.add_parser("check", parents=[common], help="validate all configuration").set_defaults(
         func=cmd_config_check
     )

@@ -8,13 +8,15 @@ embedded PostgreSQL. SIGHUP reloads the configuration (every worker, when there 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,10 @@ import uvloop
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.keys import CONFIG
 from gateway.config.holder import ConfigHolder
-from gateway.config.loader import load_config
+from gateway.config.loader import Config, load_config
+from gateway.errors import GatewayError
 from gateway.logs import AccessLogger, configure_logging
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,46 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 30.0
 MAX_HEADER = 32768
 RESTART_BACKOFF = 1.0
+
+
+class ListenError(GatewayError):
+    """The listening socket cannot be opened; the message says what to do."""
+
+
+def describe_listen_error(host: str, port: int, exc: OSError) -> str:
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: another program uses the port; stop it or choose another with --port"
+    if exc.errno == errno.EACCES:
+        return (
+            f"{where}: permission denied (ports below 1024 need privileges); choose a port "
+            "from 1024 up with --port"
+        )
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return f"{where}: this machine has no such address; choose another with --host"
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: the host name does not resolve; choose another with --host"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def check_listen(host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Bind and release the listen address once, so a port in use or a forbidden port is one
+    readable line before anything starts (the server binds again, for real, right after)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(describe_listen_error(host, port, exc)) from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise ListenError(describe_listen_error(host, port, exc)) from None
 
 
 def runner_options(*, access_log: bool = True) -> dict[str, Any]:
@@ -62,9 +106,15 @@ async def serve_app(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(describe_listen_error(host, port, exc)) from None
         bound = _bound_port(runner, port)
         log.info("listening on http://%s:%d (pid %d)", host, bound, os.getpid())
+        settings = app[CONFIG].current.gateway
+        if settings.demo:
+            log.info("demo: open %s/ and sign in as demo / demo", settings.public_issuer())
         if started is not None:
             started(bound)
         stop = asyncio.Event()
@@ -101,16 +151,17 @@ def run_single(holder: ConfigHolder, database_url: str, host: str, port: int) ->
     )
 
 
-def _worker_main(config_path: str, database_url: str, host: str, port: int) -> None:
-    config = load_config(Path(config_path))
+def _worker_main(config_path: str, overrides: Mapping[str, Any], database_url: str) -> None:
+    config = load_config(Path(config_path), overrides=overrides)
     configure_logging(config.gateway.logging.level)
     holder = ConfigHolder(config)
     app = create_app(holder, database_url=database_url)
+    listen = config.gateway.listen
     uvloop.run(
         serve_app(
             app,
-            host,
-            port,
+            listen.host,
+            listen.port,
             reuse_port=True,
             access_log=config.gateway.logging.access_log,
             on_reload=holder.reload,
@@ -118,10 +169,11 @@ def _worker_main(config_path: str, database_url: str, host: str, port: int) -> N
     )
 
 
-def run_workers(workers: int, config_path: Path, database_url: str, host: str, port: int) -> int:
+def run_workers(workers: int, config: Config, database_url: str) -> int:
     """Supervise ``workers`` processes bound to one port; restart one that dies unexpectedly."""
     ctx = multiprocessing.get_context("spawn")
-    args = (str(config_path.resolve()), database_url, host, port)
+    args = (str(config.path.resolve()), dict(config.overrides), database_url)
+    port = config.gateway.listen.port
     stopping = threading.Event()
 
     def start() -> BaseProcess:

@@ -8,11 +8,14 @@ cloned for each test module (``CREATE DATABASE ... TEMPLATE``), which takes mill
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_CONF = ROOT / "conf"
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
 # Users of the HTTP and browser tests (carol is locked by the `users` fixture).
 USERS = {
@@ -115,6 +117,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@functools.cache
+def _committed_sample() -> dict[str, bytes]:
+    """The files of ``conf/`` as committed at HEAD: relative path -> content.
+
+    Tests never read the working tree's ``conf/``: ops and developers edit it, and a stray comma
+    there must not change a test result. The committed sample is what every clone starts with,
+    so it is what the tests check (commit a change to ``conf/`` to test it)."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", "conf"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RuntimeError(
+            "the tests read the sample configuration from git (HEAD:conf/); run them in a clone"
+        ) from exc
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                files[member.name] = extracted.read()
+    return files
+
+
+def sample_json(name: str) -> Any:
+    """A file of the committed sample configuration, parsed (``name``: e.g. gateway.json)."""
+    return json.loads(_committed_sample()[f"conf/{name}"])
+
+
+def committed_sample(directory: Path) -> Path:
+    """The committed sample configuration written to ``directory`` (its ``conf/`` layout);
+    the path of its gateway.json."""
+    for name, content in _committed_sample().items():
+        target = directory / name.removeprefix("conf/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return directory / "gateway.json"
+
+
 def write_conf(
     directory: Path,
     *,
@@ -122,18 +166,18 @@ def write_conf(
     clients: Mapping[str, Any] | None = None,
     sites: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write a configuration directory; defaults are the sample files of ``conf/``."""
+    """Write a configuration directory; defaults are the committed sample's files."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "oauth2").mkdir(exist_ok=True)
     (directory / "sites").mkdir(exist_ok=True)
-    base = json.loads((SAMPLE_CONF / "gateway.json").read_text())
+    base = sample_json("gateway.json")
     base["keys"] = {"master_key": TEST_MASTER_KEY}
     # The sample's demo and its /api/ route are for newcomers, not for tests.
     base["demo"] = False
     base["routes"] = []
     base.update(gateway or {})
     (directory / "gateway.json").write_text(json.dumps(base, indent=2))
-    default_clients = json.loads((SAMPLE_CONF / "oauth2" / "default.json").read_text())
+    default_clients = sample_json("oauth2/default.json")
     (directory / "oauth2" / "default.json").write_text(
         json.dumps(clients if clients is not None else default_clients, indent=2)
     )

@@ -70,7 +70,7 @@ class ConfigHolder:
     def reload(self) -> bool:
         """Re-read the files. On error keep the old snapshot, log why and return False."""
         try:
-            config = load_config(self._current.path)
+            config = load_config(self._current.path, overrides=self._current.overrides)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("configuration change rejected: %s", issue)

@@ -63,6 +63,9 @@ class Config:
     clients: Mapping[str, Client]
     sites: Mapping[str, SiteConfig]
     files: tuple[Path, ...] = field(default=())
+    # Settings given on the command line (``serve --host/--port``): they win over gateway.json,
+    # at every reload too.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -91,9 +94,15 @@ def config_path_from_env(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
     """Load and validate the configuration rooted at ``path``; raise ``ConfigError`` listing all
-    problems (file, key, reason) when anything is wrong."""
+    problems (file, key, reason) when anything is wrong. ``overrides`` (``{"listen": {"port":
+    9000}}``) are merged into gateway.json before validation, so whatever derives from them (the
+    issuer, a route to the gateway itself) follows."""
     env = os.environ if environ is None else environ
     issues: list[ConfigIssue] = []
     files: list[Path] = [path]
@@ -106,6 +115,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             issues.append(ConfigIssue(str(path), "", "must be a JSON object"))
         else:
             expanded = _expand_env(strip_comments(raw), env, str(path), "", issues)
+            expanded = _merge(expanded, overrides or {})
             gateway = _validate(GatewaySettings, expanded, str(path), "", issues)
             dirs = expanded
     if raw is None:
@@ -180,7 +190,20 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         clients=MappingProxyType(clients),
         sites=MappingProxyType(sites),
         files=tuple(files),
+        overrides=MappingProxyType(dict(overrides or {})),
     )
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, object by object."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _check_endpoints(

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -158,9 +159,16 @@ def path_under_prefix(path: str, prefix: str) -> bool:
 
 
 def check_upstream(value: str) -> str:
+    if value.startswith("/") and not value.startswith("//"):
+        # A path of this gateway itself (the demo API): resolved against the listen address.
+        if any(ch in value for ch in "?#%\\") or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError("a path upstream must be a plain path such as /demo-api")
+        return value.rstrip("/") or "/"
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as http://127.0.0.1:9000")
+        raise ValueError(
+            "must be an http(s) URL such as http://127.0.0.1:9000, or a path of this gateway"
+        )
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError("must not contain a query, fragment or user info")
     return value
@@ -177,9 +185,21 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # --- conf/gateway.json ----------------------------------------------------------------------
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - naming them, not binding
+
+
 class Listen(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+
+    def local_url(self) -> str:
+        """How a process on this machine reaches the listener (the wildcard as loopback)."""
+        host = self.host
+        if host in WILDCARD_HOSTS:
+            host = "127.0.0.1" if host != "::" else "::1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
 
 class Database(Strict):
@@ -334,9 +354,24 @@ class GatewaySettings(Strict):
 
     @field_validator("routes")
     @classmethod
-    def _unique_prefixes(cls, value: tuple[Route, ...]) -> tuple[Route, ...]:
+    def _unique_prefixes(cls, value: tuple[Route, ...], info: ValidationInfo) -> tuple[Route, ...]:
         seen: set[str] = set()
+        resolved: list[Route] = []
+        listen = info.data.get("listen")
         for route in value:
+            if route.upstream.startswith("/"):
+                if any(path_under_prefix(route.upstream + "/", r.prefix) for r in value):
+                    raise ValueError(
+                        f"the upstream {route.upstream} of {route.prefix} lies under a proxied "
+                        "prefix: requests would loop"
+                    )
+                if not isinstance(listen, Listen) or listen.port == 0:
+                    raise ValueError(
+                        f"the upstream {route.upstream} of {route.prefix} is a path of this "
+                        "gateway, which needs a fixed listen.port"
+                    )
+                route = route.model_copy(update={"upstream": listen.local_url() + route.upstream})
+            resolved.append(route)
             if route.prefix in seen:
                 raise ValueError(f"prefix {route.prefix} is configured twice")
             if route.prefix.startswith(("/oauth2/", "/.well-known/")) or route.prefix in (
@@ -346,15 +381,17 @@ class GatewaySettings(Strict):
             ):
                 raise ValueError(f"prefix {route.prefix} is reserved for the gateway")
             seen.add(route.prefix)
-        return value
+        return tuple(resolved)
 
     def public_issuer(self) -> str:
         """The issuer URL: configured, else derived from the listen address."""
         if self.issuer:
             return self.issuer
         host = self.listen.host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+        if host in WILDCARD_HOSTS:
             host = "localhost"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
         return f"http://{host}:{self.listen.port}"
 
 

@@ -97,7 +97,7 @@ def edit(config: Config, client_id: str, origin: str, *, add: bool) -> str:
     app["javascript_origins"] = origins
     _write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     try:
-        load_config(config.path)
+        load_config(config.path, overrides=config.overrides)
     except ConfigError as exc:
         _write_atomically(path, original)
         raise OriginError("the edit was undone: " + "; ".join(map(str, exc.issues))) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 
@@ -10,7 +12,7 @@ from gateway.passwords import Passwords
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
 from gateway.store.users import user_add, user_update
-from tests.support import SAMPLE_CONF, write_conf
+from tests.support import committed_sample, write_conf
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +89,9 @@ async def test_user_update_refuses_unknown_users_and_plaintext(
 
 
 async def test_client_sync_adds_updates_and_disables(
-    db: asyncpg.Connection, passwords: Passwords, tmp_path: object
+    db: asyncpg.Connection, passwords: Passwords, tmp_path: Path
 ) -> None:
-    config = load_config(SAMPLE_CONF / "gateway.json", environ={})
+    config = load_config(committed_sample(tmp_path / "sample"), environ={})
     first = await sync_configured_clients(db, config.clients, passwords)
     assert (first.added, first.updated, first.disabled) == (3, 0, 0)
     rows = {r["client_id"]: r for r in await db.fetch("SELECT * FROM oauth2.client")}

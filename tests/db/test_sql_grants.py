@@ -19,7 +19,7 @@ from gateway.passwords import Passwords
 from gateway.store import grants, housekeeping, identities, keys, revocations, sessions, users
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
-from tests.support import SAMPLE_CONF, write_conf
+from tests.support import write_conf
 
 C = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
@@ -35,8 +35,8 @@ class World:
 
 
 @pytest.fixture
-async def world(db: asyncpg.Connection) -> World:
-    config = load_config(SAMPLE_CONF / "gateway.json", environ={})
+async def world(db: asyncpg.Connection, tmp_path: Path) -> World:
+    config = load_config(write_conf(tmp_path / "conf"), environ={})
     await sync_configured_clients(db, config.clients)
     name = f"u{uuid.uuid4().hex[:10]}"
     user_id = await user_add(db, name, Passwords().hash("pw"), None, None)
@@ -188,10 +188,12 @@ async def test_refresh_rotation_grace_and_replay(world: World) -> None:
         await rotate(world, "rt-1", "rt-4")
 
 
-async def test_concurrent_rotations_converge(db: asyncpg.Connection, database_url: str) -> None:
+async def test_concurrent_rotations_converge(
+    db: asyncpg.Connection, database_url: str, tmp_path: Path
+) -> None:
     user_id = await user_add(db, f"c{uuid.uuid4().hex[:8]}", Passwords().hash("p"), None, None)
     world = World(db, user_id)
-    config = load_config(SAMPLE_CONF / "gateway.json", environ={})
+    config = load_config(write_conf(tmp_path / "conf"), environ={})
     await sync_configured_clients(db, config.clients)
     await login(world)
     conns = [await asyncpg.connect(database_url) for _ in range(10)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support import SAMPLE_CONF, gateway_env, run_gateway, write_conf
+from tests.support import committed_sample, gateway_env, run_gateway, write_conf
 
 
 @pytest.fixture
@@ -15,10 +15,9 @@ def env(database_url: str, conf_path: Path) -> dict[str, str]:
     return gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf_path))
 
 
-def test_config_check_accepts_the_sample() -> None:
-    result = run_gateway(
-        "config", "check", "--config", str(SAMPLE_CONF / "gateway.json"), env=gateway_env()
-    )
+def test_config_check_accepts_the_sample(tmp_path: Path) -> None:
+    sample = committed_sample(tmp_path / "conf")
+    result = run_gateway("config", "check", "--config", str(sample), env=gateway_env())
     assert result.returncode == 0, result.stderr
     assert "OK (3 clients" in result.stdout
 

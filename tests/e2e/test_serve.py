@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import ROOT, free_port, gateway_env, run_gateway, wait_http
+from tests.support import ROOT, committed_sample, free_port, gateway_env, run_gateway, wait_http
 
 
 class Gateway:
@@ -89,7 +88,7 @@ def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
     """DESIGN 5: without GATEWAY_DATABASE_URL the gateway runs its own PostgreSQL under
     var/pgdata, stops it on exit and reuses the data on the next start."""
     workdir = tmp_path / "site"
-    shutil.copytree(ROOT / "conf", workdir / "conf")
+    committed_sample(workdir / "conf")
     env = gateway_env()
     port = free_port()
     gateway = Gateway(["--port", str(port)], env, workdir)

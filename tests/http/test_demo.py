@@ -13,18 +13,20 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.server import runner_options
-from tests.support import SAMPLE_CONF, TEST_MASTER_KEY, bound_socket
+from tests.support import TEST_MASTER_KEY, bound_socket, committed_sample
 
 
 @pytest.fixture
-async def demo(database_url: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """The committed sample configuration as ``serve --port PORT`` runs it."""
     sock = bound_socket()
     port = sock.getsockname()[1]
-    environ = {
-        "GATEWAY_DEMO_UPSTREAM": f"http://127.0.0.1:{port}/demo-api",
-        "GATEWAY_MASTER_KEY": TEST_MASTER_KEY,
-    }
-    holder = ConfigHolder(load_config(SAMPLE_CONF / "gateway.json", environ=environ))
+    config = load_config(
+        committed_sample(tmp_path / "conf"),
+        environ={"GATEWAY_MASTER_KEY": TEST_MASTER_KEY},
+        overrides={"listen": {"port": port}},
+    )
+    holder = ConfigHolder(config)
     assert holder.current.gateway.demo
     server = TestServer(
         create_app(holder, database_url=database_url), socket_factory=lambda *_: sock
@@ -48,7 +50,8 @@ async def test_the_demo_spa_signs_in_and_calls_the_api(demo: TestClient) -> None
     assert 'credentials: "include"' in await script.text()
 
     assert (await demo.get("/api/whoami")).status == 401
-    origin = {"Origin": "http://localhost:8080"}
+    # The page's origin is the gateway's own address, derived from the port it listens on.
+    origin = {"Origin": f"http://127.0.0.1:{demo.port}"}
     signed_in = await demo.post(
         "/oauth2/token",
         data={

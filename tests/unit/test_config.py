@@ -11,7 +11,7 @@ from gateway.config import load_config
 from gateway.config.holder import ConfigHolder
 from gateway.errors import ConfigError
 from gateway.grants.federation import sign_in_providers
-from tests.support import SAMPLE_CONF, write_conf
+from tests.support import committed_sample, write_conf
 
 
 def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
@@ -20,8 +20,8 @@ def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     return [str(issue) for issue in info.value.issues]
 
 
-def test_sample_configuration_loads_with_its_three_clients() -> None:
-    config = load_config(SAMPLE_CONF / "gateway.json", environ={})
+def test_sample_configuration_loads_with_its_three_clients(tmp_path: Path) -> None:
+    config = load_config(committed_sample(tmp_path), environ={})
     assert set(config.clients) == {"web", "service", "spa"}
     web, spa, service = (config.clients[c].config for c in ("web", "spa", "service"))
     assert not web.is_public
@@ -34,7 +34,11 @@ def test_sample_configuration_loads_with_its_three_clients() -> None:
     assert config.gateway.listen.port == 8080
     assert config.gateway.tokens.code_ttl == 60
     assert config.gateway.cookies.samesite == "None"
-    assert config.gateway.public_issuer() == "http://localhost:8080"
+    # No issuer in the sample: the listen address (and serve --host/--port) make it.
+    assert config.gateway.issuer is None
+    assert config.gateway.public_issuer() == "http://127.0.0.1:8080"
+    (demo_route,) = config.gateway.routes
+    assert demo_route.upstream == "http://127.0.0.1:8080/demo-api"
     assert config.gateway.redis.url is None  # "${GATEWAY_REDIS_URL:-}" with the variable unset
     assert "default" in config.sites
 

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 let timer = null;
 
-function log(request, status, token) {
+function log(request, status, token, kind) {
   const row = document.createElement("tr");
   const cells = [
     new Date().toLocaleTimeString(),
@@ -18,7 +18,7 @@ function log(request, status, token) {
     cell.textContent = text;
     row.appendChild(cell);
   }
-  row.className = status < 400 ? "ok" : "bad";
+  row.className = kind || (status < 400 ? "ok" : "bad");
   $("log").prepend(row);
   $("cookies").textContent = JSON.stringify(document.cookie);
 }
@@ -34,11 +34,33 @@ function show(signedIn, who) {
   }
 }
 
-async function whoami() {
+function say(text) {
+  $("message").textContent = text || "";
+  $("message").hidden = !text;
+}
+
+async function whoami(probe) {
   const response = await fetch("/api/whoami", { credentials: "include" });
   const body = response.ok ? await response.json() : null;
-  log("GET /api/whoami", response.status, body && body.token);
+  // The probe on page load only asks whether a session exists: a 401 is no failure.
+  const kind = probe === true && response.status === 401 ? "info" : undefined;
+  log(kind ? "GET /api/whoami (not signed in yet)" : "GET /api/whoami", response.status,
+      body && body.token, kind);
   show(response.ok, body && body.user);
+}
+
+// The gateway answers sign-ins from its own address (its issuer) and the listed origins only.
+async function checkAddress() {
+  try {
+    const response = await fetch("/.well-known/openid-configuration");
+    const issuer = new URL((await response.json()).issuer);
+    if (issuer.origin !== location.origin) {
+      say("This page is open at " + location.origin + ", but the gateway's address is " +
+          issuer.origin + ". If signing in fails, open " + issuer.origin + "/ instead.");
+    }
+  } catch (error) {
+    // Discovery is optional for the demo.
+  }
 }
 
 $("login").addEventListener("submit", async (event) => {
@@ -59,15 +81,26 @@ $("login").addEventListener("submit", async (event) => {
   });
   log("POST /oauth2/token", response.status, null);
   if (response.ok) {
-    await whoami();
+    say("");
+    await checkAddress();
+whoami(true);
+  } else {
+    let reason = "the gateway answered " + response.status;
+    try {
+      const body = await response.json();
+      reason = body.error_description || body.error || reason;
+    } catch (error) {
+      // Not JSON: keep the status.
+    }
+    say("Sign-in refused: " + reason + ".");
   }
 });
 
-$("call").addEventListener("click", whoami);
+$("call").addEventListener("click", () => whoami(false));
 
 $("poll").addEventListener("change", () => {
   if ($("poll").checked) {
-    timer = setInterval(whoami, 5000);
+    timer = setInterval(() => whoami(false), 5000);
   } else if (timer) {
     clearInterval(timer);
     timer = null;
@@ -80,4 +113,5 @@ $("logout").addEventListener("click", async () => {
   show(false);
 });
 
-whoami();
+checkAddress();
+whoami(true);
