@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from gateway.server import describe_listen_error
 from tests.support import committed_sample, gateway_env, run_gateway, write_conf
 
 
@@ -38,12 +43,97 @@ def test_config_check_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_gateway(
-        "config", "check", env=gateway_env(GATEWAY_CONFIG=str(tmp_path / "x.json"))
-    )
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line a failed command prints (no traceback, nothing else)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("how", "source"),
+    [("env", "from GATEWAY_CONFIG"), ("flag", "given with --config"), ("default", "default")],
+)
+def test_missing_config_names_the_path_tried(tmp_path: Path, how: str, source: str) -> None:
+    """The configuration comes from --config, else GATEWAY_CONFIG, else ./conf/gateway.json of
+    the working directory; when it is missing, one line names the absolute path tried, where
+    that path came from, and what to do."""
+    missing = tmp_path / "x.json"
+    env = gateway_env(GATEWAY_CONFIG=str(missing)) if how == "env" else gateway_env()
+    args = ["--config", str(missing)] if how == "flag" else []
+    result = run_gateway("config", "check", *args, env=env, cwd=tmp_path)
     assert result.returncode == 2
-    assert f"{tmp_path / 'x.json'}: file not found" in result.stderr
+    line = one_line_error(result)
+    tried = missing if how != "default" else tmp_path / "conf" / "gateway.json"
+    assert f"no configuration file at {tried} " in line
+    assert source in line
+    assert "--config PATH or GATEWAY_CONFIG" in line
+
+
+def test_commands_work_from_any_directory(tmp_path: Path) -> None:
+    """With --config (or GATEWAY_CONFIG) a command run from another directory finds the
+    configuration and the files it names relative to it."""
+    conf = write_conf(tmp_path / "site" / "conf")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    by_flag = run_gateway("client", "list", "--config", str(conf), env=gateway_env(), cwd=elsewhere)
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert "spa" in by_flag.stdout
+    by_env = run_gateway(
+        "config", "check", env=gateway_env(GATEWAY_CONFIG=str(conf)), cwd=elsewhere
+    )
+    assert by_env.returncode == 0, by_env.stderr
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        ("80800", "argument --port: 80800 is not a port number (0 to 65535)"),
+        ("-1", "argument --port: -1 is not a port number (0 to 65535)"),
+        ("http", "argument --port: 'http' is not a port number"),
+    ],
+)
+def test_serve_refuses_a_port_out_of_range_in_one_line(
+    tmp_path: Path, port: str, message: str
+) -> None:
+    """--port is checked like listen.port: 80800 used to wrap around to 15264 silently."""
+    conf = write_conf(tmp_path / "conf")
+    result = run_gateway("serve", "--port", port, "--config", str(conf), env=gateway_env())
+    assert result.returncode == 2
+    assert one_line_error(result) == f"error: {message} (see: gateway serve --help)"
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """A port in use: one line naming the address and what to do, exit 1, and the database is
+    never touched (the unreachable URL below would fail differently)."""
+    conf = write_conf(tmp_path / "conf")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = gateway_env(GATEWAY_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+        result = run_gateway("serve", "--port", str(port), "--config", str(conf), env=env)
+    assert result.returncode == 1
+    assert one_line_error(result) == (
+        f"error: cannot listen on 127.0.0.1:{port}: another program uses the port; stop it or "
+        "choose another with --port"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.EACCES, "permission denied (ports below 1024 need privileges)"),
+        (errno.EADDRNOTAVAIL, "this machine has no such address; choose another with --host"),
+    ],
+)
+def test_listen_errors_say_what_to_do(code: int, advice: str) -> None:
+    """The other bind failures (root, which runs these tests, may bind any port, so this one is
+    checked on the message alone)."""
+    message = describe_listen_error("127.0.0.1", 80, OSError(code, os.strerror(code)))
+    assert message.startswith("cannot listen on 127.0.0.1:80: ")
+    assert advice in message
 
 
 def test_bad_json_reports_line_and_column(tmp_path: Path) -> None:

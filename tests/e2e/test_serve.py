@@ -13,7 +13,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import ROOT, committed_sample, free_port, gateway_env, run_gateway, wait_http
+from tests.support import (
+    ROOT,
+    TEST_MASTER_KEY,
+    committed_sample,
+    free_port,
+    gateway_env,
+    run_gateway,
+    wait_http,
+)
 
 
 class Gateway:
@@ -265,3 +273,48 @@ def test_sighup_reloads_the_configuration(
     code, stderr = gateway.terminate()
     assert code == 0, stderr
     assert "configuration reloaded" in stderr
+
+
+def test_the_sample_follows_the_port_it_is_given(
+    tmp_path: Path, database_url: str, started: list[Gateway]
+) -> None:
+    """Issue 8 item 4: ``serve --port P`` with the sample configuration, as ./scripts/serve
+    runs it: the log says which URL to open, the issuer is that address, and the demo signs in
+    from it and reaches its API through the token handler (a route to the gateway itself)."""
+    import urllib.parse
+    import urllib.request
+
+    workdir = tmp_path / "site"
+    committed_sample(workdir / "conf")
+    port = free_port()
+    # The module's database holds keys sealed with the tests' master key.
+    env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_MASTER_KEY=TEST_MASTER_KEY)
+    gateway = Gateway(["--port", str(port)], env, workdir)
+    started.append(gateway)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/.well-known/openid-configuration", timeout=5) as r:
+        assert json.load(r)["issuer"] == base
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "password",
+            "client_id": "spa",
+            "username": "demo",
+            "password": "demo",
+            "scope": "openid api",
+        }
+    ).encode()
+    token = urllib.request.Request(f"{base}/oauth2/token", data=form, headers={"Origin": base})
+    with urllib.request.urlopen(token, timeout=10) as r:
+        assert r.status == 200
+        cookies = "; ".join(
+            v.split(";", 1)[0] for k, v in r.headers.items() if k.lower() == "set-cookie"
+        )
+    call = urllib.request.Request(f"{base}/api/whoami", headers={"Cookie": cookies})
+    with urllib.request.urlopen(call, timeout=10) as r:
+        assert json.load(r)["user"] == "demo"
+    code, stderr = gateway.terminate()
+    assert code == 0, stderr
+    messages = [str(line["msg"]) for line in log_lines(stderr)]
+    assert f"listening on http://127.0.0.1:{port} (pid {gateway.process.pid})" in messages
+    assert f"demo: open {base}/ and sign in as demo / demo" in messages

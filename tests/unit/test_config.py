@@ -339,3 +339,20 @@ def test_insecure_cookies_are_refused_with_the_reason(tmp_path: Path) -> None:
     (issue,) = issues_of(path)
     assert "cookies.secure: false cannot work" in issue
     assert "http://localhost" in issue
+
+
+def test_a_path_upstream_is_this_gateway_at_its_listen_port(tmp_path: Path) -> None:
+    """A route whose upstream is a path goes to this gateway itself, at the port it really
+    listens on (``serve --port`` included); a path under a proxied prefix would loop and a
+    random port (0) cannot be reached: both are errors."""
+    route = {"prefix": "/api/", "upstream": "/demo-api", "strip_prefix": True}
+    path = write_conf(tmp_path, gateway={"routes": [route]})
+    config = load_config(path, environ={}, overrides={"listen": {"port": 9000}})
+    assert config.gateway.routes[0].upstream == "http://127.0.0.1:9000/demo-api"
+    assert config.gateway.public_issuer() == "http://127.0.0.1:9000"
+    looping = write_conf(tmp_path / "loop", gateway={"routes": [{**route, "upstream": "/api/x"}]})
+    (issue,) = issues_of(looping)
+    assert "lies under a proxied prefix: requests would loop" in issue
+    random = write_conf(tmp_path / "random", gateway={"routes": [route], "listen": {"port": 0}})
+    (issue,) = issues_of(random)
+    assert "needs a fixed listen.port" in issue
