@@ -25,10 +25,10 @@ import uvloop
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.keys import CONFIG
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config, load_config
 from gateway.errors import GatewayError
+from gateway.keys import CONFIG
 from gateway.logs import AccessLogger, configure_logging
 
 log = logging.getLogger(__name__)

@@ -1,19 +1,20 @@
 """The origin allowlist as ops see it: which origins are allowed, by whom, and safe edits.
 
-Edits change one app's ``javascript_origins`` in its provider file: the new file is written beside
-the old one and renamed over it (atomic), then the whole configuration is loaded again and the old
-file restored if anything is wrong, so a running gateway only ever sees a valid file.
+Edits change one app's ``javascript_origins`` in its provider file, in its text: formatting and
+``"//"`` comments stay as they were, and an ``add`` then a ``remove`` leave the file byte for byte
+as before. The new file is written beside the old one and renamed over it (atomic), then the whole
+configuration is loaded again and the old file restored if anything is wrong, so a running
+gateway only ever sees a valid file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from gateway.config import jsontext
 from gateway.config.loader import Config, load_config
 from gateway.config.model import check_origin
 from gateway.errors import ConfigError
@@ -83,19 +84,29 @@ def edit(config: Config, client_id: str, origin: str, *, add: bool) -> str:
             raise OriginError(f"{origin} cannot be allowed: {exc}") from None
     path = Path(client.source)
     original = path.read_text(encoding="utf-8")
-    document: dict[str, Any] = json.loads(original)
-    app = document[client.app]
-    origins: list[str] = list(app.get("javascript_origins", []))
+    try:
+        app = jsontext.parse(original).member(client.app)
+    except jsontext.JsonTextError as exc:
+        raise OriginError(f"cannot edit {path}: {exc}") from None
+    if app is None or app.kind != "object":
+        raise OriginError(f"cannot edit {path}: no app {client.app!r} in it")
+    listed = app.member("javascript_origins")
+    if listed is not None and listed.kind != "array":
+        raise OriginError(f"cannot edit {path}: {client.app}.javascript_origins is not a list")
+    values = [item.value for item in listed.items] if listed is not None else []
     if add:
-        if origin in origins:
+        if origin in values:
             return f"{origin} is already allowed for client {client_id} ({path})"
-        origins.append(origin)
+        edited = (
+            jsontext.append_string(original, listed, origin)
+            if listed is not None
+            else jsontext.add_member(original, app, "javascript_origins", [origin])
+        )
     else:
-        if origin not in origins:
+        if listed is None or origin not in values:
             raise OriginError(f"{origin} is not listed for client {client_id} ({path})")
-        origins.remove(origin)
-    app["javascript_origins"] = origins
-    _write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        edited = jsontext.remove_item(original, listed, values.index(origin))
+    _write_atomically(path, edited)
     try:
         load_config(config.path, overrides=config.overrides)
     except ConfigError as exc:

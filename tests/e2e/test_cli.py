@@ -272,6 +272,41 @@ def test_origins_commands_explain_and_edit(tmp_path: Path) -> None:
     assert run_gateway("config", "check", env=env).returncode == 0
 
 
+def test_origins_add_then_remove_leaves_the_file_byte_identical(tmp_path: Path) -> None:
+    """Issue 8 item 4: the sample's client file, with its layout and ``"//"`` comments, comes
+    back byte for byte after an add and a remove, and the add changed nothing but one list;
+    for an app without a list, the add writes one new line in the file's own indentation."""
+    conf = committed_sample(tmp_path / "conf")
+    env = gateway_env(GATEWAY_CONFIG=str(conf))
+    clients_file = tmp_path / "conf" / "oauth2" / "default.json"
+    original = clients_file.read_text()
+    assert '"//"' in original
+
+    def origins(*args: str) -> None:
+        result = run_gateway("origins", *args, env=env)
+        assert result.returncode == 0, result.stderr
+
+    origins("add", "https://app.example.com", "--client", "spa")
+    grown = clients_file.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(original.splitlines(), grown, strict=True) if a != b]
+    assert changed == [
+        (
+            '    "javascript_origins": ["http://localhost:8080", "http://localhost:3000"],',
+            '    "javascript_origins": ["http://localhost:8080", "http://localhost:3000", '
+            '"https://app.example.com"],',
+        )
+    ]
+    origins("remove", "https://app.example.com", "--client", "spa")
+    assert clients_file.read_text() == original
+
+    origins("add", "https://app.example.com", "--client", "service")
+    assert clients_file.read_text() == original.replace(
+        '    "grant_types": ["client_credentials", "refresh_token"]\n',
+        '    "grant_types": ["client_credentials", "refresh_token"],\n'
+        '    "javascript_origins": ["https://app.example.com"]\n',
+    )
+
+
 @pytest.mark.parametrize(
     ("origin", "client", "message"),
     [
