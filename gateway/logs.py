@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from aiohttp import http_exceptions
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
@@ -110,3 +111,77 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+# --- requests the HTTP parser refused ------------------------------------------------------------
+
+PROTOCOL_LOGGER = "gateway.http"
+MALFORMED_LOG_INTERVAL = 10.0
+# Fixed words per parser error: the exceptions' own messages quote the client's bytes (a cookie,
+# a token), which must never reach a log line.
+_MALFORMED_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "a request line or header is too long"),
+    (http_exceptions.BadHttpMethod, "not an HTTP request (bad method)"),
+    (http_exceptions.BadStatusLine, "a malformed request line"),
+    (http_exceptions.InvalidHeader, "a malformed header"),
+    (http_exceptions.InvalidURLError, "a malformed request target"),
+    (http_exceptions.TransferEncodingError, "a malformed chunked body"),
+    (http_exceptions.ContentLengthError, "a body shorter than its Content-Length"),
+    (http_exceptions.PayloadEncodingError, "a malformed body"),
+)
+_LLHTTP_REASON = re.compile(r"^[A-Za-z][A-Za-z0-9 ,'-]{2,80}$")
+
+
+def malformed_reason(exc: BaseException) -> str:
+    """Why the parser refused a request, in words that quote nothing the client sent."""
+    for kind, reason in _MALFORMED_REASONS:
+        if isinstance(exc, kind):
+            return reason
+    if isinstance(exc, http_exceptions.HttpProcessingError):
+        # llhttp's description comes first ("Invalid header value char:\n\n  b'...'"); it is
+        # one of llhttp's fixed phrases, kept only when it looks like one.
+        first = str(exc.message).split(":", 1)[0].split("\n", 1)[0].strip()
+        return first.lower() if _LLHTTP_REASON.match(first) else "a malformed request"
+    return "a malformed request"
+
+
+class MalformedRequests(logging.Filter):
+    """Turns aiohttp's ERROR record with a traceback for a request its parser refused into one
+    WARNING line with the reason and the peer, at most one per ``MALFORMED_LOG_INTERVAL`` with a
+    count of the others (a client can send any bytes, as often as it likes). Records of real
+    failures pass unchanged."""
+
+    def __init__(self, interval: float = MALFORMED_LOG_INTERVAL) -> None:
+        super().__init__()
+        self.interval = interval
+        self.count = 0
+        self._last = -interval
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, http_exceptions.HttpProcessingError):
+            # The logger passes DEBUG (aiohttp logs a bad method that way); others keep the
+            # level the application logs at.
+            return record.levelno >= logging.getLogger().getEffectiveLevel()
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "malformed request from %s refused: %s (%d so far)"
+        record.args = (peer, malformed_reason(exc), self.count)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def protocol_logger() -> logging.Logger:
+    """The logger of aiohttp's connection handling, with ``MalformedRequests`` on it."""
+    logger = logging.getLogger(PROTOCOL_LOGGER)
+    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
+        logger.addFilter(MalformedRequests())
+        # aiohttp logs a first request with a bad method at DEBUG (noise from TLS probes to an
+        # http port): let it reach the filter, which counts it like the others.
+        logger.setLevel(logging.DEBUG)
+    return logger

@@ -29,7 +29,7 @@ from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config, load_config
 from gateway.errors import GatewayError
 from gateway.keys import CONFIG
-from gateway.logs import AccessLogger, configure_logging
+from gateway.logs import AccessLogger, configure_logging, protocol_logger
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def runner_options(*, access_log: bool = True) -> dict[str, Any]:
         "max_field_size": MAX_HEADER,
         "access_log_class": AccessLogger,
         "access_log": logging.getLogger("gateway.access") if access_log else None,
+        # Requests the parser refuses: one WARNING line each (rate-limited), no traceback.
+        "logger": protocol_logger(),
     }
 
 

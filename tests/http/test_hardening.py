@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway.logs import PROTOCOL_LOGGER, MalformedRequests, malformed_reason
 from gateway.passwords import Passwords
 from gateway.store.users import user_add
 from tests.http.checklist import assert_e400
@@ -235,3 +237,86 @@ async def test_upstream_framing_stalls_and_unsolicited_bytes(
         second = await send(gw, "/raw/ok")
         assert (first.status, first.body) == (200, b"ok")
         assert (second.status, second.body) == (200, b"ok")
+
+
+# --- issue 8 item 5: malformed requests are one log line ---------------------------------------
+
+SECRET_COOKIE = "__Secure-AT=" + "s3cr3t-cookie-value" * 2000
+MALFORMED = {
+    "header too long": f"GET / HTTP/1.1\r\nHost: x\r\nCookie: {SECRET_COOKIE}\r\n\r\n",
+    "request line too long": f"GET /{'a' * 40000} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad request line": "GARBAGE\r\n\r\n",
+    "bad header": "GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    "length and chunked": (
+        "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+}
+
+
+async def raw_exchange(port: int, raw: bytes) -> bytes:
+    """Send ``raw`` on a new connection; everything the server answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)  # read() ends at the close
+    writer.close()
+    return answer
+
+
+async def test_malformed_requests_are_one_warning_line_each(
+    gw: Gateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a client sends, aiohttp's parser errors give a 400, a closed connection, an
+    access line with the status, and a WARNING with the reason and the peer (one per 10 s,
+    with a count): never an ERROR, a traceback, or a byte of what the client sent."""
+    logger = logging.getLogger(PROTOCOL_LOGGER)
+    fresh = MalformedRequests()
+    monkeypatch.setattr(logger, "filters", [fresh])  # this test's own rate-limit window
+    caplog.set_level(logging.INFO)
+    for name, raw in MALFORMED.items():
+        answer = await raw_exchange(gw.port, raw.encode())
+        assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n"), (name, answer[:80])
+    records = caplog.records
+    assert not [r for r in records if r.levelno >= logging.ERROR], [r.msg for r in records]
+    assert not [r for r in records if r.exc_info or r.exc_text]
+    warnings = [r for r in records if r.name == PROTOCOL_LOGGER]
+    assert [r.getMessage() for r in warnings] == [
+        "malformed request from 127.0.0.1 refused: a request line or header is too long (1 so far)"
+    ]
+    assert warnings[0].levelno == logging.WARNING
+    access = [r for r in records if r.name == "gateway.access"]
+    assert [r.fields["status"] for r in access] == [400] * len(MALFORMED)  # type: ignore[attr-defined]
+    assert fresh.count == len(MALFORMED)
+    logged = "\n".join(r.getMessage() + str(getattr(r, "fields", "")) for r in records)
+    assert "s3cr3t-cookie-value" not in logged
+    assert "Bad Header" not in logged
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_reasons_quote_nothing_sent(name: str) -> None:
+    """Each parser error has its reason in fixed words, whatever the exception's message."""
+    from aiohttp import http_exceptions
+
+    samples = {
+        "header too long": http_exceptions.LineTooLong(SECRET_COOKIE[:100], 32768),
+        "request line too long": http_exceptions.LineTooLong("GET /aaaa", 32768),
+        "bad request line": http_exceptions.BadHttpMethod("GARBAGE"),
+        "bad header": http_exceptions.BadHttpMessage("Invalid header token:\n\n  b'Bad Header'"),
+        "length and chunked": http_exceptions.BadHttpMessage(
+            "Transfer-Encoding can't be present with Content-Length:\n\n  b'...'"
+        ),
+    }
+    reason = malformed_reason(samples[name])
+    assert "s3cr3t" not in reason
+    assert "'" not in reason.replace("can't", "")
+    assert (
+        reason
+        == {
+            "header too long": "a request line or header is too long",
+            "request line too long": "a request line or header is too long",
+            "bad request line": "not an HTTP request (bad method)",
+            "bad header": "invalid header token",
+            "length and chunked": "transfer-encoding can't be present with content-length",
+        }[name]
+    )
