@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -210,6 +211,35 @@ def run_gateway(
         timeout=timeout,
         check=False,
     )
+
+
+class ServeProcess:
+    """A `gateway serve` process; stopped with SIGTERM (then killed) at the end of the test."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def terminate(self, timeout: float = 40) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise
+        return self.process.returncode, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
 
 
 def wait_http(url: str, *, timeout: float, status: int = 200) -> float:

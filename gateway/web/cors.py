@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
@@ -68,6 +69,9 @@ class CorsPolicy:
     """The CORS rules of one configuration snapshot."""
 
     def __init__(self, config: Config) -> None:
+        issuer = urlsplit(config.gateway.public_issuer())
+        # The gateway's own pages (the demo) call it from its origin: no CORS, and no rejection.
+        self.own_origin = f"{issuer.scheme}://{issuer.netloc}"
         self.client_origins = frozenset(
             origin
             for client in config.clients.values()
@@ -190,12 +194,18 @@ def preflight(request: web.Request) -> web.Response | None:
 
     The rule found here is kept on the request for ``add_cors_headers``."""
     app = request.app
-    rule = app[POLICY].get(app[CONFIG].current).rule_for(request.path)
+    policy = app[POLICY].get(app[CONFIG].current)
+    rule = policy.rule_for(request.path)
     if rule is None:
         return None
     request[CORS_RULE] = rule
     origin = request.headers.get(hdrs.ORIGIN)
-    if rule.credentials and origin is not None and origin not in rule.origins:
+    if (
+        rule.credentials
+        and origin is not None
+        and origin not in rule.origins
+        and origin != policy.own_origin
+    ):
         app[REJECTIONS].record(origin, request.path)
         app[METRICS].cors_rejected.inc()
     if _is_preflight(request):

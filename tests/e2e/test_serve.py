@@ -16,6 +16,7 @@ import pytest
 from tests.support import (
     ROOT,
     TEST_MASTER_KEY,
+    ServeProcess,
     committed_sample,
     free_port,
     gateway_env,
@@ -24,38 +25,9 @@ from tests.support import (
 )
 
 
-class Gateway:
-    """A `gateway serve` process; stopped with SIGTERM (then killed) at the end of the test."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", *args],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def terminate(self, timeout: float = 40) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-            raise
-        return self.process.returncode, err
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-
-
 @pytest.fixture
-def started() -> Iterator[list[Gateway]]:
-    gateways: list[Gateway] = []
+def started() -> Iterator[list[ServeProcess]]:
+    gateways: list[ServeProcess] = []
     yield gateways
     for gateway in gateways:
         gateway.kill()
@@ -75,11 +47,11 @@ def postgres_processes(pgdata: Path) -> list[psutil.Process]:
 
 
 def test_serve_becomes_ready_and_stops_gracefully_on_sigterm(
-    database_url: str, conf_path: Path, started: list[Gateway]
+    database_url: str, conf_path: Path, started: list[ServeProcess]
 ) -> None:
     port = free_port()
     env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf_path))
-    gateway = Gateway(["--port", str(port)], env, ROOT)
+    gateway = ServeProcess(["--port", str(port)], env, ROOT)
     started.append(gateway)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     code, stderr = gateway.terminate()
@@ -91,7 +63,7 @@ def test_serve_becomes_ready_and_stops_gracefully_on_sigterm(
 
 
 def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
-    tmp_path: Path, started: list[Gateway]
+    tmp_path: Path, started: list[ServeProcess]
 ) -> None:
     """DESIGN 5: without GATEWAY_DATABASE_URL the gateway runs its own PostgreSQL under
     var/pgdata, stops it on exit and reuses the data on the next start."""
@@ -99,7 +71,7 @@ def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
     committed_sample(workdir / "conf")
     env = gateway_env()
     port = free_port()
-    gateway = Gateway(["--port", str(port)], env, workdir)
+    gateway = ServeProcess(["--port", str(port)], env, workdir)
     started.append(gateway)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)  # raises after 60 s
     pgdata = workdir / "var" / "pgdata"
@@ -121,7 +93,7 @@ def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
 
     # Second start: the same data directory, the same user.
     port = free_port()
-    again = Gateway(["--port", str(port)], env, workdir)
+    again = ServeProcess(["--port", str(port)], env, workdir)
     started.append(again)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     exists = run_gateway(
@@ -135,11 +107,11 @@ def test_embedded_postgres_starts_on_a_bare_machine_and_keeps_its_data(
 
 
 def test_workers_share_one_port_and_all_stop(
-    database_url: str, conf_path: Path, started: list[Gateway]
+    database_url: str, conf_path: Path, started: list[ServeProcess]
 ) -> None:
     port = free_port()
     env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf_path))
-    gateway = Gateway(["--port", str(port), "--workers", "2"], env, ROOT)
+    gateway = ServeProcess(["--port", str(port), "--workers", "2"], env, ROOT)
     started.append(gateway)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     master = psutil.Process(gateway.process.pid)
@@ -173,7 +145,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 
 
 def test_in_flight_requests_finish_after_sigterm(
-    database_url: str, tmp_path: Path, started: list[Gateway]
+    database_url: str, tmp_path: Path, started: list[ServeProcess]
 ) -> None:
     """Issue 2 item 5: on SIGTERM the listener closes and requests in flight still complete."""
     import threading
@@ -197,7 +169,7 @@ def test_in_flight_requests_finish_after_sigterm(
             },
         )
         env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf))
-        gateway = Gateway(["--port", str(port)], env, ROOT)
+        gateway = ServeProcess(["--port", str(port)], env, ROOT)
         started.append(gateway)
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         outcome: dict[str, object] = {}
@@ -221,7 +193,7 @@ def test_in_flight_requests_finish_after_sigterm(
 
 
 def test_sighup_reloads_the_configuration(
-    database_url: str, tmp_path: Path, started: list[Gateway]
+    database_url: str, tmp_path: Path, started: list[ServeProcess]
 ) -> None:
     """Issue 4 item 8: SIGHUP applies a configuration change at once, without a restart.
 
@@ -241,7 +213,7 @@ def test_sighup_reloads_the_configuration(
     clients_file.write_text(json.dumps(clients))
     port = free_port()
     env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(conf))
-    gateway = Gateway(["--port", str(port)], env, ROOT)
+    gateway = ServeProcess(["--port", str(port)], env, ROOT)
     started.append(gateway)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
 
@@ -276,7 +248,7 @@ def test_sighup_reloads_the_configuration(
 
 
 def test_the_sample_follows_the_port_it_is_given(
-    tmp_path: Path, database_url: str, started: list[Gateway]
+    tmp_path: Path, database_url: str, started: list[ServeProcess]
 ) -> None:
     """Issue 8 item 4: ``serve --port P`` with the sample configuration, as ./scripts/serve
     runs it: the log says which URL to open, the issuer is that address, and the demo signs in
@@ -289,7 +261,7 @@ def test_the_sample_follows_the_port_it_is_given(
     port = free_port()
     # The module's database holds keys sealed with the tests' master key.
     env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_MASTER_KEY=TEST_MASTER_KEY)
-    gateway = Gateway(["--port", str(port)], env, workdir)
+    gateway = ServeProcess(["--port", str(port)], env, workdir)
     started.append(gateway)
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     base = f"http://127.0.0.1:{port}"

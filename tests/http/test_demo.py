@@ -39,7 +39,10 @@ async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]: 
     await client.close()
 
 
-async def test_the_demo_spa_signs_in_and_calls_the_api(demo: TestClient) -> None:  # type: ignore[type-arg]
+async def test_the_demo_spa_signs_in_and_calls_the_api(
+    demo: TestClient,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     page = await demo.get("/")
     assert page.status == 200
     html = await page.text()
@@ -73,6 +76,8 @@ async def test_the_demo_spa_signs_in_and_calls_the_api(demo: TestClient) -> None
     assert data["user"] == "demo"
     assert data["identity_headers"]["X-User-Name"] == "demo"
     assert data["token"]["client_id"] == "spa"
+    # The gateway's own page is no rejected cross-origin caller.
+    assert not [r for r in caplog.records if r.name == "gateway.web.cors"]
 
 
 async def test_the_demo_api_refuses_calls_without_the_gateway(

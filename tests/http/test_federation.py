@@ -4,13 +4,9 @@ gateway sends (client secret, PKCE verifier, redirect URI) and signs real ID tok
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,15 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import jwt
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from gateway.passwords import Passwords
 from gateway.store import users
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, V, authz_params, location_params
+from tests.provider import FakeProvider
 from tests.support import write_conf
 
 Client = TestClient  # type: ignore[type-arg]
@@ -35,101 +30,9 @@ CLIENT_ID = "gateway-at-fake"
 CLIENT_SECRET = "fake-provider-secret"
 
 
-@dataclass
-class Grant:
-    """One code the provider handed out, and what its ID token will say."""
-
-    challenge: str
-    redirect_uri: str
-    nonce: str
-    claims: dict[str, Any]
-
-
-@dataclass
-class FakeProvider:
-    """An OpenID provider: JWKS, a token endpoint that checks client auth and PKCE, ID tokens."""
-
-    key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
-    grants: dict[str, Grant] = field(default_factory=dict)
-    token_requests: list[dict[str, str]] = field(default_factory=list)
-    tamper: dict[str, Any] = field(default_factory=dict)  # claims to override in the next token
-    fail_with: int | None = None
-    sign_with: rsa.RSAPrivateKey | None = None
-    server: TestServer | None = None
-
-    @property
-    def issuer(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("")).rstrip("/")
-
-    def authorize(self, location: str, claims: dict[str, Any]) -> dict[str, str]:
-        """What the provider's login would do: check the request, issue a code; the callback
-        query the browser is sent back with."""
-        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-        assert location.startswith(f"{self.issuer}/authorize?")
-        assert query["client_id"] == CLIENT_ID
-        assert query["redirect_uri"] == CALLBACK
-        assert query["response_type"] == "code"
-        assert query["code_challenge_method"] == "S256"
-        assert "openid" in query["scope"].split()
-        code = secrets.token_urlsafe(16)
-        self.grants[code] = Grant(
-            query["code_challenge"], query["redirect_uri"], query["nonce"], claims
-        )
-        return {"code": code, "state": query["state"]}
-
-    async def _jwks(self, _request: web.Request) -> web.Response:
-        jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update(kid="fake-1", alg="RS256", use="sig")
-        return web.json_response({"keys": [jwk]})
-
-    async def _token(self, request: web.Request) -> web.Response:
-        form = dict(await request.post())
-        self.token_requests.append({k: str(v) for k, v in form.items()})
-        if self.fail_with:
-            return web.json_response({"error": "server_error"}, status=self.fail_with)
-        grant = self.grants.pop(str(form.get("code")), None)
-        verifier = str(form.get("code_verifier", ""))
-        digest = hashlib.sha256(verifier.encode()).digest()
-        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        if (
-            grant is None
-            or form.get("client_id") != CLIENT_ID
-            or form.get("client_secret") != CLIENT_SECRET
-            or form.get("redirect_uri") != grant.redirect_uri
-            or challenge != grant.challenge
-        ):
-            return web.json_response({"error": "invalid_grant"}, status=400)
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "aud": CLIENT_ID,
-            "iat": now,
-            "exp": now + 300,
-            "nonce": grant.nonce,
-            **grant.claims,
-            **self.tamper,
-        }
-        id_token = jwt.encode(
-            claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": "fake-1"}
-        )
-        return web.json_response(
-            {"access_token": "at", "token_type": "Bearer", "id_token": id_token}
-        )
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/jwks", self._jwks)
-        app.router.add_post("/token", self._token)
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
-
-
 @pytest.fixture
 async def provider() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
+    fake = FakeProvider(CLIENT_ID, CLIENT_SECRET, CALLBACK)
     await fake.start()
     yield fake
     assert fake.server is not None
