@@ -27,6 +27,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config, load_config
+from gateway.config.model import is_loopback_host
 from gateway.errors import GatewayError
 from gateway.keys import CONFIG
 from gateway.logs import AccessLogger, configure_logging, protocol_logger
@@ -116,7 +117,12 @@ async def serve_app(
         log.info("listening on http://%s:%d (pid %d)", host, bound, os.getpid())
         settings = app[CONFIG].current.gateway
         if settings.demo:
-            log.info("demo: open %s/ and sign in as demo / demo", settings.public_issuer())
+            who = (
+                "sign in as demo / demo"
+                if is_loopback_host(host)
+                else "sign in with a user of yours (demo / demo exists on loopback listeners only)"
+            )
+            log.info("demo: open %s/ and %s", settings.public_issuer(), who)
         if started is not None:
             started(bound)
         stop = asyncio.Event()
