@@ -333,6 +333,8 @@ class GatewaySettings(Strict):
     limits: Limits = Limits()
     logging: Logging = Logging()
     trusted_proxies: tuple[Network, ...] = ()
+    # The one header the trusted proxies set; the other is never read.
+    forwarded_header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For"
     routes: tuple[Route, ...] = ()
     oauth2_dir: str = "oauth2"
     sites_dir: str = "sites"

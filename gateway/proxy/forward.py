@@ -53,7 +53,7 @@ from gateway.web.context import grant_context
 from gateway.web.cookies import RefreshCookie, clear_session_cookies, set_token_cookies
 from gateway.web.cors import CORS_RULE
 from gateway.web.errors import json_error
-from gateway.web.forwarded import client_address
+from gateway.web.forwarded import client_address, forwarded_chain
 from gateway.web.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -301,9 +301,8 @@ def upstream_headers(exchange: Exchange, principal: Principal | None) -> list[tu
     gateway = exchange.config.gateway
     client = client_address(request, gateway) or ""
     peer = request.remote or ""
-    if gateway.trusted_proxies and client != peer:
-        chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",")]
-        add(("X-Forwarded-For", ", ".join([*(p for p in chain if p), peer])))
+    if client != peer:  # behind trusted proxies: their chain (from the one configured header)
+        add(("X-Forwarded-For", ", ".join([*forwarded_chain(request, gateway), peer])))
     else:
         add(("X-Forwarded-For", client))
     node = f'"[{client}]"' if ":" in client else client

@@ -226,6 +226,46 @@ async def test_forwarding_headers_from_a_trusted_proxy_are_appended(
         assert seen.header("X-Forwarded-Host") == ISSUER_HOST
 
 
+@pytest.mark.parametrize(
+    ("configured", "believed", "spoofed"),
+    [
+        (None, {"X-Forwarded-For": "198.51.100.7"}, {"Forwarded": "for=127.0.0.1"}),
+        (
+            "Forwarded",
+            {"Forwarded": 'for="198.51.100.7";proto=https'},
+            {"X-Forwarded-For": "127.0.0.1"},
+        ),
+    ],
+)
+async def test_only_the_configured_forwarded_header_is_believed(
+    tmp_path: Path,
+    database_url: str,
+    users: dict[str, str],
+    configured: str | None,
+    believed: dict[str, str],
+    spoofed: dict[str, str],
+) -> None:
+    """Issue 9 item 6: behind a trusted balancer that sets one header, a client-supplied copy of
+    the other one (naming loopback) is ignored: the client is who the configured header says,
+    /metrics (loopback and trusted proxies only) stays closed to it, and the upstream gets the
+    chain of the configured header only."""
+    extra = {"forwarded_header": configured} if configured else {}
+    async with running_gateway(
+        tmp_path / "conf", database_url, trusted_proxies=["127.0.0.1/32"], **extra
+    ) as gw:
+        async with gw.bare().get(gw.url("/metrics"), headers={**believed, **spoofed}) as metrics:
+            assert metrics.status == 404
+        signed = await gw.sign_in()
+        answer = await send(
+            gw, "/api/orders/1", cookies=signed.cookie_header(), headers={**believed, **spoofed}
+        )
+        assert answer.status == 200
+        [seen] = gw.upstream.requests
+        assert seen.header("X-Real-IP") == "198.51.100.7"
+        assert seen.header("X-Forwarded-For") == "198.51.100.7, 127.0.0.1"
+        assert seen.header("Forwarded") == (f"for=198.51.100.7;proto=https;host={ISSUER_HOST}")
+
+
 # --- item 104: hop-by-hop -----------------------------------------------------------------------
 
 
