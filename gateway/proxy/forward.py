@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,8 @@ from gateway.web.metrics import METRICS
 log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# RFC 9110 section 9.2.2: sending these twice has the effect of sending them once.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REPLAYABLE_BODY = 1048576
 SMALL_BODY = 65536
 CHALLENGE = 'Bearer realm="gateway"'
@@ -87,6 +90,30 @@ class ProxyConfig:
         }
 
 
+class RefusedTokens:
+    """Access tokens an upstream answered 401 to, and those minted by the refresh that followed:
+    neither triggers another refresh (an upstream that refuses a fresh token will refuse the
+    next one too, and each refresh rotates the session's refresh token). Kept until they expire,
+    bounded."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, token: str) -> bool:
+        until = self._until.get(token)
+        return until is not None and until > time.time()
+
+    def add(self, token: str, expires: float) -> None:
+        if len(self._until) >= self.LIMIT:
+            now = time.time()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            if len(self._until) >= self.LIMIT:
+                self._until.clear()
+        self._until[token] = expires
+
+
 @dataclass
 class ProxyState:
     """What the token handler keeps per process (resources live in the app's cleanup_ctx)."""
@@ -96,6 +123,7 @@ class ProxyState:
     revocations: Revocations
     cache: VerifiedTokens = field(default_factory=VerifiedTokens)
     configs: PerConfig[ProxyConfig] = field(default_factory=lambda: PerConfig(ProxyConfig))
+    refused: RefusedTokens = field(default_factory=RefusedTokens)
 
 
 PROXY = web.AppKey("proxy", ProxyState)
@@ -348,22 +376,30 @@ def cookie_setter(exchange: Exchange) -> CookieSetter:
 async def _forward(
     exchange: Exchange, target: Target, principal: Principal | None
 ) -> web.StreamResponse:
-    request, route = exchange.request, exchange.route
-    pool = exchange.state.upstreams.pool(route)
+    """Send the request upstream. After an upstream 401 to a cookie session's token, refresh once
+    per token (``RefusedTokens``) and send the request again only when sending it twice is
+    harmless: an idempotent method (RFC 9110 section 9.2.2) with a body small enough to keep. A
+    POST or PATCH gets the upstream's 401 with the renewed cookies, and the SPA decides."""
+    request, route, state = exchange.request, exchange.route, exchange.state
+    pool = state.upstreams.pool(route)
     length = request.content_length
     has_body = request.body_exists
-    # A body that can be sent twice allows one refresh-and-retry after an upstream 401.
-    replayable = (
+    may_refresh = (
         principal is not None
         and principal.from_cookie
         and exchange.presented.can_refresh
+        and exchange.refreshed is None  # a token renewed for this very request: no second try
+        and principal.token not in state.refused
+    )
+    may_retry = (
+        may_refresh
+        and request.method in IDEMPOTENT_METHODS
         and (not has_body or (length is not None and length <= REPLAYABLE_BODY))
     )
     body: bytes | None = None
-    if replayable and has_body:
+    if may_retry and has_body:
         body = b"".join([chunk async for chunk in _body_stream(request, route.max_body)])
     timeouts = exchange.settings.timeouts[route.prefix]
-    retried = False
     while True:
         headers = upstream_headers(exchange, principal)
         data: bytes | AsyncIterator[bytes] | None = body
@@ -382,19 +418,37 @@ async def _forward(
             raise UpstreamError(504, "gateway_timeout", TIMEOUT) from None
         except (UpstreamConnectError, UpstreamBroken):
             raise UpstreamError(502, "bad_gateway", UNAVAILABLE) from None
-        if upstream.status == 401 and replayable and not retried:
-            # The upstream refused a token that looked valid: refresh once and retry.
-            upstream.release()
-            retried = True
-            outcome = await _refresh(exchange)
+        if upstream.status == 401 and may_refresh:
+            # The upstream refused a token that looked valid: renew it, once per token.
+            assert principal is not None
+            may_refresh = False
+            outcome = await _refresh_after_refusal(exchange, principal)
             if isinstance(outcome, web.Response):
+                upstream.release()
                 return outcome
-            principal = Principal(outcome.access_token, {}, True)
-            continue
+            if may_retry:
+                upstream.release()
+                principal = outcome
+                continue
         try:
             return await _respond(request, upstream, cookie_setter(exchange))
         finally:
             upstream.release()
+
+
+async def _refresh_after_refusal(
+    exchange: Exchange, refused: Principal
+) -> Principal | web.Response:
+    """Renew the tokens after an upstream refused ``refused``; both tokens are remembered so
+    that neither triggers another renewal."""
+    state = exchange.state
+    expires = float(refused.claims.get("exp", time.time() + 60))
+    state.refused.add(refused.token, expires)
+    outcome = await _refresh(exchange)
+    if isinstance(outcome, web.Response):
+        return outcome
+    state.refused.add(outcome.access_token, time.time() + outcome.expires_in)
+    return Principal(outcome.access_token, {}, True)
 
 
 async def _respond(

@@ -125,6 +125,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.refused_first: dict[str, str] = {}
         self.ws_messages: list[str] = []
         self.ws_closed: list[int | None] = []
         self.app = web.Application(client_max_size=MAX_DOWNLOAD)
@@ -166,6 +167,15 @@ class Upstream:
         headers = {"X-Body-Sha256": digest.hexdigest(), "X-Body-Length": str(length)}
         if last == "slow":
             await asyncio.sleep(min(float(request.query.get("sleep", "3")), MAX_SLEEP))
+        if last == "refuse-first":
+            # Refuses the first token it sees (as if it had been revoked there), takes others.
+            first = self.refused_first.setdefault(request.path, record.bearer or "")
+            if record.bearer == first:
+                return web.json_response(
+                    {"error": "invalid_token"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"', **headers},
+                )
         if last == "always401":
             return web.json_response(
                 {"error": "invalid_token"},

@@ -562,13 +562,13 @@ async def test_revoked_refresh_token_gives_401_and_clears_cookies(short_gw: Gate
         assert_cleared(answer)
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 async def test_upstream_401_is_retried_once_after_a_refresh(gw: Gateway, method: str) -> None:
-    """Item 90 (b): an upstream that answers 401 to every token gets the request at most twice:
-    once with the session's token, once after one refresh with the new token (same body); the
-    SPA then sees the 401 with its challenge (item 91). No loop."""
+    """Item 90 (b): an upstream that answers 401 to every token gets an idempotent request at
+    most twice: once with the session's token, once after one refresh with the new token (same
+    body); the SPA then sees the 401 with its challenge (item 91). No loop."""
     signed = await gw.sign_in()
-    body = b'{"item":1}' if method == "POST" else None
+    body = b'{"item":1}' if method == "PUT" else None
     answer = await send(
         gw,
         "/api/orders/always401",
@@ -583,6 +583,62 @@ async def test_upstream_401_is_retried_once_after_a_refresh(gw: Gateway, method:
     assert len(calls) == 2, [r.bearer for r in calls]
     assert calls[0].bearer != calls[1].bearer
     assert [c.body for c in calls] == [body or b""] * 2
+    rows = await family_rows(gw.database_url, signed.body["session"])
+    assert [r["generation"] for r in rows] == [0, 1], rows
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_upstream_401_never_replays_a_non_idempotent_request(
+    gw: Gateway, method: str
+) -> None:
+    """Issue 9 item 4: a POST or PATCH refused with 401 reaches the upstream once; the SPA gets
+    that 401 with the renewed cookies, and its own retry with them goes through."""
+    signed = await gw.sign_in()
+    body = b'{"transfer": 100}'
+    first = await send(
+        gw,
+        "/api/orders/refuse-first",
+        method=method,
+        cookies=signed.cookie_header(),
+        headers=JSONCT,
+        data=body,
+    )
+    assert first.status == 401, first.text
+    assert first.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    assert len(gw.upstream.requests) == 1
+    new_cookies = renewed(first.set_cookies)
+    assert {AT, RT} <= set(new_cookies), first.set_cookies
+    retry = await send(
+        gw,
+        "/api/orders/refuse-first",
+        method=method,
+        cookies=cookie_header({**signed.cookies, **new_cookies}),
+        headers=JSONCT,
+        data=body,
+    )
+    assert retry.status == 200, retry.text
+    assert [r.body for r in gw.upstream.requests] == [body, body]
+    assert gw.upstream.requests[0].bearer != gw.upstream.requests[1].bearer
+
+
+async def test_an_upstream_401_renews_each_token_once(gw: Gateway) -> None:
+    """Issue 9 item 4: twenty POSTs that an upstream keeps refusing, each sent with the cookies
+    the previous answer set: the refresh token rotates once, not twenty times, and every POST
+    reaches the upstream once."""
+    signed = await gw.sign_in()
+    cookies = dict(signed.cookies)
+    for _ in range(20):
+        answer = await send(
+            gw,
+            "/api/orders/always401",
+            method="POST",
+            cookies=cookie_header(cookies),
+            headers=JSONCT,
+            data=b"{}",
+        )
+        assert answer.status == 401
+        cookies.update(renewed(answer.set_cookies))
+    assert len(gw.upstream.requests) == 20
     rows = await family_rows(gw.database_url, signed.body["session"])
     assert [r["generation"] for r in rows] == [0, 1], rows
 
