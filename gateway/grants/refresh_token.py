@@ -28,9 +28,16 @@ async def refresh_token_grant(ctx: Context, client: Client, params: Params) -> T
 
 
 async def refresh(
-    ctx: Context, client: Client, token: str, scope: tuple[str, ...] | None = None
+    ctx: Context,
+    client: Client,
+    token: str,
+    scope: tuple[str, ...] | None = None,
+    *,
+    recover: bool = False,
 ) -> TokenResult:
-    """Rotate ``token`` and mint new tokens; also the token handler's transparent refresh."""
+    """Rotate ``token`` and mint new tokens; also the token handler's transparent refresh, which
+    sets ``recover``: a superseded token whose successor was never used is a lost response there
+    (the browser never stored the new cookie), not a replay (sql/functions/060_grants.sql)."""
     if len(token) > 512:
         raise InvalidGrantError("unknown refresh token")
     successor = issue.new_secret()
@@ -45,6 +52,7 @@ async def refresh(
         scope=scope,
         grace=tokens.refresh_grace,
         refresh_ttl=tokens.refresh_ttl,
+        recover=recover,
     )
     if rotation.status == "replay":
         raise InvalidGrantError("the refresh token was already used; the session has ended")

@@ -43,7 +43,7 @@ class Refresher:
         client = ctx.config.client(cookie.client_id)
         if client is None:
             raise InvalidClientError("the client of this session is no longer configured")
-        result = await refresh(ctx, client, cookie.token)
+        result = await refresh(ctx, client, cookie.token, recover=True)
         now = time.monotonic()
         if len(self._recent) >= MAX_REMEMBERED:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}

@@ -27,7 +27,7 @@ class Redeemed:
 
 @dataclass(frozen=True)
 class Rotation:
-    status: str  # "rotated", "grace" or "replay"
+    status: str  # "rotated", "recovered" (after a lost response), "grace" or "replay"
     family_id: UUID | None
     session_id: UUID | None
     user_id: UUID | None
@@ -162,10 +162,11 @@ async def refresh_token(
     scope: tuple[str, ...] | None,
     grace: int,
     refresh_ttl: int,
+    recover: bool = False,
 ) -> Rotation:
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8)",
             old_hash,
             client_id,
             new_hash,
@@ -173,6 +174,7 @@ async def refresh_token(
             list(scope) if scope is not None else None,
             grace,
             refresh_ttl,
+            recover,
         )
     assert row is not None
     return Rotation(

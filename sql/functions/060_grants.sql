@@ -6,8 +6,21 @@
 --             the successor is kept sealed on the family until successor_until (the grace)
 --   superseded --(presented within the grace)--> status 'grace': the caller unseals and returns
 --             the same successor, so concurrent refreshes converge on one token
---   superseded --(presented after the grace)--> status 'replay': the whole session is revoked
+--   superseded, unexpired, its successor never used --(after the grace, p_recover)--> status
+--             'recovered': the response that carried the successor was lost (a closed tab, an
+--             aborted fetch); the unused successor is abandoned and a new one issued, as for
+--             'rotated'. Only the token handler asks for it (p_recover): its refresh tokens live
+--             in sealed HttpOnly cookies; a client holding its own refresh token keeps the
+--             strict rule (SECURITY-CHECKLIST items 48, 49).
+--   superseded otherwise, or abandoned --(presented after the grace)--> status 'replay': the
+--             whole session is revoked (two holders share the family)
 --   any --(presented by another client)--> OA001, nothing changes (a misuse is not a replay)
+--
+-- Why 'recovered' is safe (docs/threat-model.md): a thief who replays a stolen token while the
+-- user's successor lies unused gets a successor, and the user's is abandoned; the first time
+-- the user (or the thief) presents an abandoned token, or a token whose successor was used,
+-- the session ends. Two holders cannot both keep using one family: detection is deferred to
+-- the next refresh of the other holder, never lost.
 
 CREATE OR REPLACE FUNCTION daemon.code_issue(
     p_code_hash bytea, p_client_id text, p_user_id uuid, p_session_id uuid, p_redirect_uri text,
@@ -148,9 +161,11 @@ COMMENT ON FUNCTION daemon.family_open(uuid, text, uuid, text[], text) IS
     'A token family without a refresh token (tokens from /authorize), inside a live session';
 
 DROP FUNCTION IF EXISTS daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer);
+DROP FUNCTION IF EXISTS daemon.refresh_token(
+    bytea, text, bytea, text, text[], integer, integer, boolean);
 CREATE FUNCTION daemon.refresh_token(
     p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
-    p_grace integer, p_refresh_ttl integer
+    p_grace integer, p_refresh_ttl integer, p_recover boolean
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
                  username text, email text, name text)
@@ -192,7 +207,7 @@ BEGIN
     END IF;
 
     IF rt.superseded_at IS NOT NULL THEN
-        IF rt.superseded_at > now() - make_interval(secs => p_grace)
+        IF rt.abandoned_at IS NULL AND rt.superseded_at > now() - make_interval(secs => p_grace)
            AND f.successor_until > now() AND f.successor_sealed IS NOT NULL THEN
             IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
                 RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'OA003';
@@ -204,14 +219,26 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session
-        -- (daemon.session_revoke: session, every family in it, audit, revocation notice).
-        PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
-                             jsonb_build_object('generation', rt.generation));
-        PERFORM daemon.session_revoke(f.session_id, 'refresh token replay');
-        status := 'replay';
-        RETURN NEXT;
-        RETURN;
+        IF p_recover AND rt.abandoned_at IS NULL AND rt.generation = f.generation - 1
+           AND rt.expires_at > now() THEN
+            -- Its successor is the current token and was never used: the response that carried
+            -- it was lost. Abandon it and rotate from here (below).
+            UPDATE auth.refresh_token r
+            SET abandoned_at = now(), superseded_at = coalesce(r.superseded_at, now())
+            WHERE r.family_id = f.id AND r.generation = f.generation;
+            PERFORM daemon.audit('refresh.recovered', f.user_id, f.client_id, f.session_id, NULL,
+                                 jsonb_build_object('generation', rt.generation));
+            status := 'recovered';
+        ELSE
+            -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session
+            -- (daemon.session_revoke: session, every family in it, audit, revocation notice).
+            PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
+                                 jsonb_build_object('generation', rt.generation));
+            PERFORM daemon.session_revoke(f.session_id, 'refresh token replay');
+            status := 'replay';
+            RETURN NEXT;
+            RETURN;
+        END IF;
     END IF;
     IF rt.expires_at <= now() THEN
         RAISE EXCEPTION 'the refresh token has expired' USING ERRCODE = 'OA001';
@@ -229,16 +256,18 @@ BEGIN
         successor_until = now() + make_interval(secs => p_grace)
     WHERE id = f.id;
     UPDATE auth.session SET last_seen_at = now() WHERE id = f.session_id;
-    status := 'rotated';
+    status := coalesce(status, 'rotated');
     family_id := f.id; session_id := f.session_id; user_id := f.user_id;
     scope := coalesce(p_scope, f.scope); successor_sealed := NULL;
     auth_time := v_session.auth_time; generation := f.generation + 1;
     RETURN NEXT;
 END;
 $$;
-COMMENT ON FUNCTION daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer) IS
+COMMENT ON FUNCTION daemon.refresh_token(
+    bytea, text, bytea, text, text[], integer, integer, boolean) IS
     'Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
-    'caller issues p_new_hash''s token), grace (the caller unseals successor_sealed and returns that '
+    'caller issues p_new_hash''s token), recovered (likewise, after a lost response: the unused '
+    'successor was abandoned; only with p_recover, the token handler''s cookie sessions), grace (the caller unseals successor_sealed and returns that '
     'token again), replay (the session was revoked). username, email and name are the user''s (NULL '
     'for a client''s own family and on replay). OA001 for unknown, foreign, expired or revoked '
     'tokens, a locked user or a password changed since; OA003 when p_scope exceeds the granted scope.';

@@ -142,7 +142,14 @@ async def test_expired_code_is_refused(world: World) -> None:
 
 
 async def rotate(
-    world: World, old: str, new: str, *, grace: int = 30, client: str = "web", scope: object = None
+    world: World,
+    old: str,
+    new: str,
+    *,
+    grace: int = 30,
+    client: str = "web",
+    scope: object = None,
+    recover: bool = True,
 ) -> grants.Rotation:
     return await grants.refresh_token(
         world.conn,
@@ -153,6 +160,7 @@ async def rotate(
         scope=scope,  # type: ignore[arg-type]
         grace=grace,
         refresh_ttl=3600,
+        recover=recover,
     )
 
 
@@ -177,7 +185,8 @@ async def test_refresh_rotation_grace_and_replay(world: World) -> None:
         first.family_id,
     )
     assert [r["generation"] for r in live] == [1]
-    # After the grace: the superseded token is a replay; the session ends.
+    # Its successor used, then the superseded token after the grace: a replay; the session ends.
+    assert (await rotate(world, "rt-1", "rt-2")).status == "rotated"
     replay = await rotate(world, "rt-0", "rt-3", grace=0)
     assert replay.status == "replay"
     revoked = await world.conn.fetchval(
@@ -185,7 +194,74 @@ async def test_refresh_rotation_grace_and_replay(world: World) -> None:
     )
     assert revoked == "refresh token replay"
     with pytest.raises(InvalidGrantError):
-        await rotate(world, "rt-1", "rt-4")
+        await rotate(world, "rt-2", "rt-4")
+
+
+async def session_end(world: World, session_id: uuid.UUID) -> str | None:
+    reason: str | None = await world.conn.fetchval(
+        "SELECT revoked_reason FROM auth.session WHERE id = $1", session_id
+    )
+    return reason
+
+
+async def test_a_lost_response_is_recovered_not_a_replay(world: World) -> None:
+    """Issue 9 item 5: rt-0 comes back after the grace, and its successor rt-1 was never used
+    (the response carrying it was lost): a new successor, the session lives; rt-1 is abandoned,
+    and presenting it later (the response was not lost after all: two holders) is a replay."""
+    session = await login(world)
+    assert (await rotate(world, "rt-0", "rt-1")).status == "rotated"
+    recovered = await rotate(world, "rt-0", "rt-2", grace=0)
+    assert recovered.status == "recovered"
+    assert recovered.generation == 2
+    assert await session_end(world, session.session_id) is None
+    abandoned = await world.conn.fetchval(
+        "SELECT abandoned_at IS NOT NULL FROM auth.refresh_token WHERE generation = 1 "
+        "AND family_id = $1",
+        recovered.family_id,
+    )
+    assert abandoned
+    events = await world.conn.fetchval(
+        "SELECT count(*) FROM audit.event WHERE kind = 'refresh.recovered' AND session_id = $1",
+        session.session_id,
+    )
+    assert events == 1
+    assert (await rotate(world, "rt-2", "rt-3")).status == "rotated"  # the new one works
+    replay = await rotate(world, "rt-1", "rt-4", grace=0)
+    assert replay.status == "replay"
+    assert await session_end(world, session.session_id) == "refresh token replay"
+
+
+@pytest.mark.parametrize("first", ["user", "thief"])
+async def test_two_holders_end_the_session_in_either_order(world: World, first: str) -> None:
+    """Issue 9 item 5: a user and a thief both hold rt-0. Whoever refreshes first gets rt-1;
+    the other, after the grace, is recovered (rt-1 unused) and gets rt-2. The first then uses
+    rt-1, now abandoned: the session ends. Two holders never keep one family alive."""
+    session = await login(world)
+    assert (await rotate(world, "rt-0", "rt-1")).status == "rotated"  # `first` holds rt-1
+    assert (await rotate(world, "rt-0", "rt-2", grace=0)).status == "recovered"  # the other
+    assert (await rotate(world, "rt-1", "rt-3", grace=0)).status == "replay"
+    assert await session_end(world, session.session_id) == "refresh token replay"
+    with pytest.raises(InvalidGrantError):
+        await rotate(world, "rt-2", "rt-5")
+
+
+async def test_without_recovery_a_superseded_token_is_always_a_replay(world: World) -> None:
+    """At the token endpoint (no ``recover``: the client holds its refresh token itself) the old
+    token after the grace is a replay even with its successor unused (checklist items 48, 49)."""
+    session = await login(world)
+    await rotate(world, "rt-0", "rt-1")
+    assert (await rotate(world, "rt-0", "rt-2", grace=0, recover=False)).status == "replay"
+    assert await session_end(world, session.session_id) == "refresh token replay"
+
+
+async def test_an_older_token_is_a_replay_even_with_the_newest_unused(world: World) -> None:
+    """Only the direct predecessor of the current token can be a lost response: a token two
+    generations back proves its successor was used."""
+    session = await login(world)
+    await rotate(world, "rt-0", "rt-1")
+    await rotate(world, "rt-1", "rt-2")
+    assert (await rotate(world, "rt-0", "rt-9", grace=0)).status == "replay"
+    assert await session_end(world, session.session_id) == "refresh token replay"
 
 
 async def test_concurrent_rotations_converge(

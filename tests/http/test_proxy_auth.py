@@ -470,13 +470,18 @@ async def test_missing_access_cookie_is_refreshed_and_new_cookies_work(gw: Gatew
 
 
 async def test_superseded_refresh_cookie_after_grace_ends_the_session(gw: Gateway) -> None:
-    """Items 88 and 90: after a transparent refresh and the grace (1 s), the old cookie jar is a
-    replay: ``TH401`` with cleared cookies, and the session ends (the renewed cookies stop
-    working too, RFC 9700 section 4.14.2)."""
+    """Items 88 and 90: after a transparent refresh whose cookies the browser used for the next
+    refresh, the old cookie jar after the grace (1 s) is a replay: ``TH401`` with cleared
+    cookies, and the session ends (the newest cookies stop working too, RFC 9700 4.14.2)."""
     signed = await gw.sign_in()
     first = await send(gw, "/api/orders/1", cookies=signed.cookie_header((RT, SID)))
     assert first.status == 200, first.text
     fresh = renewed(first.set_cookies)
+    second = await send(
+        gw, "/api/orders/1", cookies=cookie_header({RT: fresh[RT], SID: fresh[SID]})
+    )
+    assert second.status == 200, second.text  # the successor was used: generation 2
+    newest = renewed(second.set_cookies)
     await asyncio.sleep(1.6)
     gw.upstream.clear()
     replay = await send(gw, "/api/orders/1", cookies=signed.cookie_header((RT, SID)))
@@ -484,10 +489,39 @@ async def test_superseded_refresh_cookie_after_grace_ends_the_session(gw: Gatewa
     assert_cleared(replay)
 
     async def ended() -> bool:
-        answer = await send(gw, "/api/orders/1", cookies=cookie_header(fresh))
+        answer = await send(gw, "/api/orders/1", cookies=cookie_header(newest))
         return answer.status == 401
 
     assert await poll(ended, timeout=3.0), "the renewed cookies survived a refresh-token replay"
+
+
+async def test_a_lost_refresh_response_logs_nobody_out(gw: Gateway) -> None:
+    """Issue 9 item 5: a transparent refresh whose answer never reached the browser (a closed
+    tab, an aborted fetch): after the grace the browser comes back with its old cookies and is
+    renewed again, not logged out; the successor it never received is dead, and if it shows up
+    after all (a second holder), the session ends."""
+    signed = await gw.sign_in()
+    lost = await send(gw, "/api/orders/1", cookies=signed.cookie_header((RT, SID)))
+    assert lost.status == 200, lost.text
+    never_received = renewed(lost.set_cookies)
+    await asyncio.sleep(1.6)
+    back = await send(gw, "/api/orders/1", cookies=signed.cookie_header((RT, SID)))
+    assert back.status == 200, back.text
+    current = renewed(back.set_cookies)
+    assert current[RT] != never_received[RT]
+    rows = await family_rows(gw.database_url, signed.body["session"])
+    assert [r["generation"] for r in rows] == [0, 1, 2], rows
+    assert (await send(gw, "/api/orders/2", cookies=cookie_header(current))).status == 200
+    await asyncio.sleep(1.6)
+    stale = {RT: never_received[RT], SID: never_received[SID]}
+    gw.upstream.clear()
+    assert_th401(await send(gw, "/api/orders/3", cookies=cookie_header(stale)), gw.upstream)
+
+    async def ended() -> bool:
+        answer = await send(gw, "/api/orders/4", cookies=cookie_header({RT: current[RT]}))
+        return answer.status == 401
+
+    assert await poll(ended, timeout=3.0), "two holders of one family kept the session alive"
 
 
 async def concurrent_refresh(gw: Gateway, signed: SignIn, cookies: str, old_bearer: str) -> None:
