@@ -154,6 +154,8 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
         state = ProxyState(upstreams, Refresher(), revocations)
         app[PROXY] = state
         app[keys.REVOCATIONS] = revocations
+        if revocations.feed is not None:
+            app[METRICS].watch_feed(revocations.feed)
 
         def on_reload(_old: Config, new: Config) -> None:
             state.cache.clear()

@@ -1,8 +1,19 @@
-"""Revoked sessions and token families: the recent ones, and a listener for new ones."""
+"""Revoked sessions and token families: the recent ones, and the feed of new ones.
+
+Every revocation is announced with ``NOTIFY gateway_revocation '<kind>:<id>'`` by the daemon
+functions. ``RevocationFeed`` keeps one connection listening for them, in every process, for as
+long as the process runs: any failure (a stalled or restarted server, a refused connection, an
+error while closing) means reconnecting with backoff and reloading what may have been missed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
 import asyncpg
@@ -10,7 +21,16 @@ import asyncpg
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
+log = logging.getLogger(__name__)
 CHANNEL = "gateway_revocation"
+APPLICATION_NAME = "gateway revocation feed"  # as pg_stat_activity shows the connection
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+
+Revoked = Callable[[str, str], None]
 
 
 async def revocations_since(db: Executor, seconds: int) -> list[tuple[str, UUID]]:
@@ -19,7 +39,7 @@ async def revocations_since(db: Executor, seconds: int) -> list[tuple[str, UUID]
     return [(row["kind"], row["id"]) for row in rows]
 
 
-async def listen(conn: asyncpg.Connection, callback: Callable[[str, str], None]) -> None:
+async def listen(conn: asyncpg.Connection, callback: Revoked) -> None:
     """Call ``callback(kind, id)`` for every revocation announced on ``conn``."""
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
@@ -29,3 +49,82 @@ async def listen(conn: asyncpg.Connection, callback: Callable[[str, str], None])
 
     with sql_errors():
         await conn.add_listener(CHANNEL, on_notify)
+
+
+class RevocationFeed:
+    """One listening connection that never gives up.
+
+    ``down_for()`` says how long the process has gone without it (from the start until the
+    first connection, and after every loss): while it is down, revocations made by other
+    processes are not seen, so readiness reports it and a balancer can take the replica out.
+    """
+
+    def __init__(self, dsn: str, horizon: Callable[[], int], on_revoked: Revoked) -> None:
+        self._dsn = dsn
+        self._horizon = horizon
+        self._on_revoked = on_revoked
+        self._down_since: float | None = time.monotonic()
+        self.reconnects = 0
+
+    @property
+    def up(self) -> bool:
+        return self._down_since is None
+
+    def down_for(self) -> float:
+        """Seconds since the feed was last listening (0 while it listens)."""
+        return 0.0 if self._down_since is None else time.monotonic() - self._down_since
+
+    async def run(self) -> None:
+        """Listen until cancelled; never ends otherwise."""
+        backoff = BACKOFF_FIRST
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT + HEARTBEAT_TIMEOUT):
+                    conn = await asyncpg.connect(
+                        self._dsn,
+                        timeout=CONNECT_TIMEOUT,
+                        command_timeout=HEARTBEAT_TIMEOUT,
+                        server_settings={"application_name": APPLICATION_NAME},
+                    )
+                    await listen(conn, self._on_revoked)
+                    # Listening first, then the reload: nothing revoked in between is missed.
+                    for kind, ident in await revocations_since(conn, self._horizon()):
+                        self._on_revoked(kind, str(ident))
+                if self._down_since is not None:
+                    log.info("revocation feed listening (down %.1f s)", self.down_for())
+                self._down_since = None
+                backoff = BACKOFF_FIRST
+                while not conn.is_closed():
+                    await asyncio.sleep(HEARTBEAT_SECONDS)
+                    async with asyncio.timeout(HEARTBEAT_TIMEOUT):  # a stalled server, too
+                        await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._down_since is None:
+                    log.warning("revocation feed lost its connection: %s", _describe(exc))
+            finally:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                if conn is not None:
+                    conn.terminate()  # never waits on the server, never raises
+            self.reconnects += 1
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.__class__.__name__ if not str(exc) else f"{exc.__class__.__name__}: {exc}"[:200]
+
+
+@contextlib.asynccontextmanager
+async def following(feed: RevocationFeed) -> AsyncIterator[RevocationFeed]:
+    """Run ``feed`` for the duration of the block (an application's cleanup context)."""
+    task = asyncio.create_task(feed.run())
+    try:
+        yield feed
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -7,14 +7,33 @@ class, refreshes by outcome, rejected CORS origins and configuration reloads.
 from __future__ import annotations
 
 import ipaddress
+from typing import Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
 from gateway.keys import CONFIG
 from gateway.web.forwarded import client_address, is_trusted
 
 routes = web.RouteTableDef()
+
+
+class FeedState(Protocol):
+    """What the metrics read of the revocation feed (``store.revocations.RevocationFeed``)."""
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    def down_for(self) -> float: ...
 
 
 class Metrics:
@@ -47,6 +66,24 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+
+    def watch_feed(self, feed: FeedState) -> None:
+        """Gauges of the revocation feed, read at every scrape."""
+        Gauge(
+            "gateway_revocation_feed_up",
+            "1 while this process listens for revocations, 0 while it reconnects",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if feed.up else 0.0)
+        Gauge(
+            "gateway_revocation_feed_down_seconds",
+            "Seconds this process has gone without the revocation feed (0 while listening)",
+            registry=self.registry,
+        ).set_function(feed.down_for)
+        Gauge(
+            "gateway_revocation_feed_reconnects",
+            "Times the revocation feed has reconnected since the process started",
+            registry=self.registry,
+        ).set_function(lambda: float(feed.reconnects))
 
 
 METRICS = web.AppKey("metrics", Metrics)
