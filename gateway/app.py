@@ -28,7 +28,7 @@ from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep_config
-from gateway.store.pool import create_pool
+from gateway.store.pool import BoundedPool, create_pool
 from gateway.web import (
     authorize,
     demo,
@@ -63,9 +63,10 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
     secret, master = build_master(holder.current)
     await sync_configured_clients(pool, holder.current.clients)
     ring = await ensure_signing_keys(pool, holder.current, master)
+    deadline = holder.current.gateway.database.request_timeout
     async with remote_key_cache(holder) as remote:
         authority = Authority(
-            pool=pool,
+            pool=BoundedPool(pool, deadline),
             passwords=app[keys.PASSWORDS],
             master=master,
             keyring=ring,

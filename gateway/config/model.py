@@ -208,6 +208,8 @@ class Database(Strict):
     pool_max: int = Field(10, ge=1, le=500)
     connect_timeout: float = Field(5.0, gt=0, le=120)
     command_timeout: float = Field(10.0, gt=0, le=600)
+    # How long a request waits for the database before answering 503 (a hung server included).
+    request_timeout: float = Field(3.0, gt=0, le=120)
     embedded_dir: str = "var/pgdata"
     # Deleting sessions, tokens and codes that are over (daemon.housekeep); 0 turns it off.
     housekeeping_interval: int = Field(3600, ge=0, le=7 * 86400)

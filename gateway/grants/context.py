@@ -12,7 +12,7 @@ from gateway.clock import Clock
 from gateway.config.loader import Config
 from gateway.config.model import GatewaySettings
 from gateway.passwords import Passwords
-from gateway.store.pool import Pool
+from gateway.store.pool import BoundedPool
 from gateway.tokens.jwt import Verifier
 from gateway.tokens.keys import KeyRing
 from gateway.tokens.remote import RemoteKey
@@ -38,7 +38,7 @@ async def _no_external_calls(url: str, form: dict[str, str]) -> dict[str, Any]:
 class Authority:
     """Services shared by every request of one process."""
 
-    pool: Pool
+    pool: BoundedPool  # every statement of a request answers within database.request_timeout
     passwords: Passwords
     master: Sealer
     keyring: KeyRing
@@ -107,7 +107,7 @@ class Context:
         return self.config.gateway.tokens.audience or self.issuer
 
     @property
-    def db(self) -> Pool:
+    def db(self) -> BoundedPool:
         return self.authority.pool
 
     def verifier(self) -> Verifier:

@@ -22,6 +22,7 @@ from gateway.keys import REQUEST_ID
 from gateway.logs import request_id_var
 from gateway.oauth import errors as oauth
 from gateway.store.errors import InvalidInputError
+from gateway.web import pages
 from gateway.web.cors import add_cors_headers, preflight
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 NO_STORE: dict[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 REALM = 'realm="gateway"'
+RETRY_AFTER = 5
+
+
+def _wants_page(request: web.BaseRequest) -> bool:
+    """A browser navigation (a page or a form post) rather than an API call."""
+    return "text/html" in request.headers.get(hdrs.ACCEPT, "")
 
 
 def json_error(
@@ -125,14 +132,19 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         # The client went away mid-request: nobody is left to answer.
         log.info("client disconnected during %s %s", request.method, request.path)
         raise
-    except StoreError:
-        log.warning("database unavailable while serving %s %s", request.method, request.path)
-        response = json_error(
-            503,
-            "temporarily_unavailable",
-            "the database is unavailable; retry later",
-            {hdrs.RETRY_AFTER: "5"},
+    except StoreError as exc:
+        log.warning(
+            "database unavailable while serving %s %s: %s", request.method, request.path, exc
         )
+        if _wants_page(request):
+            response = pages.unavailable_page(request, RETRY_AFTER)
+        else:
+            response = json_error(
+                503,
+                "temporarily_unavailable",
+                "the database is unavailable; retry later",
+                {hdrs.RETRY_AFTER: str(RETRY_AFTER)},
+            )
     except web.HTTPException as exc:
         if exc.status < 400:
             exc.headers["X-Request-Id"] = request_id

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from aiohttp import web
 
+from gateway.errors import StoreError
 from gateway.keys import CONFIG, POOL, REVOCATIONS
 from gateway.store.errors import UNREACHABLE
+from gateway.store.pool import BoundedPool
 
 routes = web.RouteTableDef()
 READY_TIMEOUT = 2.0
@@ -37,9 +37,8 @@ async def readyz(request: web.Request) -> web.Response:
     if feed is not None and feed.down_for() > FEED_GRACE:
         return _unready(f"not listening for revocations for {feed.down_for():.0f} s")
     try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await request.config_dict[POOL].fetchval("SELECT 1")
-    except (*UNREACHABLE, asyncpg.PostgresError):
+        await BoundedPool(request.config_dict[POOL], READY_TIMEOUT).fetchval("SELECT 1")
+    except (*UNREACHABLE, asyncpg.PostgresError, StoreError):
         return _unready("database unreachable")
     return web.json_response(
         {"status": "ready", "config_generation": holder.generation},

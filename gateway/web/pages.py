@@ -57,6 +57,10 @@ TEXT = {
             "Go back to the application and try again. If this keeps happening, tell the "
             "application's developers what this page says."
         ),
+        "unavailable_title": "Temporarily unavailable",
+        "unavailable": (
+            "Signing in is not possible at the moment. Nothing was lost: try again in a minute."
+        ),
     },
     "ru": {
         "title": "Вход",
@@ -104,6 +108,10 @@ TEXT = {
         "error_help": (
             "Вернитесь в приложение и попробуйте снова. Если ошибка повторяется, сообщите "
             "разработчикам приложения, что написано на этой странице."
+        ),
+        "unavailable_title": "Временно недоступно",
+        "unavailable": (
+            "Войти сейчас невозможно. Ничего не потеряно: попробуйте снова через минуту."
         ),
     },
 }
@@ -273,3 +281,13 @@ def logout_page(request: web.BaseRequest, *, action: str, hidden: dict[str, str]
         f'<button type="submit">{t["logout_submit"]}</button></form>'
     )
     return _page(lang, t["logout_title"], body, 200)
+
+
+def unavailable_page(request: web.BaseRequest, retry_after: int) -> web.Response:
+    """A page a browser gets when the database does not answer (503, ``Retry-After``)."""
+    lang = language(request)
+    t = TEXT[lang]
+    body = f'<h1>{t["unavailable_title"]}</h1><p role="alert">{t["unavailable"]}</p>'
+    response = _page(lang, t["unavailable_title"], body, 503)
+    response.headers[hdrs.RETRY_AFTER] = str(retry_after)
+    return response

@@ -21,7 +21,9 @@ import pytest
 from gateway.store.revocations import APPLICATION_NAME
 from gateway.web.health import FEED_GRACE
 from tests.faults import PrivatePostgres, private_postgres
-from tests.http.proxy_support import Gateway, poll, running_gateway, send
+from tests.http.conftest import C, hidden_flow
+from tests.http.proxy_support import APP, RT, SID, Gateway, poll, running_gateway, send
+from tests.support import USERS
 
 
 async def readiness(gw: Gateway) -> tuple[int, dict[str, Any]]:
@@ -102,9 +104,19 @@ def stalling_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
         yield private
 
 
+DEADLINE = 1.0  # database.request_timeout of these tests (the default is 3 s)
+DATABASE = {
+    "pool_min": 1,
+    "pool_max": 20,
+    "connect_timeout": 2,
+    "command_timeout": 5,
+    "request_timeout": DEADLINE,
+}
+
+
 @pytest.fixture
 async def stalling_gw(tmp_path: Path, stalling_postgres: PrivatePostgres) -> AsyncIterator[Gateway]:
-    async with running_gateway(tmp_path / "conf", stalling_postgres.dsn) as gw:
+    async with running_gateway(tmp_path / "conf", stalling_postgres.dsn, database=DATABASE) as gw:
         yield gw
 
 
@@ -140,3 +152,95 @@ async def test_revocations_still_arrive_after_a_stall(
 
 async def _ready(gw: Gateway) -> bool:
     return (await readiness(gw))[0] == 200
+
+
+# --- item 2: bounded waits on a sick database ----------------------------------------------------
+
+BOUND = DEADLINE + 2.0  # the deadline, plus slack for a loaded machine (before: 7 to 20 s)
+
+
+async def timed(call: Any) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = await asyncio.wait_for(call, timeout=30)
+    return result, time.monotonic() - started
+
+
+async def test_a_hung_database_gets_a_503_within_the_deadline(
+    stalling_gw: Gateway, stalling_postgres: PrivatePostgres
+) -> None:
+    """While the database hangs (SIGSTOP), whatever needs it answers within
+    ``database.request_timeout``: a refresh through the token handler (503, ``Retry-After``,
+    CORS headers, cookies kept), a password sign-in, a sign-out and readiness; a request with a
+    valid access token goes on untouched. Afterwards the same cookies work."""
+    gw = stalling_gw
+    signed = await gw.sign_in()
+    full = signed.cookie_header()
+    needs_refresh = signed.cookie_header((RT, SID))
+    stalling_postgres.stall()
+    try:
+        refresh, took = await timed(send(gw, "/api/orders/1", cookies=needs_refresh))
+        assert refresh.status == 503, refresh.text
+        assert took < BOUND, took
+        assert refresh.headers["Retry-After"] == "5"
+        assert refresh.headers["Access-Control-Allow-Origin"] == APP
+        assert refresh.json()["error"] == "temporarily_unavailable"
+        assert refresh.set_cookies == []  # the session is kept
+
+        valid, took = await timed(send(gw, "/api/orders/2", cookies=full))
+        assert valid.status == 200, valid.text
+        assert took < 1.0, took
+
+        sign_in, took = await timed(gw.sign_in(expect=None))
+        assert sign_in.status == 503, sign_in.text
+        assert took < BOUND, took
+
+        logout, took = await timed(send(gw, "/oauth2/logout", method="POST", cookies=full))
+        assert logout.status == 503, logout.text
+        assert took < BOUND, took
+
+        (status, body), took = await timed(readiness(gw))
+        assert (status, body["reason"]) == (503, "database unreachable")
+        assert took < BOUND, took
+    finally:
+        stalling_postgres.resume()
+    later = await send(gw, "/api/orders/3", cookies=needs_refresh)
+    assert later.status == 200, later.text
+
+
+async def test_a_login_page_post_gets_a_page_while_the_database_hangs(
+    stalling_gw: Gateway, stalling_postgres: PrivatePostgres
+) -> None:
+    """A person submitting the login form during the outage gets a 503 page in words, within
+    the deadline, not JSON."""
+    gw = stalling_gw
+    page = gw.browser()
+    params = {
+        "response_type": "code",
+        "client_id": "spa",
+        "redirect_uri": f"{APP}/cb",
+        "scope": "openid",
+        "state": "s",
+        "code_challenge": C,
+        "code_challenge_method": "S256",
+    }
+    async with page.get(gw.url("/oauth2/authorize"), params=params) as form:
+        assert form.status == 200
+        flow = hidden_flow(await form.text())
+    stalling_postgres.stall()
+    try:
+        posted = page.post(
+            gw.url("/oauth2/login"),
+            data={"flow": flow, "username": "alice", "password": USERS["alice"][0]},
+            headers={"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en"},
+            allow_redirects=False,
+        )
+        started = time.monotonic()
+        async with posted as answer:
+            took = time.monotonic() - started
+            assert answer.status == 503
+            assert answer.content_type == "text/html"
+            assert answer.headers["Retry-After"] == "5"
+            assert "Nothing was lost" in await answer.text()
+        assert took < BOUND, took
+    finally:
+        stalling_postgres.resume()
