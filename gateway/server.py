@@ -27,7 +27,8 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config, load_config
-from gateway.config.model import is_loopback_host
+from gateway.config.model import GatewaySettings, is_loopback_host
+from gateway.connections import GatewayRunner, connection_cap, raise_file_limit
 from gateway.errors import GatewayError
 from gateway.keys import CONFIG
 from gateway.logs import AccessLogger, configure_logging, protocol_logger
@@ -79,9 +80,14 @@ def check_listen(host: str, port: int, *, reuse_port: bool = False) -> None:
                 raise ListenError(describe_listen_error(host, port, exc)) from None
 
 
-def runner_options(*, access_log: bool = True) -> dict[str, Any]:
-    """Options of the ``AppRunner``: JSON access log, graceful-shutdown timeout."""
+def runner_options(settings: GatewaySettings, *, access_log: bool = True) -> dict[str, Any]:
+    """Options of the ``GatewayRunner``: JSON access log, graceful-shutdown timeout, and the
+    bounds on client connections (``limits.*``)."""
+    limits = settings.limits
     return {
+        "keepalive_timeout": limits.idle_timeout,
+        "head_timeout": limits.head_timeout,
+        "max_connections": connection_cap(limits.max_connections, file_limit()),
         "shutdown_timeout": SHUTDOWN_TIMEOUT,
         # Long enough for real cookies and tokens, so oversized credentials reach the
         # application and get its JSON answer; beyond this, aiohttp refuses the request.
@@ -105,7 +111,10 @@ async def serve_app(
     started: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully."""
-    runner = web.AppRunner(app, handle_signals=False, **runner_options(access_log=access_log))
+    settings = app[CONFIG].current.gateway
+    runner = GatewayRunner(
+        app, handle_signals=False, **runner_options(settings, access_log=access_log)
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
@@ -115,7 +124,6 @@ async def serve_app(
             raise ListenError(describe_listen_error(host, port, exc)) from None
         bound = _bound_port(runner, port)
         log.info("listening on http://%s:%d (pid %d)", host, bound, os.getpid())
-        settings = app[CONFIG].current.gateway
         if settings.demo:
             who = (
                 "sign in as demo / demo"
@@ -145,8 +153,15 @@ def _bound_port(runner: web.AppRunner, default: int) -> int:
     return default
 
 
+def file_limit() -> int:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run_single(holder: ConfigHolder, database_url: str, host: str, port: int) -> None:
     """Serve in this process (``--workers 1``)."""
+    log.info("open-file limit: %d", raise_file_limit())
     app = create_app(holder, database_url=database_url)
     uvloop.run(
         serve_app(
@@ -162,6 +177,7 @@ def run_single(holder: ConfigHolder, database_url: str, host: str, port: int) ->
 def _worker_main(config_path: str, overrides: Mapping[str, Any], database_url: str) -> None:
     config = load_config(Path(config_path), overrides=overrides)
     configure_logging(config.gateway.logging.level)
+    raise_file_limit()
     holder = ConfigHolder(config)
     app = create_app(holder, database_url=database_url)
     listen = config.gateway.listen

@@ -11,16 +11,16 @@ import asyncpg
 import pytest
 import uvloop
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.passwords import Passwords
-from gateway.server import runner_options
 from gateway.store.users import user_add
 from tests.support import (
     ROOT,
     USERS,
+    GatewayTestServer,
     create_database,
     drop_database,
     dsn_with_database,
@@ -133,8 +133,7 @@ async def client(
 
 
 async def start_client(aiohttp_client: object, app: web.Application) -> TestClient:  # type: ignore[type-arg]
-    """A test client whose server runs with the production runner options (JSON access log)."""
-    server = TestServer(app)
-    # TestServer drops its constructor's runner options, so start it with them explicitly.
-    await server.start_server(**runner_options())
+    """A test client whose server runs as ``gateway serve`` runs it (``GatewayTestServer``)."""
+    server = GatewayTestServer(app)
+    await server.start_server()
     return await aiohttp_client(server)  # type: ignore[operator, no-any-return]

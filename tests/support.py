@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
@@ -101,6 +103,20 @@ async def drop_database(admin_dsn: str, name: str) -> None:
 
 def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class GatewayTestServer(TestServer):
+    """The gateway application served as ``gateway serve`` serves it: ``GatewayRunner`` with
+    the runner options of its own configuration (JSON access log, head and idle timeouts, the
+    connection cap). ``TestServer`` would drop options given to its constructor."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        from gateway.connections import GatewayRunner
+        from gateway.keys import CONFIG
+        from gateway.server import runner_options
+
+        settings = self.app[CONFIG].current.gateway
+        return GatewayRunner(self.app, **{**runner_options(settings), **kwargs})
 
 
 def bound_socket() -> socket.socket:

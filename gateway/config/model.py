@@ -292,6 +292,12 @@ class Limits(Strict):
     client_failures: int = Field(10, ge=1)
     client_failures_per_ip: int = Field(50, ge=1)
     client_lock_seconds: int = Field(2, ge=1)
+    # Client connections (restart to change): a request head must arrive within head_timeout
+    # of its first byte, an idle connection closes after idle_timeout, and a process holds at
+    # most max_connections (also bounded by its open-file limit).
+    head_timeout: float = Field(15.0, gt=0, le=30)
+    idle_timeout: float = Field(60.0, gt=0, le=3600)
+    max_connections: int = Field(10_000, ge=16)
 
 
 class Logging(Strict):

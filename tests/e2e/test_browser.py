@@ -27,9 +27,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
 from tests.e2e.conftest import CHROMIUM
-from tests.support import bound_socket, gateway_env, write_conf
+from tests.support import GatewayTestServer, bound_socket, gateway_env, write_conf
 
 pytestmark = pytest.mark.browser
 
@@ -109,12 +108,12 @@ async def stack(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
         },
     )
     holder = ConfigHolder(load_config(conf))
-    gateway = TestServer(
+    gateway = GatewayTestServer(
         create_app(holder, database_url=database_url),
         host="127.0.0.1",
         socket_factory=lambda *_: gw_sock,
     )
-    await gateway.start_server(**runner_options())
+    await gateway.start_server()
     spa = await _page_server("spa", spa_sock)
     foreign = await _page_server("foreign", foreign_sock)
     try:
@@ -257,11 +256,11 @@ async def test_the_demo_page_in_a_browser(tmp_path: Path, database_url: str, bro
         environ={"GATEWAY_MASTER_KEY": TEST_MASTER_KEY},
         overrides={"listen": {"port": port}},
     )
-    gateway = TestServer(
+    gateway = GatewayTestServer(
         create_app(ConfigHolder(config), database_url=database_url),
         socket_factory=lambda *_: sock,
     )
-    await gateway.start_server(**runner_options())
+    await gateway.start_server()
     try:
         page = await (await browser.new_context()).new_page()
         await page.goto(f"{config.gateway.public_issuer()}/")

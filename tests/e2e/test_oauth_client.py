@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import jwt
 import pytest
-from aiohttp.test_utils import TestServer
 from authlib.integrations.base_client import OAuthError
 
 with warnings.catch_warnings():
@@ -34,8 +33,8 @@ from bs4 import BeautifulSoup
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
 from tests.http.conftest import ISSUER, USERS, as_config
+from tests.support import GatewayTestServer
 
 CLIENTS = {
     "conf": {
@@ -61,8 +60,8 @@ async def base_url(
 ) -> AsyncIterator[str]:
     """The gateway (as_client's configuration) listening on http://127.0.0.1:<port>."""
     holder = ConfigHolder(load_config(as_config(tmp_path / "conf"), environ={}))
-    server = TestServer(create_app(holder, database_url=database_url), host="127.0.0.1")
-    await server.start_server(**runner_options())
+    server = GatewayTestServer(create_app(holder, database_url=database_url), host="127.0.0.1")
+    await server.start_server()
     try:
         yield str(server.make_url("")).rstrip("/")
     finally:

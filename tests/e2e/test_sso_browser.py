@@ -24,11 +24,10 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.keys import AUTHORITY
-from gateway.server import runner_options
 from gateway.web.authorize import FLOW_TTL
 from tests.e2e.relying_party import RelyingParty, query_of, sign_in_on_the_login_page
 from tests.provider import FakeProvider
-from tests.support import USERS, bound_socket, write_conf
+from tests.support import USERS, GatewayTestServer, bound_socket, write_conf
 
 pytestmark = pytest.mark.browser
 
@@ -91,10 +90,10 @@ async def site(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asyn
         )
     )
     holder = ConfigHolder(load_config(conf, environ={}))
-    server = TestServer(
+    server = GatewayTestServer(
         create_app(holder, database_url=database_url), socket_factory=lambda *_: sock
     )
-    await server.start_server(**runner_options())
+    await server.start_server()
     try:
         yield Site(gateway, server, chat, crm, provider)
     finally:

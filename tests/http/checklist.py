@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
+from tests.support import GatewayTestServer
 
 TOKEN = "/oauth2/token"
 TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
@@ -87,8 +87,8 @@ async def assert_e401c(resp: ClientResponse, *, anonymous: bool = False) -> dict
 async def serving(conf_path: Path, database_url: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The gateway on the configuration at ``conf_path``, with a browser-like cookie jar."""
     holder = ConfigHolder(load_config(conf_path, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
+    server = GatewayTestServer(create_app(holder, database_url=database_url))
+    await server.start_server()
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)
     await client.start_server()

@@ -38,10 +38,9 @@ from yarl import URL
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.passwords import Passwords
-from gateway.server import runner_options
 from gateway.store.users import user_add
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, USERS
-from tests.support import free_port, write_conf
+from tests.support import GatewayTestServer, free_port, write_conf
 
 APP = "https://app.example.test"
 EVIL = "https://evil.example"
@@ -451,8 +450,8 @@ async def running_gateway(
         ]
         conf = write_proxy_conf(directory, chosen, tokens=tokens, **gateway)
         holder = ConfigHolder(load_config(conf, environ={}))
-        server = TestServer(create_app(holder, database_url=database_url), host="127.0.0.1")
-        await server.start_server(**runner_options())
+        server = GatewayTestServer(create_app(holder, database_url=database_url), host="127.0.0.1")
+        await server.start_server()
         gw = Gateway(server, upstream, database_url)
         try:
             await wait_listening(gw)

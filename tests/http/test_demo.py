@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
-from tests.support import TEST_MASTER_KEY, bound_socket, committed_sample
+from tests.support import TEST_MASTER_KEY, GatewayTestServer, bound_socket, committed_sample
 
 
 @pytest.fixture
@@ -28,10 +27,10 @@ async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]: 
     )
     holder = ConfigHolder(config)
     assert holder.current.gateway.demo
-    server = TestServer(
+    server = GatewayTestServer(
         create_app(holder, database_url=database_url), socket_factory=lambda *_: sock
     )
-    await server.start_server(**runner_options())
+    await server.start_server()
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)
     await client.start_server()

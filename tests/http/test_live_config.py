@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.config import origins as origin_edits
-from gateway.server import runner_options
 from tests.http.conftest import CLIENTS, RELAXED_LIMITS
-from tests.support import write_conf
+from tests.support import GatewayTestServer, write_conf
 
 NEW_ORIGIN = "https://new.example.test"
 
@@ -30,8 +29,8 @@ async def live(tmp_path: Path, database_url: str) -> tuple[TestClient, Path, Con
         clients=CLIENTS,
     )
     holder = ConfigHolder(load_config(conf, environ={}))
-    server = TestServer(create_app(holder, database_url=database_url))
-    await server.start_server(**runner_options())
+    server = GatewayTestServer(create_app(holder, database_url=database_url))
+    await server.start_server()
     client = TestClient(server)
     await client.start_server()
     yield client, conf, holder

@@ -14,9 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.server import runner_options
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, basic
-from tests.support import write_conf
+from tests.support import GatewayTestServer, write_conf
 
 KEY_1 = {"kid": "k1", "secret": "cookie-key-one-0123456789abcdefghijklmno"}
 KEY_2 = {"kid": "k2", "secret": "cookie-key-two-0123456789abcdefghijklmno"}
@@ -61,8 +60,8 @@ async def start(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
             clients={**CLIENTS, "legacy": HS_CLIENT},
         )
         holder = ConfigHolder(load_config(conf, environ={}))
-        server = TestServer(create_app(holder, database_url=database_url))
-        await server.start_server(**runner_options())
+        server = GatewayTestServer(create_app(holder, database_url=database_url))
+        await server.start_server()
         servers.append(server)
         client = TestClient(server)
         await client.start_server()
