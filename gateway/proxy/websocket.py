@@ -3,13 +3,16 @@
 The handshake is authenticated like any request (cookie or Bearer, refresh included: the
 handshake answer carries the new cookies); the upstream gets the Bearer token. Messages are
 pumped both ways until either side closes, and the connection is closed (1008, policy violation)
-as soon as its session or token family is revoked.
+as soon as its session or token family is revoked, or when the access token it was opened with
+expires (the session's own end included: a token never outlives its session). The browser then
+opens a new one, which refreshes the tokens or finds the session over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
@@ -62,22 +65,23 @@ async def proxy_websocket(
         cookie_setter(exchange)(client)
         await client.prepare(request)
         revocations: Revocations = state.revocations
+        watch = asyncio.create_task(_watch(revocations, claims))
         tasks = [
             asyncio.create_task(_pump(client, upstream)),
             asyncio.create_task(_pump(upstream, client)),
-            asyncio.create_task(_watch(revocations, claims)),
+            watch,
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            revoked = tasks[2] in done
+            ended = watch.result() if watch in done else None
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        code = POLICY_VIOLATION if revoked else aiohttp.WSCloseCode.OK
-        message = b"session revoked" if revoked else b""
+        code = POLICY_VIOLATION if ended else aiohttp.WSCloseCode.OK
+        message = ended.encode() if ended else b""
         await client.close(code=code, message=message)
     finally:
         # Whatever happened to the browser side, the upstream connection is not left open.
@@ -101,15 +105,24 @@ async def _pump(
             break
 
 
-async def _watch(revocations: Revocations, claims: dict[str, Any]) -> None:
-    """Return when the connection's session or family is revoked (never, for anonymous ones)."""
+async def _watch(revocations: Revocations, claims: dict[str, Any]) -> str:
+    """Why the connection must end: its session or family was revoked, or its access token
+    expired. Never returns for an anonymous connection."""
     if not claims:
         await asyncio.Event().wait()
+    expires = claims.get("exp")
+    deadline = float(expires) if isinstance(expires, int | float) else None
     while not revocations.is_revoked(claims):
         event = revocations.changed()
         try:
             if revocations.is_revoked(claims):
-                return
-            await event.wait()
+                break
+            left = None if deadline is None else deadline - time.time()
+            if left is not None and left <= 0:
+                return "session expired"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await event.wait()
         finally:
             revocations.forget(event)
+    return "session revoked"

@@ -620,6 +620,38 @@ async def test_websocket_is_proxied_and_closed_on_logout(gw: Gateway) -> None:
     assert await poll(upstream_closed, timeout=5.0), "the upstream side stayed open"
 
 
+async def test_websocket_closes_when_its_access_token_expires(
+    tmp_path: Path, database_url: str, users: dict[str, str]
+) -> None:
+    """Issue 9 item 7: a WebSocket opened with an access token of 2 s is closed with the same
+    1008 as on a sign-out once that token expires (real time: the expiry is what is tested),
+    and a new handshake with the same cookies refreshes and opens again."""
+    async with running_gateway(
+        tmp_path / "conf", database_url, tokens={"access_ttl": 2, "refresh_grace": 1}
+    ) as short:
+        browser = short.browser()
+        await short.sign_in(browser)
+        ws = await browser.ws_connect(
+            short.url("/ws/chat/ws"), headers={"Origin": APP}, timeout=WS_TIMEOUT
+        )
+        try:
+            closing = await asyncio.wait_for(ws.receive(), 10)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+            assert ws.close_code == 1008, ws.close_code
+            assert closing.extra == "session expired"
+        finally:
+            await ws.close()
+        again = await browser.ws_connect(
+            short.url("/ws/chat/ws"), headers={"Origin": APP}, timeout=WS_TIMEOUT
+        )
+        try:
+            await again.send_str("still here")
+            reply = await asyncio.wait_for(again.receive(), 5)
+            assert reply.data == "echo:still here"
+        finally:
+            await again.close()
+
+
 async def test_websocket_handshake_needs_a_session(gw: Gateway) -> None:
     """DESIGN.md section 6: a WebSocket handshake without valid credentials gets ``TH401`` and
     the upstream is never contacted."""
