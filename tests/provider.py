@@ -48,6 +48,8 @@ class FakeProvider:
     fail_with: int | None = None
     sign_with: rsa.RSAPrivateKey | None = None
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # "crit", "two alg" or "two sub": the next ID token is validly signed but hostile JOSE.
+    jose: str | None = None
     server: TestServer | None = None
 
     @property
@@ -103,12 +105,31 @@ class FakeProvider:
             **grant.claims,
             **self.tamper,
         }
-        id_token = jwt.encode(
-            claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": "fake-1"}
-        )
+        if self.jose is not None:
+            id_token = self._hostile(claims)
+        else:
+            id_token = jwt.encode(
+                claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": "fake-1"}
+            )
         return web.json_response(
             {"access_token": "at", "token_type": "Bearer", "id_token": id_token}
         )
+
+    def _hostile(self, claims: dict[str, Any]) -> str:
+        """SECURITY-CHECKLIST item 133 in an ID token: validly signed, hostile JSON."""
+        header = {"alg": "RS256", "kid": "fake-1", "typ": "JWT"}
+        head, body = json.dumps(header), json.dumps(claims)
+        if self.jose == "crit":
+            head = json.dumps({**header, "crit": ["exp2"], "exp2": 1})
+        elif self.jose == "two alg":
+            head = head[:-1] + ', "alg": "RS256"}'
+        else:
+            body = (
+                json.dumps({**claims, "sub": "someone-else"})[:-1] + f', "sub": "{claims["sub"]}"}}'
+            )
+        signing_input = f"{_segment(head.encode())}.{_segment(body.encode())}".encode()
+        signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input, self.key)
+        return f"{signing_input.decode()}.{_segment(signature)}"
 
     async def _sign_in_page(self, request: web.Request) -> web.Response:
         """The provider's own sign-in page: one field, the account name."""
@@ -141,3 +162,7 @@ class FakeProvider:
         app.router.add_post("/authorize", self._sign_in)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
+
+
+def _segment(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -416,7 +416,32 @@ def _unsigned(key: rsa.RSAPrivateKey) -> str:
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
 
 
+def _hostile(key: rsa.RSAPrivateKey, variant: str) -> str:
+    """Item 133 for assertions: a partner-signed assertion with ``crit``, two ``alg`` or two
+    ``sub`` members (only the JSON is hostile; the signature is the partner's)."""
+    claims = unverified(make_assertion(key))
+    header = {"alg": "RS256", "kid": PARTNER_KID, "typ": "JWT"}
+    head, body = json.dumps(header), json.dumps(claims)
+    if variant == "crit":
+        head = json.dumps({**header, "crit": ["exp2"], "exp2": 1})
+    elif variant == "two alg":
+        head = head[:-1] + ', "alg": "RS256"}'
+    else:
+        body = json.dumps({**claims, "sub": "bob"})[:-1] + ', "sub": "alice"}'
+    signing_input = f"{_seg(head)}.{_seg(body)}".encode()
+    signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input, key)
+    return f"{signing_input.decode()}.{_seg(signature)}"
+
+
+def _seg(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 INVALID_ASSERTIONS = [
+    pytest.param(lambda k, r: _hostile(k, "crit"), id="133a-crit"),
+    pytest.param(lambda k, r: _hostile(k, "two alg"), id="133b-two-alg"),
+    pytest.param(lambda k, r: _hostile(k, "two sub"), id="133c-two-sub"),
     pytest.param(lambda k, r: _flip_signature(make_assertion(k)), id="a-signature-flipped"),
     pytest.param(lambda k, r: _unsigned(k), id="b-alg-none"),
     pytest.param(lambda k, r: make_assertion(k, iss="https://unknown.test"), id="c-unknown-iss"),

@@ -279,6 +279,9 @@ async def test_a_sign_in_provider_is_not_an_assertion_issuer(
             id="unknown-signing-key",
         ),
         pytest.param({"fail_with": 500}, id="token-endpoint-500"),
+        pytest.param({"jose": "crit"}, id="133a-crit"),
+        pytest.param({"jose": "two alg"}, id="133b-two-alg"),
+        pytest.param({"jose": "two sub"}, id="133c-two-sub"),
     ],
 )
 async def test_a_bad_provider_answer_signs_nobody_in(
