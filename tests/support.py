@@ -119,6 +119,24 @@ class GatewayTestServer(TestServer):
         return GatewayRunner(self.app, **{**runner_options(settings), **kwargs})
 
 
+def sample_server(directory: Path, database_url: str) -> GatewayTestServer:
+    """The committed sample configuration served as ``./scripts/serve --port P`` serves it: on
+    a port of its own (bound now), its issuer and demo route derived from that port."""
+    from gateway.app import create_app
+    from gateway.config import ConfigHolder, load_config
+
+    sock = bound_socket()
+    config = load_config(
+        committed_sample(directory),
+        environ={"GATEWAY_MASTER_KEY": TEST_MASTER_KEY},
+        overrides={"listen": {"port": sock.getsockname()[1]}},
+    )
+    return GatewayTestServer(
+        create_app(ConfigHolder(config), database_url=database_url),
+        socket_factory=lambda *_: sock,
+    )
+
+
 def bound_socket() -> socket.socket:
     """A listening-ready socket on a free port of 127.0.0.1, bound now, so no other server can
     take the port between choosing it and serving on it (TestServer(socket_factory=...))."""

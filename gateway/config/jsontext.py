@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
@@ -82,11 +83,8 @@ def _value(text: str, pos: int) -> tuple[Node, int]:
 
 def _object(text: str, start: int) -> tuple[Node, int]:
     node = Node(start, start, "object")
-    pos = _skip(text, start + 1)
-    if text.startswith("}", pos):
-        node.end = pos + 1
-        return node, node.end
-    while True:
+
+    def member(pos: int) -> int:
         if not text.startswith('"', pos):
             raise JsonTextError(f"expected a key at offset {pos}")
         node.key_starts.append(pos)
@@ -96,33 +94,35 @@ def _object(text: str, start: int) -> tuple[Node, int]:
             raise JsonTextError(f"expected ':' at offset {pos}")
         value, pos = _value(text, _skip(text, pos + 1))
         node.members.append((key, value))
-        pos = _skip(text, pos)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-            continue
-        if text.startswith("}", pos):
-            node.end = pos + 1
-            return node, node.end
-        raise JsonTextError(f"expected ',' or '}}' at offset {pos}")
+        return pos
+
+    return _entries(text, node, "}", member)
 
 
 def _array(text: str, start: int) -> tuple[Node, int]:
     node = Node(start, start, "array")
-    pos = _skip(text, start + 1)
-    if text.startswith("]", pos):
-        node.end = pos + 1
-        return node, node.end
-    while True:
-        item, pos = _value(text, pos)
-        node.items.append(item)
-        pos = _skip(text, pos)
-        if text.startswith(",", pos):
+
+    def item(pos: int) -> int:
+        value, pos = _value(text, pos)
+        node.items.append(value)
+        return pos
+
+    return _entries(text, node, "]", item)
+
+
+def _entries(text: str, node: Node, close: str, entry: Callable[[int], int]) -> tuple[Node, int]:
+    """The comma-separated entries of an object or array, up to ``close``."""
+    pos = _skip(text, node.start + 1)
+    if not text.startswith(close, pos):
+        while True:
+            pos = _skip(text, entry(pos))
+            if not text.startswith(",", pos):
+                break
             pos = _skip(text, pos + 1)
-            continue
-        if text.startswith("]", pos):
-            node.end = pos + 1
-            return node, node.end
-        raise JsonTextError(f"expected ',' or ']' at offset {pos}")
+    if not text.startswith(close, pos):
+        raise JsonTextError(f"expected ',' or '{close}' at offset {pos}")
+    node.end = pos + 1
+    return node, node.end
 
 
 def _separator(text: str, container: Node, nodes: list[Node]) -> str:

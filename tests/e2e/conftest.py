@@ -3,11 +3,13 @@ download, which does not work here)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking switches Chromium's own requests to Google's hosts are
@@ -36,3 +38,12 @@ async def browser() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture
+def started() -> Iterator[list[ServeProcess]]:
+    """``gateway serve`` processes a test starts: killed at its end, however it ends."""
+    processes: list[ServeProcess] = []
+    yield processes
+    for process in processes:
+        process.kill()

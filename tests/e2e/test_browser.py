@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
+from gateway.keys import CONFIG
 from tests.e2e.conftest import CHROMIUM
 from tests.support import GatewayTestServer, bound_socket, gateway_env, write_conf
 
@@ -247,24 +248,15 @@ async def test_the_demo_page_in_a_browser(tmp_path: Path, database_url: str, bro
     at the address the log prints. The first "not signed in yet" probe is no red failure, a
     refused sign-in says why in words, demo / demo signs in and calls the API through the token
     handler, and the page never sees a cookie."""
-    from tests.support import TEST_MASTER_KEY, committed_sample
+    from tests.support import sample_server
 
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    config = load_config(
-        committed_sample(tmp_path / "conf"),
-        environ={"GATEWAY_MASTER_KEY": TEST_MASTER_KEY},
-        overrides={"listen": {"port": port}},
-    )
-    gateway = GatewayTestServer(
-        create_app(ConfigHolder(config), database_url=database_url),
-        socket_factory=lambda *_: sock,
-    )
+    gateway = sample_server(tmp_path / "conf", database_url)
     await gateway.start_server()
     try:
         page = await (await browser.new_context()).new_page()
-        await page.goto(f"{config.gateway.public_issuer()}/")
-        assert page.url == f"http://127.0.0.1:{port}/"
+        issuer = gateway.app[CONFIG].current.gateway.public_issuer()
+        assert issuer == f"http://127.0.0.1:{gateway.port}"  # derived from the port
+        await page.goto(f"{issuer}/")
         await page.wait_for_selector("#log tr")
         probe = page.locator("#log tr").first
         assert await probe.get_attribute("class") == "info"

@@ -7,7 +7,6 @@ person signs in with it in Chromium. Issue 8 item 3."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +61,12 @@ def reference_clients(redirect_uri: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def running() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for gateway in started:
-        gateway.kill()
-
-
 async def test_a_reference_client_file_checks_serves_and_signs_in(
     tmp_path: Path,
     database_url: str,
     users: dict[str, str],
     browser: Any,
-    running: list[ServeProcess],
+    started: list[ServeProcess],
 ) -> None:
     port = free_port()
     gateway_url = f"http://127.0.0.1:{port}"
@@ -105,7 +96,7 @@ async def test_a_reference_client_file_checks_serves_and_signs_in(
         assert rows["web-example.test"][2] == "confidential"
 
         gateway = ServeProcess([], env, tmp_path)
-        running.append(gateway)
+        started.append(gateway)
         wait_http(f"{gateway_url}/readyz", timeout=60)
 
         page = await (await browser.new_context()).new_page()

@@ -7,11 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.support import (
     ROOT,
@@ -23,14 +21,6 @@ from tests.support import (
     run_gateway,
     wait_http,
 )
-
-
-@pytest.fixture
-def started() -> Iterator[list[ServeProcess]]:
-    gateways: list[ServeProcess] = []
-    yield gateways
-    for gateway in gateways:
-        gateway.kill()
 
 
 def log_lines(stderr: str) -> list[dict[str, object]]:

@@ -10,27 +10,17 @@ import pytest
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.config import ConfigHolder, load_config
-from tests.support import TEST_MASTER_KEY, GatewayTestServer, bound_socket, committed_sample
+from gateway.config import load_config
+from gateway.keys import CONFIG
+from tests.support import sample_server
 
 
 @pytest.fixture
 async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The committed sample configuration as ``serve --port PORT`` runs it."""
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    config = load_config(
-        committed_sample(tmp_path / "conf"),
-        environ={"GATEWAY_MASTER_KEY": TEST_MASTER_KEY},
-        overrides={"listen": {"port": port}},
-    )
-    holder = ConfigHolder(config)
-    assert holder.current.gateway.demo
-    server = GatewayTestServer(
-        create_app(holder, database_url=database_url), socket_factory=lambda *_: sock
-    )
+    server = sample_server(tmp_path / "conf", database_url)
     await server.start_server()
+    assert server.app[CONFIG].current.gateway.demo
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)
     await client.start_server()
