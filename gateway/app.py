@@ -18,10 +18,14 @@ from gateway.config.model import is_loopback_host
 from gateway.config.watch import watch
 from gateway.errors import GatewayError
 from gateway.grants.context import Authority
+from gateway.grants.revoked import revocation_listener
+from gateway.http.cors import setup_cors
+from gateway.http.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
+from gateway.http.metrics import METRICS, Metrics
 from gateway.passwords import Passwords
-from gateway.proxy.forward import PROXY, ProxyState, proxy
+from gateway.proxy.exchange import PROXY, ProxyState
+from gateway.proxy.forward import proxy
 from gateway.proxy.refresh import Refresher
-from gateway.proxy.revocations import revocation_listener
 from gateway.proxy.upstreams import Upstreams
 from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
@@ -40,9 +44,6 @@ from gateway.web import (
     token,
     tokens,
 )
-from gateway.web.cors import setup_cors
-from gateway.web.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
-from gateway.web.metrics import METRICS, Metrics
 from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)

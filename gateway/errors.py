@@ -44,6 +44,11 @@ class StoreError(GatewayError):
     """The database cannot be used (unreachable, refused, broken migrations)."""
 
 
+class InvalidInputError(GatewayError):
+    """A value the database refuses to store: the request is at fault (400), not the database
+    (503)."""
+
+
 class SecretsError(GatewayError):
     """A sealed secret cannot be opened: the master key is not the one that sealed it."""
 

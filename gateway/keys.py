@@ -7,8 +7,8 @@ from aiohttp import web
 
 from gateway.config.holder import ConfigHolder
 from gateway.grants.context import Authority
+from gateway.grants.revoked import Revocations
 from gateway.passwords import Passwords
-from gateway.proxy.revocations import Revocations
 
 CONFIG = web.AppKey("config", ConfigHolder)
 DATABASE_URL = web.AppKey("database_url", str)

@@ -14,6 +14,7 @@ must not become that person.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -26,7 +27,9 @@ from uuid import UUID
 from gateway.config.loader import Config
 from gateway.config.model import AppConfig
 from gateway.grants.context import Context, ExternalCallError
+from gateway.oauth.errors import InvalidGrantError
 from gateway.oauth.rfc7636 import s256
+from gateway.store import grants as grant_store
 from gateway.store import identities
 from gateway.tokens.jwt import TokenInvalid
 from gateway.tokens.remote import verify_assertion
@@ -230,3 +233,18 @@ def pending_identity(pending: dict[str, str]) -> ExternalIdentity | None:
     return ExternalIdentity(
         pending["provider_name"], pending["issuer"], pending["subject"], pending["email"] or None
     )
+
+
+STATE_ISSUER = "gateway:external-state"  # auth.assertion rows that make each state single-use
+
+
+async def redeem_attempt(ctx: Context, nonce: str, until: datetime) -> bool:
+    """Use up one sign-in attempt (keyed by its nonce); False when it was used already (a
+    replayed or reloaded callback), so it reaches the provider and signs in at most once."""
+    try:
+        await grant_store.assertion_use(
+            ctx.db, STATE_ISSUER, hashlib.sha256(nonce.encode()).hexdigest(), until
+        )
+    except InvalidGrantError:
+        return False
+    return True

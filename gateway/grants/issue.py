@@ -55,6 +55,9 @@ class TokenResult:
     service: bool = False
     requested_scope: tuple[str, ...] | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    # The access token's claims, as minted: the token handler forwards identity headers from
+    # them without verifying the token it has just signed.
+    access_claims: Mapping[str, Any] = field(default_factory=dict)
 
     def body(self, *, include_tokens: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.expires_in}
@@ -94,6 +97,34 @@ def mint_access_token(
     audience: tuple[str, ...] = (),
     actor: Mapping[str, Any] | None = None,
 ) -> str:
+    claims = access_token_claims(
+        ctx,
+        client,
+        subject=subject,
+        scope=scope,
+        session_id=session_id,
+        family_id=family_id,
+        ttl=ttl,
+        username=username,
+        audience=audience,
+        actor=actor,
+    )
+    return _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
+
+
+def access_token_claims(
+    ctx: Context,
+    client: Client,
+    *,
+    subject: str,
+    scope: tuple[str, ...],
+    session_id: UUID | None,
+    family_id: UUID | None,
+    ttl: int,
+    username: str | None = None,
+    audience: tuple[str, ...] = (),
+    actor: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": ctx.issuer,
         "sub": subject,
@@ -113,7 +144,7 @@ def mint_access_token(
         claims["preferred_username"] = username
     if actor:
         claims["act"] = dict(actor)
-    return _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
+    return claims
 
 
 def mint_id_token(
@@ -181,11 +212,13 @@ def user_tokens(
     nonce: str | None = None,
     requested_scope: tuple[str, ...] | None = None,
     extra: Mapping[str, str] | None = None,
+    with_id_token: bool = True,
 ) -> TokenResult:
     """The token response of a user grant: an access token, an ID token when ``openid`` was
-    granted, and the refresh token the grant stored (if any)."""
+    granted (and ``with_id_token``: the token handler's own refreshes have no use for one), and
+    the refresh token the grant stored (if any)."""
     ttl = access_ttl(ctx, client, service=False)
-    access = mint_access_token(
+    claims = access_token_claims(
         ctx,
         client,
         subject=str(holder.user_id),
@@ -195,8 +228,9 @@ def user_tokens(
         ttl=ttl,
         username=holder.username,
     )
+    access = _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
     id_token = None
-    if "openid" in scope:
+    if "openid" in scope and with_id_token:
         id_token = mint_id_token(
             ctx,
             client,
@@ -218,6 +252,7 @@ def user_tokens(
         id_token=id_token,
         requested_scope=requested_scope,
         extra=extra or {},
+        access_claims=claims,
     )
 
 
@@ -233,7 +268,7 @@ def service_tokens(
 ) -> TokenResult:
     """The token response of a client acting for itself (no user, no ID token)."""
     ttl = access_ttl(ctx, client, service=True)
-    access = mint_access_token(
+    claims = access_token_claims(
         ctx,
         client,
         subject=client_subject(client.client_id),
@@ -242,6 +277,7 @@ def service_tokens(
         family_id=family_id,
         ttl=ttl,
     )
+    access = _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
     return TokenResult(
         access_token=access,
         expires_in=ttl,
@@ -251,6 +287,7 @@ def service_tokens(
         refresh_token=refresh_token,
         service=True,
         requested_scope=requested_scope,
+        access_claims=claims,
     )
 
 

@@ -33,11 +33,12 @@ async def refresh(
     token: str,
     scope: tuple[str, ...] | None = None,
     *,
-    recover: bool = False,
+    for_token_handler: bool = False,
 ) -> TokenResult:
-    """Rotate ``token`` and mint new tokens; also the token handler's transparent refresh, which
-    sets ``recover``: a superseded token whose successor was never used is a lost response there
-    (the browser never stored the new cookie), not a replay (sql/functions/060_grants.sql)."""
+    """Rotate ``token`` and mint new tokens. ``for_token_handler``: the transparent refresh of
+    a cookie session, which mints no ID token and recovers from a lost response (a superseded
+    token whose successor was never used is not a replay there: the browser never stored the
+    new cookie; sql/functions/060_grants.sql)."""
     if len(token) > 512:
         raise InvalidGrantError("unknown refresh token")
     successor = issue.new_secret()
@@ -52,7 +53,7 @@ async def refresh(
         scope=scope,
         grace=tokens.refresh_grace,
         refresh_ttl=tokens.refresh_ttl,
-        recover=recover,
+        recover=for_token_handler,
     )
     if rotation.status == "replay":
         raise InvalidGrantError("the refresh token was already used; the session has ended")
@@ -78,6 +79,7 @@ async def refresh(
             auth_time=rotation.auth_time,
             refresh_token=successor,
             requested_scope=scope,
+            with_id_token=not for_token_handler,
         )
     return issue.service_tokens(
         ctx,

@@ -14,10 +14,8 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from gateway.proxy.revocations import Revocations
-from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
-from gateway.tokens.seal import Sealer
-from gateway.web.cookies import (
+from gateway.grants.revoked import Revocations
+from gateway.http.cookies import (
     ACCESS,
     GATEWAY_COOKIES,
     REFRESH,
@@ -26,6 +24,8 @@ from gateway.web.cookies import (
     parse_refresh,
     unseal_cookie,
 )
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
+from gateway.tokens.seal import Sealer
 
 MAX_CACHED = 50_000
 
@@ -75,6 +75,7 @@ class Presented:
     other_cookies: str | None = None
     sealed_refresh: str | None = None
     sealed_session: str = ""
+    session: str | None = None  # SID's value, when checking the access cookie opened it
 
     @property
     def invalid_bearer(self) -> bool:
@@ -132,6 +133,7 @@ def present(
     sealed_access = own.get(ACCESS)
     sealed_session = own.get(SESSION, "")
     principal = None
+    session = None
     if sealed_access:
         # The key binds the access token to the SID it came with (SECURITY-CHECKLIST item 81).
         key = f"{sealed_access}|{sealed_session}"
@@ -145,7 +147,9 @@ def present(
     if principal is not None and revocations.is_revoked(principal.claims):
         principal = None
         sealed_refresh = None
-    return Presented(principal, has_cookies, False, others, sealed_refresh, sealed_session)
+    return Presented(
+        principal, has_cookies, False, others, sealed_refresh, sealed_session, session
+    )
 
 
 def refresh_cookie(
@@ -155,9 +159,13 @@ def refresh_cookie(
     refresh = parse_refresh(sealer, presented.sealed_refresh)
     if refresh is None:
         return None
-    session = presented.sealed_session
-    if session and unseal_cookie(sealer, SESSION, session) != refresh.session_id:
-        return None
+    sealed = presented.sealed_session
+    if sealed:
+        session = presented.session  # opened already when the access cookie was checked
+        if session is None:
+            session = unseal_cookie(sealer, SESSION, sealed)
+        if session != refresh.session_id:
+            return None
     if revocations.is_revoked({"sid": refresh.session_id}):
         return None
     return refresh

@@ -14,7 +14,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.web.cookies import GATEWAY_COOKIES
+from gateway.http.cookies import GATEWAY_COOKIES
 
 HOP_BY_HOP = frozenset(
     {

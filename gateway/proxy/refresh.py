@@ -16,8 +16,8 @@ import time
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
 from gateway.grants.refresh_token import refresh
+from gateway.http.cookies import RefreshCookie
 from gateway.oauth.errors import InvalidClientError
-from gateway.web.cookies import RefreshCookie
 
 MAX_REMEMBERED = 10_000
 
@@ -43,7 +43,7 @@ class Refresher:
         client = ctx.config.client(cookie.client_id)
         if client is None:
             raise InvalidClientError("the client of this session is no longer configured")
-        result = await refresh(ctx, client, cookie.token, recover=True)
+        result = await refresh(ctx, client, cookie.token, for_token_handler=True)
         now = time.monotonic()
         if len(self._recent) >= MAX_REMEMBERED:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}

@@ -21,10 +21,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import UpstreamError
+from gateway.grants.revoked import Revocations
+from gateway.http.errors import json_error
 from gateway.proxy.credentials import Principal
-from gateway.proxy.forward import Exchange, cookie_setter, identity_claims, upstream_headers
-from gateway.proxy.revocations import Revocations
-from gateway.web.errors import json_error
+from gateway.proxy.exchange import Exchange, cookie_setter, upstream_headers
 
 POLICY_VIOLATION = 1008
 
@@ -37,7 +37,7 @@ async def proxy_websocket(
         return json_error(400, "invalid_request", "not a valid WebSocket handshake")
     # The same headers as any proxied request: Bearer, identity, forwarding, request id.
     headers = CIMultiDict(upstream_headers(exchange, principal))
-    claims: dict[str, Any] = identity_claims(exchange, principal) if principal else {}
+    claims: dict[str, Any] = dict(principal.claims) if principal else {}
     protocols = [
         p.strip()
         for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")

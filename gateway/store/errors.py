@@ -12,8 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.exceptions._base import DataError as ClientDataError
 
-from gateway.errors import GatewayError, StoreError
+from gateway.errors import GatewayError, InvalidInputError, StoreError
 from gateway.oauth import errors as oauth
+
+__all__ = ["InvalidInputError", "UnknownUserError", "UserExistsError", "sql_errors", "translate"]
 
 
 class UserExistsError(StoreError):
@@ -22,11 +24,6 @@ class UserExistsError(StoreError):
 
 class UnknownUserError(StoreError):
     """GW003: there is no user by that name."""
-
-
-class InvalidInputError(GatewayError):
-    """GW002, or a value the database cannot store: the request is at fault (400), not the
-    database (503)."""
 
 
 _OAUTH: dict[str, type[oauth.OAuthError]] = {

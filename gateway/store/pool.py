@@ -133,3 +133,12 @@ async def connect(dsn: str, settings: Database) -> Connection:
         ) from exc
     await _init_connection(conn)
     return conn
+
+
+async def database_answers(pool: Pool, within: float) -> bool:
+    """Whether the database answers a trivial statement within ``within`` seconds."""
+    try:
+        await BoundedPool(pool, within).fetchval("SELECT 1")
+    except (*UNREACHABLE, asyncpg.PostgresError, StoreError):
+        return False
+    return True

@@ -18,11 +18,15 @@ from uuid import UUID
 from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
-from gateway.grants import federation
+from gateway.grants import federation, sessions
 from gateway.grants.authorize import decide
 from gateway.grants.context import Context
 from gateway.grants.federation import sign_in_providers
 from gateway.grants.login import check_password
+from gateway.grants.sessions import Session
+from gateway.http import pages
+from gateway.http.context import grant_context
+from gateway.http.cookies import read_session, set_session_cookie
 from gateway.oauth.errors import (
     AccessDeniedError,
     InvalidGrantError,
@@ -36,11 +40,6 @@ from gateway.oauth.rfc6749 import (
     RedirectError,
     validate_authorization_request,
 )
-from gateway.store import sessions as store
-from gateway.store.sessions import Session
-from gateway.web import pages
-from gateway.web.context import grant_context
-from gateway.web.cookies import read_session, set_session_cookie
 from gateway.web.forms import FormKind, FormRefused, Refusal, Sealed, refusal_page
 
 routes = web.RouteTableDef()
@@ -114,28 +113,17 @@ async def open_browser_session(
     client_id: str,
     password_changed_at: datetime | None = None,
 ) -> Session | None:
-    """The browser session after a sign-in: the browser's own one renewed when it is this user's
-    and live (``daemon.session_open`` checks), else a new one. None when the account can no
-    longer sign in (locked, or a password changed since ``password_changed_at``)."""
-    try:
-        session_id = await store.session_open(
-            ctx.db,
-            user_id=user_id,
-            client_id=client_id,
-            ttl=ctx.settings.tokens.session_ttl,
-            ip=ctx.ip,
-            user_agent=ctx.user_agent,
-            session_id=read_session(request, ctx.authority.cookie_sealer(ctx.config)),
-            password_changed_at=password_changed_at,
-        )
-    except InvalidGrantError:
-        return None
-    return await store.session_get(ctx.db, session_id)
+    """The browser session after a sign-in (``grants.sessions``), or None when the account can
+    no longer sign in."""
+    browser_session = read_session(request, ctx.authority.cookie_sealer(ctx.config))
+    return await sessions.open_browser_session(
+        ctx, user_id, client_id, browser_session, password_changed_at
+    )
 
 
 async def current_session(request: web.Request, ctx: Context) -> Session | None:
     session_id = read_session(request, ctx.authority.cookie_sealer(ctx.config))
-    return await store.session_get(ctx.db, session_id) if session_id else None
+    return await sessions.current_session(ctx, session_id)
 
 
 async def continue_flow(

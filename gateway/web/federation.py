@@ -10,7 +10,6 @@ before the code is redeemed (RFC 6749 10.12, RFC 9700 4.7: no login CSRF, no cod
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import UTC, datetime
 
@@ -23,12 +22,13 @@ from gateway.grants.federation import (
     authorization_url,
     finish,
     pending_link,
+    redeem_attempt,
     sign_in_providers,
 )
-from gateway.oauth.errors import AccessDeniedError, InvalidGrantError
+from gateway.http import pages
+from gateway.http.context import grant_context
+from gateway.oauth.errors import AccessDeniedError
 from gateway.oauth.rfc6749 import PageError, RedirectError
-from gateway.store import grants as grant_store
-from gateway.web import pages
 from gateway.web.authorize import (
     Posted,
     continue_flow,
@@ -40,20 +40,14 @@ from gateway.web.authorize import (
     refused_flow,
     validate_request,
 )
-from gateway.web.context import grant_context
 from gateway.web.forms import FormKind, FormRefused, Refusal
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
-STATE_ISSUER = "gateway:external-state"  # auth.assertion rows that make each state single-use
 STATE_TTL = 600
 # The provider's ``state``: the authorization request ("p", as in the login form, so a refused
 # state can start it again), the provider, the PKCE verifier, the nonce and the fresh-login time.
 STATE_FORM = FormKind("external-sign-in", STATE_TTL)
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def callback_url(ctx: Context, provider: str) -> str:
@@ -113,16 +107,10 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
     code = request.query.get("code")
     if "error" in request.query or not code:
         return again("external_failed", 400)
-    try:
-        # One redemption per attempt (keyed by its nonce, not the state's encoding): a replayed
-        # callback neither reaches the provider nor signs in.
-        await grant_store.assertion_use(
-            ctx.db,
-            STATE_ISSUER,
-            _digest(str(state["n"])),
-            datetime.fromtimestamp(ctx.now + STATE_TTL, UTC),  # outlives the state
-        )
-    except InvalidGrantError:  # used already: this callback is a replay (or a reload)
+    # One redemption per attempt (keyed by its nonce, not the state's encoding): a replayed
+    # callback neither reaches the provider nor signs in.
+    until = datetime.fromtimestamp(ctx.now + STATE_TTL, UTC)  # outlives the state
+    if not await redeem_attempt(ctx, str(state["n"]), until):
         return refused_flow(request, FormRefused(Refusal.EXPIRED, state))
     try:
         fresh_since = state.get("t")

@@ -32,8 +32,8 @@ from aiohttp import hdrs, web
 
 from gateway.config.model import GatewaySettings
 from gateway.grants.context import Context
-from gateway.web import pages
-from gateway.web.cookies import CSRF, same_secret, set_csrf_cookie
+from gateway.http import pages
+from gateway.http.cookies import CSRF, same_secret, set_csrf_cookie
 
 
 class Refusal(enum.Enum):

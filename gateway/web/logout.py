@@ -13,21 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
-from uuid import UUID
 
 from aiohttp import hdrs, web
 
+from gateway.grants import sessions
 from gateway.grants.context import Context
+from gateway.http import pages
+from gateway.http.context import grant_context
+from gateway.http.cookies import clear_session_cookies, read_refresh, read_session
+from gateway.http.cors import POLICY
 from gateway.keys import REVOCATIONS
 from gateway.oauth.errors import InvalidRequestError
 from gateway.oauth.params import Params, parse_body, parse_query
 from gateway.oauth.rfc6749 import build_redirect
-from gateway.store import sessions as store
 from gateway.tokens.jwt import ID_TOKEN_TYP, TokenInvalid
-from gateway.web import pages
-from gateway.web.context import grant_context
-from gateway.web.cookies import clear_session_cookies, read_refresh, read_session
-from gateway.web.cors import POLICY
 from gateway.web.forms import FormKind, FormRefused, refusal_page
 
 routes = web.RouteTableDef()
@@ -100,14 +99,10 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     sealer = ctx.authority.cookie_sealer(ctx.config)
     session_id = read_session(request, sealer)
     refresh = read_refresh(request, sealer)
-    for sid in {str(session_id) if session_id else None, refresh.session_id if refresh else None}:
-        if sid:
-            try:
-                await store.session_revoke(ctx.db, UUID(sid), "logout")
-                # This process refuses the session at once; others learn it through NOTIFY.
-                request.app[REVOCATIONS].add("s", sid)
-            except ValueError:
-                continue
+    named = {str(session_id) if session_id else None, refresh.session_id if refresh else None}
+    for sid in await sessions.end_sessions(ctx, (s for s in named if s), "logout"):
+        # This process refuses the session at once; others learn it through NOTIFY.
+        request.app[REVOCATIONS].add("s", sid)
     response: web.StreamResponse
     if target is not None:
         response = web.Response(status=303, headers={hdrs.LOCATION: target})

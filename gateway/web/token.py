@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from gateway.grants.token import token_request
+from gateway.http.context import grant_context
+from gateway.http.cookies import set_token_cookies
+from gateway.http.errors import NO_STORE
 from gateway.oauth.errors import InvalidRequestError
 from gateway.oauth.params import parse_body
-from gateway.web.context import grant_context
-from gateway.web.cookies import set_token_cookies
-from gateway.web.errors import NO_STORE
 
 routes = web.RouteTableDef()
 # Values that are only hashed and looked up: anything malformed is simply not found

@@ -464,7 +464,7 @@ async def running_gateway(
 
 async def wait_listening(gw: Gateway, timeout: float = 10.0) -> None:
     """Wait until the revocation listener has loaded (so a logout is seen at once)."""
-    from gateway.proxy.forward import PROXY
+    from gateway.proxy.exchange import PROXY
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -66,7 +66,7 @@ async def test_the_demo_spa_signs_in_and_calls_the_api(
     assert data["identity_headers"]["X-User-Name"] == "demo"
     assert data["token"]["client_id"] == "spa"
     # The gateway's own page is no rejected cross-origin caller.
-    assert not [r for r in caplog.records if r.name == "gateway.web.cors"]
+    assert not [r for r in caplog.records if r.name == "gateway.http.cors"]
 
 
 async def test_the_demo_api_refuses_calls_without_the_gateway(

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from gateway.grants.readiness import FEED_GRACE
 from gateway.store.revocations import APPLICATION_NAME
-from gateway.web.health import FEED_GRACE
 from tests.faults import PrivatePostgres, private_postgres
 from tests.http.conftest import C, hidden_flow
 from tests.http.proxy_support import APP, RT, SID, Gateway, poll, running_gateway, send

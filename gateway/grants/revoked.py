@@ -1,5 +1,7 @@
 """Which sessions and token families have been revoked, known to every process without a database
-call on the request path: loaded at start, then kept current by the store's ``RevocationFeed``.
+call on the request path: loaded at start, then kept current by the store's ``RevocationFeed``
+(wired in ``app.py``). Both faces read it: the token handler refuses revoked tokens, sign-out
+adds to it at once.
 
 An entry is kept for as long as an access token issued before the revocation can live.
 """

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from gateway.grants.context import Context
+from gateway.http.forwarded import client_address
 from gateway.keys import AUTHORITY, CONFIG
-from gateway.web.forwarded import client_address
 
 
 def grant_context(request: web.Request) -> Context:

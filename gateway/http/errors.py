@@ -17,13 +17,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientConnectionResetError, hdrs, web
 
-from gateway.errors import StoreError, UpstreamError
+from gateway.errors import InvalidInputError, StoreError, UpstreamError
+from gateway.http import pages
+from gateway.http.cors import add_cors_headers, preflight
 from gateway.keys import REQUEST_ID
 from gateway.logs import request_id_var
 from gateway.oauth import errors as oauth
-from gateway.store.errors import InvalidInputError
-from gateway.web import pages
-from gateway.web.cors import add_cors_headers, preflight
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from aiohttp import hdrs, web
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
 from gateway.config.model import path_under_prefix
+from gateway.http.metrics import METRICS
 from gateway.keys import CONFIG
-from gateway.web.metrics import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,61 @@
+"""Browser sessions (the ``SID`` cookie): opened after a sign-in, looked up by the authorization
+endpoint, ended at sign-out. The handlers read and write the cookie; this module decides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+from gateway.grants.context import Context
+from gateway.oauth.errors import InvalidGrantError
+from gateway.store import sessions as store
+from gateway.store.sessions import Session
+
+__all__ = ["Session", "current_session", "end_sessions", "open_browser_session"]
+
+
+async def open_browser_session(
+    ctx: Context,
+    user_id: UUID,
+    client_id: str,
+    browser_session: UUID | None,
+    password_changed_at: datetime | None = None,
+) -> Session | None:
+    """The browser session after a sign-in: ``browser_session`` (the browser's own one) renewed
+    when it is this user's and live (``daemon.session_open`` checks), else a new one. None when
+    the account can no longer sign in (locked, or a password changed since
+    ``password_changed_at``)."""
+    try:
+        session_id = await store.session_open(
+            ctx.db,
+            user_id=user_id,
+            client_id=client_id,
+            ttl=ctx.settings.tokens.session_ttl,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            session_id=browser_session,
+            password_changed_at=password_changed_at,
+        )
+    except InvalidGrantError:
+        return None
+    return await store.session_get(ctx.db, session_id)
+
+
+async def current_session(ctx: Context, session_id: UUID | None) -> Session | None:
+    """The live session a browser's ``SID`` names, or None."""
+    return await store.session_get(ctx.db, session_id) if session_id else None
+
+
+async def end_sessions(ctx: Context, session_ids: Iterable[str], reason: str) -> list[str]:
+    """End each session (and every token family in it); the ids that were valid session ids.
+    Every process refuses their tokens once the revocation notice arrives."""
+    ended = []
+    for sid in session_ids:
+        try:
+            session_id = UUID(sid)
+        except ValueError:
+            continue
+        await store.session_revoke(ctx.db, session_id, reason)
+        ended.append(sid)
+    return ended
