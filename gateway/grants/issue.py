@@ -41,6 +41,9 @@ def client_subject(client_id: str) -> str:
     return f"client:{client_id}"
 
 
+GENERATION_CLAIM = "rgen"
+
+
 @dataclass(frozen=True)
 class TokenResult:
     """A successful token response (RFC 6749 section 5.1) and what the cookies need."""
@@ -213,10 +216,13 @@ def user_tokens(
     requested_scope: tuple[str, ...] | None = None,
     extra: Mapping[str, str] | None = None,
     with_id_token: bool = True,
+    generation: int | None = None,
 ) -> TokenResult:
     """The token response of a user grant: an access token, an ID token when ``openid`` was
     granted (and ``with_id_token``: the token handler's own refreshes have no use for one), and
-    the refresh token the grant stored (if any)."""
+    the refresh token the grant stored (if any). ``generation``: the refresh generation the
+    token handler's refresh minted this access token with (claim ``rgen``), so that seeing it
+    come back in a browser's cookie proves the response arrived."""
     ttl = access_ttl(ctx, client, service=False)
     claims = access_token_claims(
         ctx,
@@ -228,6 +234,8 @@ def user_tokens(
         ttl=ttl,
         username=holder.username,
     )
+    if generation is not None:
+        claims[GENERATION_CLAIM] = generation
     access = _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
     id_token = None
     if "openid" in scope and with_id_token:

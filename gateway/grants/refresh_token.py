@@ -80,6 +80,7 @@ async def refresh(
             refresh_token=successor,
             requested_scope=scope,
             with_id_token=not for_token_handler,
+            generation=rotation.generation if for_token_handler else None,
         )
     return issue.service_tokens(
         ctx,

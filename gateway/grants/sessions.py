@@ -9,10 +9,17 @@ from uuid import UUID
 
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidGrantError
+from gateway.store import grants as grant_store
 from gateway.store import sessions as store
 from gateway.store.sessions import Session
 
-__all__ = ["Session", "current_session", "end_sessions", "open_browser_session"]
+__all__ = [
+    "Session",
+    "current_session",
+    "end_sessions",
+    "mark_delivered",
+    "open_browser_session",
+]
 
 
 async def open_browser_session(
@@ -59,3 +66,10 @@ async def end_sessions(ctx: Context, session_ids: Iterable[str], reason: str) ->
         await store.session_revoke(ctx.db, session_id, reason)
         ended.append(sid)
     return ended
+
+
+async def mark_delivered(ctx: Context, family_id: UUID, generation: int) -> None:
+    """A browser presented the access token of this refresh generation: the response that
+    carried it arrived (``daemon.family_delivered``), so the refresh token before it is no
+    longer a candidate for lost-response recovery."""
+    await grant_store.family_delivered(ctx.db, family_id, generation)

@@ -147,9 +147,7 @@ def present(
     if principal is not None and revocations.is_revoked(principal.claims):
         principal = None
         sealed_refresh = None
-    return Presented(
-        principal, has_cookies, False, others, sealed_refresh, sealed_session, session
-    )
+    return Presented(principal, has_cookies, False, others, sealed_refresh, sealed_session, session)
 
 
 def refresh_cookie(

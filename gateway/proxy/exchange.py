@@ -23,7 +23,7 @@ from gateway.keys import REQUEST_ID
 from gateway.proxy import headers as hop
 from gateway.proxy.client import Timeouts
 from gateway.proxy.credentials import NOTHING, Presented, Principal, VerifiedTokens, split_cookies
-from gateway.proxy.refresh import Refresher
+from gateway.proxy.refresh import Deliveries, Refresher
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.upstreams import Upstreams
 
@@ -83,6 +83,7 @@ class ProxyState:
     cache: VerifiedTokens = field(default_factory=VerifiedTokens)
     configs: PerConfig[ProxyConfig] = field(default_factory=lambda: PerConfig(ProxyConfig))
     refused: RefusedTokens = field(default_factory=RefusedTokens)
+    deliveries: Deliveries = field(default_factory=Deliveries)
 
 
 PROXY = web.AppKey("proxy", ProxyState)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import hdrs, web
 
 from gateway.errors import UpstreamError
+from gateway.http.context import grant_context
 from gateway.http.errors import json_error
 from gateway.http.metrics import METRICS
 from gateway.keys import AUTHORITY, CONFIG
@@ -101,6 +102,8 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
         return unauthorized(config, "the bearer token is not valid", clear=False, error=True)
 
     principal = presented.principal
+    if principal is not None and principal.from_cookie:
+        state.deliveries.note(lambda: grant_context(request), principal.claims)
     if principal is None and presented.can_refresh:
         outcome = await renew(exchange)
         if isinstance(outcome, web.Response):

@@ -11,15 +11,22 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from uuid import UUID
 
+from gateway.errors import StoreError
+from gateway.grants import sessions
 from gateway.grants.context import Context
-from gateway.grants.issue import TokenResult
+from gateway.grants.issue import GENERATION_CLAIM, TokenResult
 from gateway.grants.refresh_token import refresh
 from gateway.http.cookies import RefreshCookie
 from gateway.oauth.errors import InvalidClientError
 
 MAX_REMEMBERED = 10_000
+log = logging.getLogger(__name__)
 
 
 class Refresher:
@@ -51,3 +58,40 @@ class Refresher:
         keep = min(ctx.settings.tokens.refresh_grace, max(result.expires_in - 1, 1))
         self._recent[cookie.token] = (now + keep, result)
         return result
+
+
+class Deliveries:
+    """Tells the database, once per process, when a browser presents the access token a
+    transparent refresh minted (claim ``rgen``): that response arrived, so the refresh token
+    before it can no longer be recovered as lost (sql/functions/060_grants.sql). The write runs
+    beside the request, which never waits for it; a failed one only keeps recovery possible."""
+
+    LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def note(self, context: Callable[[], Context], claims: Mapping[str, Any]) -> None:
+        """``claims`` of a cookie's access token; ``context`` makes the request's context, only
+        when there is something to record (the hot path costs two dictionary lookups)."""
+        generation, family = claims.get(GENERATION_CLAIM), claims.get("gid")
+        if not isinstance(generation, int) or not isinstance(family, str):
+            return
+        key = (family, generation)
+        if key in self._seen:
+            return
+        ctx = context()
+        if len(self._seen) >= self.LIMIT:
+            self._seen.clear()
+        self._seen.add(key)
+        task = asyncio.get_running_loop().create_task(self._mark(ctx, family, generation, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _mark(self, ctx: Context, family: str, generation: int, key: tuple[str, int]) -> None:
+        try:
+            await sessions.mark_delivered(ctx, UUID(family), generation)
+        except (StoreError, ValueError) as exc:
+            self._seen.discard(key)  # try again on the next request that carries it
+            log.debug("could not record a delivered refresh: %s", exc)

@@ -212,6 +212,11 @@ async def refresh_lookup(db: Executor, token_hash: bytes) -> RefreshInfo | None:
     return RefreshInfo(**values)
 
 
+async def family_delivered(db: Executor, family_id: UUID, generation: int) -> None:
+    with sql_errors():
+        await db.execute("SELECT daemon.family_delivered($1, $2)", family_id, generation)
+
+
 async def token_revoke(db: Executor, family_id: UUID, client_id: str, reason: str) -> str:
     with sql_errors():
         return str(

@@ -6,10 +6,12 @@
 --             the successor is kept sealed on the family until successor_until (the grace)
 --   superseded --(presented within the grace)--> status 'grace': the caller unseals and returns
 --             the same successor, so concurrent refreshes converge on one token
---   superseded, unexpired, its successor never used --(after the grace, p_recover)--> status
---             'recovered': the response that carried the successor was lost (a closed tab, an
---             aborted fetch); the unused successor is abandoned and a new one issued, as for
---             'rotated'. Only the token handler asks for it (p_recover): its refresh tokens live
+--   superseded, unexpired, its successor never used nor delivered --(after the grace,
+--             p_recover)--> status 'recovered': the response that carried the successor was lost
+--             (a closed tab, an aborted fetch); the unused successor is abandoned and a new one
+--             issued, as for 'rotated'. Delivered means a browser presented the successor's
+--             access token to a token handler (daemon.family_delivered): then the response was
+--             not lost, and the old token coming back is a replay. Only the token handler asks for it (p_recover): its refresh tokens live
 --             in sealed HttpOnly cookies; a client holding its own refresh token keeps the
 --             strict rule (SECURITY-CHECKLIST items 48, 49).
 --   superseded otherwise, or abandoned --(presented after the grace)--> status 'replay': the
@@ -165,7 +167,7 @@ DROP FUNCTION IF EXISTS daemon.refresh_token(
     bytea, text, bytea, text, text[], integer, integer, boolean);
 CREATE FUNCTION daemon.refresh_token(
     p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
-    p_grace integer, p_refresh_ttl integer, p_recover boolean
+    p_grace integer, p_refresh_ttl integer, p_recover boolean DEFAULT false
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
                  username text, email text, name text)
@@ -220,9 +222,10 @@ BEGIN
             RETURN;
         END IF;
         IF p_recover AND rt.abandoned_at IS NULL AND rt.generation = f.generation - 1
-           AND rt.expires_at > now() THEN
-            -- Its successor is the current token and was never used: the response that carried
-            -- it was lost. Abandon it and rotate from here (below).
+           AND f.delivered_generation < f.generation AND rt.expires_at > now() THEN
+            -- Its successor is the current token, never used and never seen by a token handler
+            -- in a browser's cookie: the response that carried it was lost. Abandon it and
+            -- rotate from here (below).
             UPDATE auth.refresh_token r
             SET abandoned_at = now(), superseded_at = coalesce(r.superseded_at, now())
             WHERE r.family_id = f.id AND r.generation = f.generation;
@@ -363,4 +366,16 @@ $$;
 COMMENT ON FUNCTION daemon.revocations_since(integer) IS
     'Sessions (s) and token families (f) revoked in the last p_seconds: what a token handler must '
     'refuse although their access tokens have not expired. New ones are announced on the '
-    'gateway_revocation channel (payload s:<uuid> or f:<uuid>).'
+    'gateway_revocation channel (payload s:<uuid> or f:<uuid>).';
+
+CREATE OR REPLACE FUNCTION daemon.family_delivered(p_family_id uuid, p_generation integer)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE auth.token_family SET delivered_generation = p_generation
+    WHERE id = p_family_id AND delivered_generation < p_generation AND generation >= p_generation;
+$$;
+COMMENT ON FUNCTION daemon.family_delivered(uuid, integer) IS
+    'A browser presented the access token of this generation to a token handler: the response '
+    'that carried it arrived, so the refresh token before it can no longer be recovered as lost';

@@ -517,12 +517,14 @@ async def raw_http(port: int, request: bytes, *, timeout: float = 5.0) -> tuple[
 
 
 async def family_rows(database_url: str, session_id: str) -> list[asyncpg.Record]:
-    """The refresh tokens of every family of the session: generation, superseded."""
+    """The refresh tokens of every family of the session: generation, superseded, and the
+    family's delivered generation."""
     conn = await asyncpg.connect(database_url)
     try:
         return list(
             await conn.fetch(
-                "SELECT r.family_id, r.generation, r.superseded_at FROM auth.refresh_token r "
+                "SELECT r.family_id, r.generation, r.superseded_at, f.delivered_generation "
+                "FROM auth.refresh_token r "
                 "JOIN auth.token_family f ON f.id = r.family_id "
                 "WHERE f.session_id = $1::uuid ORDER BY r.generation",
                 session_id,
