@@ -60,13 +60,13 @@ async def renew(exchange: Exchange) -> TokenResult | web.Response:
 
 
 async def renew_after_refusal(exchange: Exchange, refused: Principal) -> Principal | web.Response:
-    """Renew the tokens after an upstream refused ``refused``; both tokens are remembered so
-    that neither triggers another renewal."""
+    """Renew the tokens after an upstream refused ``refused``. Once that worked, both tokens are
+    remembered so that neither triggers another renewal; a renewal that failed (the database
+    unavailable) remembers nothing, so the next 401 may try again."""
     state = exchange.state
-    expires = float(refused.claims.get("exp", time.time() + 60))
-    state.refused.add(refused.token, expires)
     outcome = await renew(exchange)
     if isinstance(outcome, web.Response):
         return outcome
+    state.refused.add(refused.token, float(refused.claims.get("exp", time.time() + 60)))
     state.refused.add(outcome.access_token, time.time() + outcome.expires_in)
     return Principal(outcome.access_token, dict(outcome.access_claims), True)

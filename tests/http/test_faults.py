@@ -22,7 +22,17 @@ from gateway.grants.readiness import FEED_GRACE
 from gateway.store.revocations import APPLICATION_NAME
 from tests.faults import PrivatePostgres, private_postgres
 from tests.http.conftest import C, hidden_flow
-from tests.http.proxy_support import APP, RT, SID, Gateway, poll, running_gateway, send
+from tests.http.proxy_support import (
+    APP,
+    AT,
+    RT,
+    SID,
+    Gateway,
+    poll,
+    renewed,
+    running_gateway,
+    send,
+)
 from tests.support import USERS
 
 
@@ -244,3 +254,22 @@ async def test_a_login_page_post_gets_a_page_while_the_database_hangs(
         assert took < BOUND, took
     finally:
         stalling_postgres.resume()
+
+
+async def test_a_failed_renewal_after_an_upstream_401_may_be_tried_again(
+    stalling_gw: Gateway, stalling_postgres: PrivatePostgres
+) -> None:
+    """The upstream refuses a token while the database hangs: the renewal fails (503) and the
+    token is not marked as renewed, so once the database is back the next 401 renews it."""
+    gw = stalling_gw
+    signed = await gw.sign_in()
+    cookies = signed.cookie_header()
+    stalling_postgres.stall()
+    try:
+        failed = await send(gw, "/api/orders/always401", cookies=cookies)
+        assert failed.status == 503, failed.text
+    finally:
+        stalling_postgres.resume()
+    again = await send(gw, "/api/orders/always401", cookies=cookies)
+    assert again.status == 401, again.text
+    assert {AT, RT} <= set(renewed(again.set_cookies))
