@@ -57,10 +57,11 @@ class GatewayRequestHandler(RequestHandler):
         self._limits = manager
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._last_body: Any = None  # the body stream of the last request head parsed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         limits = self._limits
-        if len(limits.connections) >= limits.max_connections:
+        if limits.open_connections() >= limits.max_connections:
             self._refused = True
             limits.refuse()
             write = getattr(transport, "write", None)
@@ -80,12 +81,25 @@ class GatewayRequestHandler(RequestHandler):
         if self._refused:
             return
         count = self._request_count
+        between = self._between_requests()  # judged before these bytes complete any body
         super().data_received(data)
         if self._request_count != count:
             self._stop_head_timer()  # a head is complete
-        elif data and self._head_timer is None and not self._request_in_progress:
+            if self._messages:
+                self._last_body = self._messages[-1][1]
+        elif data and self._head_timer is None and between:
             # The first bytes of a head that is not complete yet.
             self._head_timer = self._loop.call_later(self._limits.head_timeout, self._head_late)
+
+    def _between_requests(self) -> bool:
+        """No request is being handled or waiting, and the last one's body has all arrived:
+        new bytes can only be the next head (body bytes never start the head timer)."""
+        body = self._last_body
+        return (
+            not self._request_in_progress
+            and not self._messages
+            and (body is None or body.is_eof())
+        )
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -111,6 +125,9 @@ class GatewayServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def open_connections(self) -> int:
+        return len(self._connections)  # ``connections`` copies the list: not on every accept
 
     def refuse(self) -> None:
         self.refused += 1

@@ -182,3 +182,21 @@ def test_the_file_limit_is_raised_and_bounds_the_cap() -> None:
         assert raised == hard
     assert connection_cap(10_000, 1024) == (1024 - 256) // 2
     assert connection_cap(10_000, 1_048_576) == 10_000
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1])
+async def test_body_bytes_never_start_the_head_timer(gw: Gateway, delay: float) -> None:
+    """A request whose body arrives after its head (at once, or 0.1 s later, after the handler
+    has answered without reading it) gets its answer and then only the idle timeout's silent
+    close: never a stray 408 that a reused connection would read as its next answer."""
+    reader, writer = await connect(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(delay)
+    writer.write(b"abcde")
+    await writer.drain()
+    data, took = await until_closed(reader, limit=10)
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert took >= IDLE_TIMEOUT * 0.8, took
+    writer.close()
