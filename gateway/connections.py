@@ -96,9 +96,7 @@ class GatewayRequestHandler(RequestHandler):
         new bytes can only be the next head (body bytes never start the head timer)."""
         body = self._last_body
         return (
-            not self._request_in_progress
-            and not self._messages
-            and (body is None or body.is_eof())
+            not self._request_in_progress and not self._messages and (body is None or body.is_eof())
         )
 
     def _stop_head_timer(self) -> None:

@@ -86,6 +86,8 @@ def runner_options(settings: GatewaySettings, *, access_log: bool = True) -> dic
     limits = settings.limits
     return {
         "keepalive_timeout": limits.idle_timeout,
+        # Unread body after an answer (a 408, a 413) is drained this long, not aiohttp's 10 s.
+        "lingering_time": min(2.0, limits.body_timeout),
         "head_timeout": limits.head_timeout,
         "max_connections": connection_cap(limits.max_connections, file_limit()),
         "shutdown_timeout": SHUTDOWN_TIMEOUT,

@@ -296,6 +296,8 @@ class Limits(Strict):
     # of its first byte, an idle connection closes after idle_timeout, and a process holds at
     # most max_connections (also bounded by its open-file limit).
     head_timeout: float = Field(15.0, gt=0, le=30)
+    # A request body may pause, and a response wait for its reader, this long at a time.
+    body_timeout: float = Field(30.0, gt=0, le=3600)
     idle_timeout: float = Field(60.0, gt=0, le=3600)
     max_connections: int = Field(10_000, ge=16)
 

@@ -20,7 +20,7 @@ from aiohttp import ClientConnectionResetError, hdrs, web
 from gateway.errors import InvalidInputError, StoreError, UpstreamError
 from gateway.http import pages
 from gateway.http.cors import add_cors_headers, preflight
-from gateway.keys import REQUEST_ID
+from gateway.keys import CONFIG, REQUEST_ID
 from gateway.logs import request_id_var
 from gateway.oauth import errors as oauth
 
@@ -36,6 +36,17 @@ RETRY_AFTER = 5
 def _wants_page(request: web.BaseRequest) -> bool:
     """A browser navigation (a page or a form post) rather than an API call."""
     return "text/html" in request.headers.get(hdrs.ACCEPT, "")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, which must arrive within ``limits.body_timeout`` (408 otherwise: a
+    client trickling a body would hold its connection and a slot of the cap for ever)."""
+    limit = request.config_dict[CONFIG].current.gateway.limits.body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason="the request body did not arrive in time") from None
 
 
 def json_error(
@@ -125,6 +136,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = render_oauth_error(err)
     except UpstreamError as err:
         response = json_error(err.status, err.error, err.description)
+        if err.status == 408:
+            response.force_close()
     except InvalidInputError:
         response = json_error(400, "invalid_request", "a value in the request cannot be used")
     except (ConnectionResetError, ClientConnectionResetError):
@@ -150,6 +163,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         headers = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
         response = json_error(exc.status, http_error_code(exc.status), exc.reason or "", headers)
+        if exc.status == 408:
+            response.force_close()  # the rest of a late body must not be read as a request
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # RFC 9110 section 9.2.2: sending these twice has the effect of sending them once.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REPLAYABLE_BODY = 1048576
+MIN_BODY_RATE = 1024  # bytes per second a proxied body must average, after body_timeout
 SMALL_BODY = 65536
 TIMEOUT = "the upstream did not answer in time"
 UNAVAILABLE = "the upstream is unavailable"
@@ -118,9 +119,24 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
     return await _forward(exchange, target, principal)
 
 
-async def _body_stream(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+async def _body_stream(request: web.Request, limit: int, pause: float) -> AsyncIterator[bytes]:
+    """The client's body, at most ``limit`` bytes (413), arriving at ``MIN_BODY_RATE`` on
+    average after an allowance of ``pause`` seconds (408 otherwise: a client trickling its body
+    would hold a connection here and one upstream for as long as it liked)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     sent = 0
-    async for chunk in request.content.iter_chunked(65536):
+    while True:
+        deadline = started + pause + sent / MIN_BODY_RATE
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise UpstreamError(
+                408, "request_timeout", "the request body did not arrive in time"
+            ) from None
+        if not chunk:
+            return
         sent += len(chunk)
         if sent > limit:
             raise UpstreamError(413, "request_too_large", "the request body is too large")
@@ -150,15 +166,16 @@ async def _forward(
         and request.method in IDEMPOTENT_METHODS
         and (not has_body or (length is not None and length <= REPLAYABLE_BODY))
     )
+    pause = exchange.config.gateway.limits.body_timeout
     body: bytes | None = None
     if may_retry and has_body:
-        body = b"".join([chunk async for chunk in _body_stream(request, route.max_body)])
+        body = b"".join([chunk async for chunk in _body_stream(request, route.max_body, pause)])
     timeouts = exchange.settings.timeouts[route.prefix]
     while True:
         headers = upstream_headers(exchange, principal)
         data: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body:
-            data = _body_stream(request, route.max_body)
+            data = _body_stream(request, route.max_body, pause)
         try:
             upstream = await pool.request(
                 request.method,
@@ -185,13 +202,13 @@ async def _forward(
                 principal = outcome
                 continue
         try:
-            return await _respond(request, upstream, cookie_setter(exchange))
+            return await _respond(request, upstream, cookie_setter(exchange), pause)
         finally:
             upstream.release()
 
 
 async def _respond(
-    request: web.Request, upstream: UpstreamResponse, set_cookies: CookieSetter
+    request: web.Request, upstream: UpstreamResponse, set_cookies: CookieSetter, pause: float
 ) -> web.StreamResponse:
     headers = hop.outbound(upstream.headers)
     length_text = upstream.headers.get(hdrs.CONTENT_LENGTH)
@@ -217,9 +234,13 @@ async def _respond(
     if not no_body:
         try:
             async for chunk in upstream.iter_chunks():
-                await response.write(chunk)
+                async with asyncio.timeout(pause):  # a client that stops reading is let go
+                    await response.write(chunk)
         except (UpstreamTimeout, UpstreamBroken, ConnectionError):
             log.warning("upstream response to %s %s was cut short", request.method, request.path)
+            raise asyncio.CancelledError from None
+        except TimeoutError:
+            log.info("client stopped reading %s %s", request.method, request.path)
             raise asyncio.CancelledError from None
     await response.write_eof()
     return response

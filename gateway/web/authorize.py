@@ -27,6 +27,7 @@ from gateway.grants.sessions import Session
 from gateway.http import pages
 from gateway.http.context import grant_context
 from gateway.http.cookies import read_session, set_session_cookie
+from gateway.http.errors import read_body
 from gateway.oauth.errors import (
     AccessDeniedError,
     InvalidGrantError,
@@ -65,7 +66,7 @@ async def authorize_get(request: web.Request) -> web.StreamResponse:
 @routes.post("/oauth2/auth")
 async def authorize_post(request: web.Request) -> web.StreamResponse:
     try:
-        pairs = list(parse_form_pairs(await request.read()))
+        pairs = list(parse_form_pairs(await read_body(request)))
     except InvalidRequestError as exc:
         return pages.error_page(request, exc.error, exc.description)
     return await _authorize(request, pairs)
@@ -270,7 +271,7 @@ class Posted:
 async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
     """The checked form, or the answer to give instead (expired, error page, error redirect)."""
     ctx = grant_context(request)
-    form = parse_form(await request.read())
+    form = parse_form(await read_body(request))
     try:
         fields = AUTHORIZE_FORM.open(request, ctx, form.get("flow"))
         params = flow_params(fields)

@@ -22,6 +22,7 @@ from gateway.http import pages
 from gateway.http.context import grant_context
 from gateway.http.cookies import clear_session_cookies, read_refresh, read_session
 from gateway.http.cors import POLICY
+from gateway.http.errors import read_body
 from gateway.keys import REVOCATIONS
 from gateway.oauth.errors import InvalidRequestError
 from gateway.oauth.params import Params, parse_body, parse_query
@@ -82,7 +83,7 @@ def _restart_url(fields: Mapping[str, Any]) -> str:
 @routes.post(LOGOUT_PATH)
 async def logout_post(request: web.Request) -> web.StreamResponse:
     ctx = grant_context(request)
-    body = await request.read()
+    body = await read_body(request)
     params = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), body) if body else Params([])
     from_page = "flow" in params or request.content_type == FORM_TYPE
     if "flow" in params:

@@ -7,7 +7,7 @@ from aiohttp import hdrs, web
 from gateway.grants.token import token_request
 from gateway.http.context import grant_context
 from gateway.http.cookies import set_token_cookies
-from gateway.http.errors import NO_STORE
+from gateway.http.errors import NO_STORE, read_body
 from gateway.oauth.errors import InvalidRequestError
 from gateway.oauth.params import parse_body
 
@@ -22,7 +22,7 @@ async def token(request: web.Request) -> web.Response:
     if request.query_string:
         raise InvalidRequestError("parameters must be sent in the request body, not the URL")
     params = parse_body(
-        request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read(), lenient=OPAQUE
+        request.headers.get(hdrs.CONTENT_TYPE, ""), await read_body(request), lenient=OPAQUE
     )
     ctx = grant_context(request)
     client, result = await token_request(

@@ -11,7 +11,7 @@ from gateway.grants import tokens
 from gateway.grants.clients import authenticate_client
 from gateway.grants.context import Context
 from gateway.http.context import grant_context
-from gateway.http.errors import NO_STORE
+from gateway.http.errors import NO_STORE, read_body
 from gateway.oauth.errors import (
     BearerRequestError,
     InvalidRequestError,
@@ -47,7 +47,7 @@ async def _bearer(request: web.Request) -> str:
     if "access_token" in request.query:
         found.append(request.query["access_token"])
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-        body = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read())
+        body = parse_body(request.headers.get(hdrs.CONTENT_TYPE, ""), await read_body(request))
         if "access_token" in body:
             found.append(body["access_token"])
     if len(found) > 1:
@@ -65,7 +65,7 @@ async def _client_request(request: web.Request) -> tuple[Context, Any, Params]:
     if request.query_string:
         raise InvalidRequestError("parameters must be sent in the request body, not the URL")
     params = parse_body(
-        request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read(), long_values=TOKEN
+        request.headers.get(hdrs.CONTENT_TYPE, ""), await read_body(request), long_values=TOKEN
     )
     ctx = grant_context(request)
     client = await authenticate_client(

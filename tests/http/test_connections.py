@@ -18,9 +18,11 @@ from tests.http.proxy_support import Gateway, running_gateway
 HEAD_TIMEOUT = 0.6
 IDLE_TIMEOUT = 1.5
 CAP = 16
+BODY_TIMEOUT = 1.0
 LIMITS = {
     "head_timeout": HEAD_TIMEOUT,
     "idle_timeout": IDLE_TIMEOUT,
+    "body_timeout": BODY_TIMEOUT,
     "max_connections": CAP,
     "login_failures_per_account": 100,
     "login_failures_per_ip": 10000,
@@ -31,7 +33,7 @@ HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
+async def gw(tmp_path: Path, database_url: str, users: dict[str, str]) -> AsyncIterator[Gateway]:
     async with running_gateway(tmp_path / "conf", database_url, limits=LIMITS) as gateway:
         yield gateway
 
@@ -199,4 +201,71 @@ async def test_body_bytes_never_start_the_head_timer(gw: Gateway, delay: float) 
     assert data.count(b"HTTP/1.1 ") == 1, data
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert took >= IDLE_TIMEOUT * 0.8, took
+    writer.close()
+
+
+async def trickle(
+    writer: asyncio.StreamWriter, reader: asyncio.StreamReader
+) -> tuple[bytes, float]:
+    """Send a byte every 0.3 s (for at most 10 s) until the server answers and closes."""
+    started = time.monotonic()
+    for _ in range(33):
+        try:
+            writer.write(b"a")
+            await writer.drain()
+        except ConnectionError:
+            break
+        try:
+            first = await asyncio.wait_for(reader.read(4096), timeout=0.3)
+        except TimeoutError:
+            continue
+        rest, _ = await until_closed(reader, limit=5)
+        return first + rest, time.monotonic() - started
+    return b"", time.monotonic() - started
+
+
+async def test_a_trickled_body_gets_408_on_the_gateways_own_endpoints(gw: Gateway) -> None:
+    """A body that pauses longer than ``limits.body_timeout`` at the token endpoint: 408 and the
+    connection closed, however busy the client looks overall."""
+    reader, writer = await connect(gw)
+    writer.write(
+        b"POST /oauth2/token HTTP/1.1\r\nHost: gw\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+    )
+    answer, took = await trickle(writer, reader)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer[:100]
+    assert took < BODY_TIMEOUT + 4, took
+    writer.close()
+
+
+async def test_a_trickled_body_gets_408_on_a_proxied_route(gw: Gateway) -> None:
+    """The same on a proxied route, where the body streams to the upstream: 408, closed."""
+    signed = await gw.sign_in()
+    reader, writer = await connect(gw)
+    writer.write(
+        b"POST /api/orders/1 HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example.test\r\n"
+        b"Cookie: " + signed.cookie_header().encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    answer, took = await trickle(writer, reader)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer[:100]
+    assert took < BODY_TIMEOUT + 4, took
+    writer.close()
+
+
+async def test_a_client_that_stops_reading_is_let_go(gw: Gateway) -> None:
+    """A client that asks for a large download and stops reading: once a write has waited
+    ``limits.body_timeout`` the gateway closes the connection (the rest is never sent)."""
+    signed = await gw.sign_in()
+    reader, writer = await connect(gw)
+    writer.write(
+        b"GET /api/orders/download?n=67108864 HTTP/1.1\r\nHost: gw\r\n"
+        b"Origin: https://app.example.test\r\nCookie: "
+        + signed.cookie_header().encode()
+        + b"\r\n\r\n"
+    )
+    await writer.drain()
+    await asyncio.sleep(BODY_TIMEOUT + 1.5)  # not reading: real time is the thing tested
+    received = await until_closed(reader, limit=20)
+    assert len(received[0]) < 64 * 1048576
     writer.close()
