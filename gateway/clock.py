@@ -22,3 +22,11 @@ class Clock:
     def advance(self, seconds: float) -> None:
         """Move this application's time forward (tests)."""
         self._offset += seconds
+
+
+class Budget:
+    """Seconds one request may still spend waiting for the database, across all its
+    statements (time spent elsewhere, hashing a password, say, does not count)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.clock import Clock
+from gateway.clock import Budget, Clock
 from gateway.config.loader import Config
 from gateway.config.model import GatewaySettings
 from gateway.passwords import Passwords
@@ -88,6 +88,9 @@ class Context:
     ip: str | None = None
     user_agent: str | None = None
     now: int = field(default_factory=lambda: int(time.time()))
+    # What this request may still spend waiting for the database (None: each statement gets
+    # database.request_timeout of its own).
+    budget: Budget | None = None
 
     @property
     def settings(self) -> GatewaySettings:
@@ -108,7 +111,8 @@ class Context:
 
     @property
     def db(self) -> BoundedPool:
-        return self.authority.pool
+        pool = self.authority.pool
+        return pool.within(self.budget) if self.budget is not None else pool
 
     def verifier(self) -> Verifier:
         return self.authority.verifier(self.config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from gateway.clock import Budget
 from gateway.grants.context import Context
 from gateway.http.forwarded import client_address
 from gateway.keys import AUTHORITY, CONFIG
@@ -18,4 +19,5 @@ def grant_context(request: web.Request) -> Context:
         ip=client_address(request, config.gateway),
         user_agent=request.headers.get(hdrs.USER_AGENT),
         now=authority.clock.now(),
+        budget=Budget(config.gateway.database.request_timeout),
     )

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from gateway.clock import Budget
 from gateway.config.model import Database
 from gateway.errors import StoreError
 from gateway.store.embedded import EmbeddedPostgres, start_embedded
@@ -23,44 +24,69 @@ Connection = asyncpg.Connection
 
 
 class BoundedPool:
-    """The pool requests use: every statement answers within ``deadline`` seconds, however the
-    database misbehaves, or raises ``StoreError`` (503 with ``Retry-After``, the session kept).
+    """The pool requests use: the database work of one request answers within ``budget``
+    seconds in all, however the database misbehaves, or raises ``StoreError`` (503 with
+    ``Retry-After``, the session kept).
 
     asyncpg bounds a statement (``command_timeout``) but not what follows a timeout on a server
     that does not answer: the cancel request and the connection reset wait for the same frozen
-    server, and a request waited 13 to 20 s in all. So the statement runs as a task of its own;
-    the request waits for it at most ``deadline``, and a late task finishes in the background
-    (connection acquired with the same bound, statement within ``command_timeout``), holding at
-    most one pool connection each.
+    server, and a request waited 13 to 20 s in all. So each statement runs as a task of its own,
+    and the request waits for it at most what is left of its ``Budget`` (``within(budget)``: one
+    budget for every statement of a request, so a slow database cannot take N times it). A
+    statement whose connection comes only after that is never sent, and one that is sent gets
+    the rest as its own timeout (asyncpg then cancels it on the server); a late task finishes in
+    the background, holding at most one pool connection.
     """
 
-    def __init__(self, pool: Pool, deadline: float) -> None:
+    def __init__(self, pool: Pool, seconds: float, budget: Budget | None = None) -> None:
         self.pool = pool
-        self.deadline = deadline
+        self.seconds = seconds
+        self.budget = budget  # None: ``seconds`` for each statement on its own
+
+    def within(self, budget: Budget) -> BoundedPool:
+        """This pool, every statement drawing on one request's ``budget``."""
+        return BoundedPool(self.pool, self.seconds, budget)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._run(lambda con: con.fetch(query, *args))
+        return await self._run(lambda con, left: con.fetch(query, *args, timeout=left))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._run(lambda con: con.fetchrow(query, *args))
+        return await self._run(lambda con, left: con.fetchrow(query, *args, timeout=left))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._run(lambda con: con.fetchval(query, *args))
+        return await self._run(lambda con, left: con.fetchval(query, *args, timeout=left))
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await self._run(lambda con: con.execute(query, *args))
+        return await self._run(lambda con, left: con.execute(query, *args, timeout=left))
 
-    async def _run(self, statement: Callable[[Any], Awaitable[T]]) -> T:
-        task = asyncio.ensure_future(self._on_connection(statement))
+    async def _run(self, statement: Callable[[Any, float], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        allowed = self.budget.left if self.budget is not None else self.seconds
+        if allowed <= 0:
+            raise self._late()
+        started = loop.time()
+        task = asyncio.ensure_future(self._on_connection(statement, started + allowed))
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.deadline)
+            return await asyncio.wait_for(asyncio.shield(task), allowed)
         except TimeoutError:
             task.add_done_callback(_forget)
-            raise StoreError(f"the database did not answer within {self.deadline:g} s") from None
+            raise self._late() from None
+        finally:
+            if self.budget is not None:
+                self.budget.left -= loop.time() - started
 
-    async def _on_connection(self, statement: Callable[[Any], Awaitable[T]]) -> T:
-        async with self.pool.acquire(timeout=self.deadline) as con:
-            return await statement(con)
+    async def _on_connection(
+        self, statement: Callable[[Any, float], Awaitable[T]], deadline: float
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        async with self.pool.acquire(timeout=max(deadline - loop.time(), 0.001)) as con:
+            left = deadline - loop.time()
+            if left <= 0:  # the request has answered already: never send it
+                raise self._late()
+            return await statement(con, left)
+
+    def _late(self) -> StoreError:
+        return StoreError(f"the database did not answer within {self.seconds:g} s")
 
 
 def _forget(task: asyncio.Future[Any]) -> None:

@@ -273,3 +273,34 @@ async def test_a_failed_renewal_after_an_upstream_401_may_be_tried_again(
     again = await send(gw, "/api/orders/always401", cookies=cookies)
     assert again.status == 401, again.text
     assert {AT, RT} <= set(renewed(again.set_cookies))
+
+
+async def test_a_slow_database_gets_one_budget_and_no_late_commit(
+    tmp_path: Path, database_url: str, users: dict[str, str]
+) -> None:
+    """A database that is slow (a row lock held elsewhere), not frozen: the sign-in answers 503
+    within the request's budget, and its statement is cancelled on the server, so nothing it
+    would have written (the throttle's count of the attempt) lands after the client was told
+    503."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with running_gateway(tmp_path / "conf", database_url, database=DATABASE) as gw:
+            await holder.execute(
+                "INSERT INTO auth.throttle (key, failures) VALUES ('acct:alice', 0) "
+                "ON CONFLICT (key) DO UPDATE SET failures = 0"
+            )
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT 1 FROM auth.throttle WHERE key = 'acct:alice' FOR UPDATE")
+            answer, took = await timed(gw.sign_in(expect=None))
+            assert answer.status == 503, answer.text
+            assert took < BOUND, took
+            await transaction.rollback()
+            await asyncio.sleep(0.2)  # a statement left running would commit now
+            failures = await holder.fetchval(
+                "SELECT failures FROM auth.throttle WHERE key = 'acct:alice'"
+            )
+            assert failures == 0
+            assert (await gw.sign_in(expect=None)).status == 200
+    finally:
+        await holder.close()
