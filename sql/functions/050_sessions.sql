@@ -19,7 +19,9 @@ COMMENT ON FUNCTION daemon.user_lookup(text) IS
     'The account a login name (user name, or email) refers to; the password is checked by the caller, '
     'who passes password_changed_at on to daemon.login / daemon.session_open';
 
+-- Its signature changed; the files are applied again at every change, so drop what exists.
 DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea);
+DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz);
 CREATE FUNCTION daemon.login(
     p_user_id uuid, p_client_id text, p_kind text, p_scope text[], p_origin text,
     p_refresh_hash bytea, p_session_ttl integer, p_refresh_ttl integer,
@@ -88,6 +90,7 @@ COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer,
 
 DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[]);
 DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[], uuid);
+DROP FUNCTION IF EXISTS daemon.session_open(uuid, text, integer, inet, text, text[], uuid, timestamptz);
 CREATE FUNCTION daemon.session_open(
     p_user_id uuid, p_client_id text, p_ttl integer, p_ip inet, p_user_agent text,
     p_clear text[] DEFAULT '{}', p_session_id uuid DEFAULT NULL,

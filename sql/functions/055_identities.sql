@@ -30,6 +30,7 @@ COMMENT ON FUNCTION daemon.identity_login(text, text) IS
     'is linked to nobody yet; OA006 (access_denied) when that user is locked.';
 
 DROP FUNCTION IF EXISTS daemon.identity_link(text, text, text, uuid, text);
+DROP FUNCTION IF EXISTS daemon.identity_link(text, text, text, uuid, text, timestamptz);
 CREATE FUNCTION daemon.identity_link(
     p_provider text, p_issuer text, p_subject text, p_user_id uuid, p_email text,
     p_password_changed_at timestamptz

@@ -78,6 +78,25 @@ async def test_second_migrate_changes_nothing(empty_database_url: str) -> None:
         await conn.close()
 
 
+async def test_functions_apply_again_over_themselves(empty_database_url: str) -> None:
+    """Every deploy that changes a function file applies all of them again over the ones in
+    place: each file must work on top of itself (a function whose signature changed must drop
+    its current signature too, not only the old one)."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn)
+        await conn.execute(
+            "UPDATE gateway_meta.state SET value = 'an older release' "
+            "WHERE key = 'functions_checksum'"
+        )
+        again = await migrate(conn)
+        assert again.changed
+        assert "functions updated" in again.summary()
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'login'") == 1
+    finally:
+        await conn.close()
+
+
 async def test_concurrent_migrations_apply_each_version_once(empty_database_url: str) -> None:
     conns = [await asyncpg.connect(empty_database_url) for _ in range(4)]
     try:
