@@ -15,9 +15,10 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import http_exceptions
+from aiohttp import ClientConnectionResetError, http_exceptions
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.keys import REQUEST_ID
 
@@ -159,6 +160,12 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionResetError | ClientConnectionResetError):
+            return False  # the client left: nothing went wrong here
+        if isinstance(exc, RequestPayloadError) and isinstance(
+            exc.__cause__ or exc.__context__, http_exceptions.HttpProcessingError
+        ):
+            exc = exc.__cause__ or exc.__context__  # a body the parser refused, found late
         if not isinstance(exc, http_exceptions.HttpProcessingError):
             # The logger passes DEBUG (aiohttp logs a bad method that way); others keep the
             # level the application logs at.
@@ -168,7 +175,7 @@ class MalformedRequests(logging.Filter):
         if now - self._last < self.interval:
             return False
         self._last = now
-        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = "malformed request from %s refused: %s (%d so far)"
         record.args = (peer, malformed_reason(exc), self.count)

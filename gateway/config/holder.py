@@ -80,6 +80,15 @@ class ConfigHolder:
         restart = _restart_needed(self._current, config)
         if restart:
             log.warning("configuration keys that need a restart changed: %s", ", ".join(restart))
+        if "listen" in restart:
+            # Until the restart the process listens where it did, and what derives from that
+            # (an unset issuer, routes to the gateway itself) must not move elsewhere.
+            running = self._current.gateway.listen
+            pinned = {"listen": {"host": running.host, "port": running.port}}
+            try:
+                config = load_config(self._current.path, overrides={**config.overrides, **pinned})
+            except ConfigError:  # pragma: no cover - the same files just loaded
+                return False
         self.replace(config)
         log.info("configuration reloaded (generation %d)", self.generation)
         return True

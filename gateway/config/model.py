@@ -372,10 +372,13 @@ class GatewaySettings(Strict):
         listen = info.data.get("listen")
         for route in value:
             if route.upstream.startswith("/"):
-                if any(path_under_prefix(route.upstream + "/", r.prefix) for r in value):
+                # Where a request to the prefix lands on this gateway: under a proxied prefix
+                # (this route's own included), it would come back here for ever.
+                base = route.upstream.rstrip("/") + ("/" if route.strip_prefix else route.prefix)
+                if route.upstream == "/" or any(path_under_prefix(base, r.prefix) for r in value):
                     raise ValueError(
-                        f"the upstream {route.upstream} of {route.prefix} lies under a proxied "
-                        "prefix: requests would loop"
+                        f"the upstream {route.upstream} of {route.prefix} leads back under a "
+                        "proxied prefix: requests would loop"
                     )
                 if not isinstance(listen, Listen) or listen.port == 0:
                     raise ValueError(

@@ -1,10 +1,11 @@
 """The origin allowlist as ops see it: which origins are allowed, by whom, and safe edits.
 
-Edits change one app's ``javascript_origins`` in its provider file, in its text: formatting and
-``"//"`` comments stay as they were, and an ``add`` then a ``remove`` leave the file byte for byte
-as before. The new file is written beside the old one and renamed over it (atomic), then the whole
-configuration is loaded again and the old file restored if anything is wrong, so a running
-gateway only ever sees a valid file.
+Edits change one app's ``javascript_origins`` in its provider file, in its text: formatting,
+line endings and ``"//"`` comments stay as they were, and an ``add`` then a ``remove`` of a list
+that had entries leave the file byte for byte as before (an empty list comes back as ``[]``; a
+list the add created stays, empty). The new file is written beside the old one and renamed over
+it (atomic), then the whole configuration is loaded again and the old file restored if anything
+is wrong, so a running gateway only ever sees a valid file.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def edit(config: Config, client_id: str, origin: str, *, add: bool) -> str:
         except ValueError as exc:
             raise OriginError(f"{origin} cannot be allowed: {exc}") from None
     path = Path(client.source)
-    original = path.read_text(encoding="utf-8")
+    with path.open(encoding="utf-8", newline="") as handle:  # CRLF files stay CRLF
+        original = handle.read()
     try:
         app = jsontext.parse(original).member(client.app)
     except jsontext.JsonTextError as exc:
@@ -105,7 +107,11 @@ def edit(config: Config, client_id: str, origin: str, *, add: bool) -> str:
     else:
         if listed is None or origin not in values:
             raise OriginError(f"{origin} is not listed for client {client_id} ({path})")
-        edited = jsontext.remove_item(original, listed, values.index(origin))
+        edited = original
+        for index in reversed([i for i, value in enumerate(values) if value == origin]):
+            # Every copy, last first: listed twice, an origin would otherwise still be allowed
+            # after "removed". The text is parsed again after each cut.
+            edited = jsontext.remove_item(edited, _origins_of(edited, client.app), index)
     _write_atomically(path, edited)
     try:
         load_config(config.path, overrides=config.overrides)
@@ -120,10 +126,17 @@ def edit(config: Config, client_id: str, origin: str, *, add: bool) -> str:
     )
 
 
+def _origins_of(text: str, app: str) -> jsontext.Node:
+    node = jsontext.parse(text).member(app)
+    listed = node.member("javascript_origins") if node is not None else None
+    assert listed is not None
+    return listed
+
+
 def _write_atomically(path: Path, text: str) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientConnectionResetError, hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import InvalidInputError, StoreError, UpstreamError
 from gateway.http import pages
@@ -140,10 +141,15 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             response.force_close()
     except InvalidInputError:
         response = json_error(400, "invalid_request", "a value in the request cannot be used")
+    except RequestPayloadError:
+        # A body the parser cannot read (bad compression, a broken chunk): the client's fault.
+        response = json_error(400, "invalid_request", "the request body cannot be read")
+        response.force_close()
     except (ConnectionResetError, ClientConnectionResetError):
-        # The client went away mid-request: nobody is left to answer.
+        # The client went away mid-request: nobody is left to answer. Ending the handler as
+        # cancelled is how aiohttp expects it (a debug line, no traceback).
         log.info("client disconnected during %s %s", request.method, request.path)
-        raise
+        raise asyncio.CancelledError from None
     except StoreError as exc:
         log.warning(
             "database unavailable while serving %s %s: %s", request.method, request.path, exc

@@ -39,8 +39,9 @@ class InvalidRequestError(OAuthError):
 
 class InvalidClientError(OAuthError):
     """401. ``challenge``: answer with ``WWW-Authenticate: Basic`` (section 5.2), which is right
-    when the client tried the ``Authorization`` header or authenticated in no way at all, and
-    wrong after credentials in the body: strict clients report the challenge, not the error."""
+    when the client tried the ``Authorization`` header or did not even name itself, and wrong
+    once it named itself in the body (with a secret or, as a public client, without one):
+    strict clients report the challenge, not the error."""
 
     error = "invalid_client"
     status = 401

@@ -123,12 +123,14 @@ class FormKind:
 def is_own_origin(request: web.BaseRequest, ctx: Context) -> bool:
     """Whether a form POST may come from where its ``Origin`` says: absent (older browsers),
     ``null`` (a page that hides its referrer; the sealed nonce is the defence), the issuer's
-    origin, or the origin the browser addressed (the gateway reached under another name)."""
+    origin, or the origin the browser addressed with the issuer's scheme (the gateway reached
+    under another name, such as 127.0.0.1 for localhost)."""
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None or origin == "null" or origin == ctx.own_origin:
         return True
     host = request.headers.get(hdrs.HOST)
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+    scheme = urlsplit(ctx.own_origin).scheme
+    return host is not None and origin.lower() == f"{scheme}://{host}".lower()
 
 
 def refusal_page(

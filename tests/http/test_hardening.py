@@ -320,3 +320,34 @@ def test_malformed_reasons_quote_nothing_sent(name: str) -> None:
             "length and chunked": "transfer-encoding can't be present with content-length",
         }[name]
     )
+
+
+async def test_unreadable_bodies_and_vanishing_clients_log_no_error(
+    gw: Gateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a body the parser cannot decode (``Content-Encoding: gzip`` on plain bytes) gave
+    a 500 and two ERROR tracebacks, and a client that left mid-body one more. Now: 400
+    invalid_request and the one WARNING line of a malformed request for the first, nothing
+    above INFO for the second."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(logging.getLogger(PROTOCOL_LOGGER), "filters", [MalformedRequests()])
+    answer = await raw_exchange(
+        gw.port,
+        b"POST /oauth2/logout HTTP/1.1\r\nHost: gw\r\nContent-Encoding: gzip\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\n\r\nabcde",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+    assert b'"error": "invalid_request"' in answer
+    _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"POST /oauth2/login HTTP/1.1\r\nHost: gw\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 50\r\n\r\nabc"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    await asyncio.sleep(0.2)  # the server notices the close
+    above_info = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno > logging.INFO]
+    assert above_info == [
+        ("WARNING", "malformed request from a client refused: a malformed body (1 so far)")
+    ], above_info

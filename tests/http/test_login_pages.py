@@ -507,3 +507,29 @@ async def test_relying_party_logout_form_post_asks_for_confirmation(as_client: C
     )
     assert done.status == 303
     assert done.headers["Location"] == "https://rp.example.test/bye"
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        ("https://as.example.test", True),  # the issuer's origin
+        ("https://{host}", True),  # the gateway under the name the browser used
+        ("http://{host}", False),  # the same name over another scheme
+        ("https://evil.example", False),
+    ],
+)
+async def test_which_origins_may_post_a_form(
+    as_client: Client, origin: str, accepted: bool
+) -> None:
+    """Review: the alias check compared host names only, so a page over http could post the
+    https gateway's form; it now needs the issuer's scheme too."""
+    _, soup = await open_login(as_client, authz_params("conf"))
+    form = login_form(soup)
+    host = f"{as_client.host}:{as_client.port}"
+    response = await as_client.post(
+        "/oauth2/login",
+        data={**hidden_fields(form), "username": "alice", "password": USERS["alice"][0]},
+        headers={"Origin": origin.format(host=host)},
+        allow_redirects=False,
+    )
+    assert response.status == (303 if accepted else 403), await response.text()

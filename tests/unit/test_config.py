@@ -350,9 +350,37 @@ def test_a_path_upstream_is_this_gateway_at_its_listen_port(tmp_path: Path) -> N
     config = load_config(path, environ={}, overrides={"listen": {"port": 9000}})
     assert config.gateway.routes[0].upstream == "http://127.0.0.1:9000/demo-api"
     assert config.gateway.public_issuer() == "http://127.0.0.1:9000"
-    looping = write_conf(tmp_path / "loop", gateway={"routes": [{**route, "upstream": "/api/x"}]})
-    (issue,) = issues_of(looping)
-    assert "lies under a proxied prefix: requests would loop" in issue
+    for name, loop in {
+        "under the prefix": {**route, "upstream": "/api/x"},
+        "the root": {**route, "upstream": "/", "strip_prefix": False},
+        "itself unstripped": {**route, "upstream": "/", "strip_prefix": True},
+        "back to the prefix": {**route, "upstream": "/api", "strip_prefix": True},
+    }.items():
+        looping = write_conf(tmp_path / name.replace(" ", "-"), gateway={"routes": [loop]})
+        (issue,) = issues_of(looping)
+        assert "leads back under a proxied prefix: requests would loop" in issue, name
     random = write_conf(tmp_path / "random", gateway={"routes": [route], "listen": {"port": 0}})
     (issue,) = issues_of(random)
     assert "needs a fixed listen.port" in issue
+
+
+def test_a_reloaded_listen_change_waits_for_the_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: a reload that changed listen.port moved the derived issuer and the routes to
+    the gateway itself to a port nothing listened on. Until the restart, both stay with the
+    running listener; the rest of the edit applies, and the log says a restart is needed."""
+    route = {"prefix": "/api/", "upstream": "/demo-api", "strip_prefix": True}
+    path = write_conf(tmp_path, gateway={"routes": [route], "listen": {"port": 8080}})
+    holder = ConfigHolder(load_config(path, environ={}))
+    settings = json.loads(path.read_text())
+    settings["listen"] = {"port": 9999}
+    settings["tokens"]["access_ttl"] = 120
+    path.write_text(json.dumps(settings))
+    assert holder.reload()
+    current = holder.current.gateway
+    assert current.tokens.access_ttl == 120
+    assert current.listen.port == 8080
+    assert current.public_issuer() == "http://127.0.0.1:8080"
+    assert current.routes[0].upstream == "http://127.0.0.1:8080/demo-api"
+    assert "need a restart changed: listen" in caplog.text

@@ -82,8 +82,7 @@ $("login").addEventListener("submit", async (event) => {
   log("POST /oauth2/token", response.status, null);
   if (response.ok) {
     say("");
-    await checkAddress();
-whoami(true);
+    await whoami(false);
   } else {
     let reason = "the gateway answered " + response.status;
     try {
