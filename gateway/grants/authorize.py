@@ -19,6 +19,7 @@ from gateway.oauth.errors import ConsentRequiredError, LoginRequiredError
 from gateway.oauth.rfc6749 import AuthorizationRequest, RedirectError, build_redirect, format_scope
 from gateway.store import grants as grant_store
 from gateway.store import sessions as store
+from gateway.store.errors import SessionEndedError
 from gateway.store.sessions import Session
 
 LOGIN_PROMPTS = frozenset({"login", "signin", "secret", "select_account"})
@@ -59,8 +60,8 @@ async def decide(
         await store.consent_grant(ctx.db, session.user_id, client.client_id, request.scope)
     try:
         return await _issue(ctx, client, request, session)
-    except LoginRequiredError as exc:
-        raise refuse(exc) from None
+    except SessionEndedError:  # ended between the lookup and the code: sign in again
+        raise refuse(LoginRequiredError("the user is not signed in")) from None
 
 
 def _must_login(request: AuthorizationRequest, session: Session) -> bool:

@@ -18,7 +18,7 @@ from gateway.config.loader import Client
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidClientError, SlowDownError, UnauthorizedClientError
 from gateway.oauth.rfc6749 import ClientCredentials
-from gateway.store import sessions as store
+from gateway.store import throttle
 
 _DUMMY = hashlib.sha256(b"no such client").digest()
 
@@ -41,12 +41,12 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
     keys = throttle_keys(ctx, creds.client_id)
     limits = ctx.settings.limits
     thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
-    wait = await store.throttle_check(ctx.db, keys)
+    wait = await throttle.throttle_check(ctx.db, keys)
     if wait:
         raise SlowDownError("too many failed client authentications", retry_after=wait)
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
-        await store.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
+        await throttle.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
         raise InvalidClientError(
             "client authentication failed", challenge=creds.method == "client_secret_basic"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidGrantError, SlowDownError
 from gateway.store import sessions as store
+from gateway.store import throttle
 from gateway.store.sessions import Account
 
 WRONG_CREDENTIALS = "the user name or password is wrong"
@@ -27,7 +28,7 @@ async def check_password(ctx: Context, username: str, password: str) -> Account:
     limits = ctx.settings.limits
     keys = login_throttle_keys(ctx, username)
     thresholds = (limits.login_failures_per_account, limits.login_failures_per_ip)[: len(keys)]
-    wait = await store.throttle_attempt(ctx.db, keys, thresholds, limits.login_lock_seconds)
+    wait = await throttle.throttle_attempt(ctx.db, keys, thresholds, limits.login_lock_seconds)
     if wait:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     account = await store.user_lookup(ctx.db, username) if len(username) <= 320 else None
@@ -35,5 +36,5 @@ async def check_password(ctx: Context, username: str, password: str) -> Account:
     ok = await ctx.authority.verify_password(usable_hash, password)
     if not ok or account is None or usable_hash is None:
         raise InvalidGrantError(WRONG_CREDENTIALS)
-    await store.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
+    await throttle.throttle_success(ctx.db, keys[:1], keys[1:], thresholds[1:])
     return account

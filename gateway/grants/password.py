@@ -22,6 +22,7 @@ from gateway.oauth.params import Params
 from gateway.oauth.rfc6749 import grant_scope, parse_scope
 from gateway.store import grants as grant_store
 from gateway.store import sessions as store
+from gateway.store import throttle
 
 
 async def password_grant(ctx: Context, client: Client, params: Params) -> TokenResult:
@@ -102,12 +103,12 @@ async def _session_of_secret(ctx: Context, secret: str) -> tuple[UUID, UUID]:
     keys = login_throttle_keys(ctx, "session-secret")[1:]  # per address only
     limits = ctx.settings.limits
     thresholds = (limits.login_failures_per_ip,) * len(keys)
-    wait = await store.throttle_check(ctx.db, keys)
+    wait = await throttle.throttle_check(ctx.db, keys)
     if wait:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     found = await store.session_by_secret(ctx.db, issue.secret_hash(secret))
     if found is None:
-        await store.throttle_failure(ctx.db, keys, thresholds, limits.login_lock_seconds)
+        await throttle.throttle_failure(ctx.db, keys, thresholds, limits.login_lock_seconds)
         raise InvalidGrantError("the session secret is not valid")
     session_id, user_id = found
     return user_id, session_id

@@ -1,12 +1,15 @@
-"""SQLSTATE -> error class.
+"""SQLSTATE -> error: one code per cause, one table.
 
-The daemon functions raise their own SQLSTATEs (``sql/functions/000_errors.sql``); this module maps
-the code, never the message text, to the gateway's error hierarchy."""
+The daemon functions raise their own SQLSTATEs (``sql/functions/000_errors.sql``); ``CAUSES``
+maps each code, never the message text, to the error the gateway raises, the HTTP status it
+answers with and the public message. docs/sql.md shows the same table."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -15,7 +18,15 @@ from asyncpg.exceptions._base import DataError as ClientDataError
 from gateway.errors import GatewayError, InvalidInputError, StoreError
 from gateway.oauth import errors as oauth
 
-__all__ = ["InvalidInputError", "UnknownUserError", "UserExistsError", "sql_errors", "translate"]
+__all__ = [
+    "CAUSES",
+    "InvalidInputError",
+    "SessionEndedError",
+    "UnknownUserError",
+    "UserExistsError",
+    "sql_errors",
+    "translate",
+]
 
 
 class UserExistsError(StoreError):
@@ -26,17 +37,65 @@ class UnknownUserError(StoreError):
     """GW003: there is no user by that name."""
 
 
-_OAUTH: dict[str, type[oauth.OAuthError]] = {
-    "OA001": oauth.InvalidGrantError,
-    "OA002": oauth.InvalidClientError,
-    "OA003": oauth.InvalidScopeError,
-    "OA004": oauth.UnauthorizedClientError,
-    "OA005": oauth.InvalidRequestError,
-    "OA006": oauth.AccessDeniedError,
-    "OA007": oauth.LoginRequiredError,
-    "OA008": oauth.ConsentRequiredError,
-    "OA009": oauth.InvalidTargetError,
-}
+class SessionEndedError(oauth.InvalidGrantError):
+    """GS001: the session a code, token or sign-in belongs to is over (revoked or expired):
+    ``invalid_grant`` at the token endpoint, ``login_required`` to an authorization request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What one SQLSTATE means: the error raised, its HTTP status, its public message."""
+
+    error: type[GatewayError]
+    status: int
+    message: str
+
+
+CAUSES: Mapping[str, Cause] = MappingProxyType(
+    {
+        # The gateway's own input and users.
+        "GW001": Cause(UserExistsError, 409, "a user with this name or email already exists"),
+        "GW002": Cause(InvalidInputError, 400, "a value cannot be stored"),
+        "GW003": Cause(UnknownUserError, 404, "there is no such user"),
+        # Sessions and accounts.
+        "GS001": Cause(SessionEndedError, 400, "the session is over"),
+        "GS002": Cause(
+            oauth.InvalidGrantError, 400, "the account changed since the token was issued"
+        ),
+        "GS003": Cause(oauth.InvalidGrantError, 400, "the account cannot sign in"),
+        "GS004": Cause(oauth.AccessDeniedError, 403, "the account cannot sign in"),
+        "GS005": Cause(oauth.AccessDeniedError, 403, "this identity is linked to another user"),
+        "GS006": Cause(oauth.InvalidClientError, 401, "unknown client"),
+        # Authorization codes (RFC 6749 4.1.3, RFC 7636 4.6).
+        "GC001": Cause(oauth.InvalidGrantError, 400, "unknown authorization code"),
+        "GC002": Cause(oauth.InvalidGrantError, 400, "the authorization code has expired"),
+        "GC003": Cause(oauth.InvalidGrantError, 400, "the code was issued to another client"),
+        "GC004": Cause(
+            oauth.InvalidGrantError, 400, "redirect_uri differs from the authorization request"
+        ),
+        "GC005": Cause(oauth.InvalidGrantError, 400, "code_verifier is required"),
+        "GC006": Cause(
+            oauth.InvalidGrantError,
+            400,
+            "code_verifier sent but no code_challenge was registered",
+        ),
+        "GC007": Cause(
+            oauth.InvalidGrantError, 400, "code_verifier does not match the code_challenge"
+        ),
+        # Refresh tokens (RFC 6749 6).
+        "GR001": Cause(oauth.InvalidGrantError, 400, "unknown refresh token"),
+        "GR002": Cause(
+            oauth.InvalidGrantError, 400, "the refresh token was issued to another client"
+        ),
+        "GR003": Cause(oauth.InvalidGrantError, 400, "the refresh token is no longer valid"),
+        "GR004": Cause(oauth.InvalidGrantError, 400, "the refresh token has expired"),
+        "GR005": Cause(
+            oauth.InvalidScopeError, 400, "the requested scope exceeds the granted scope"
+        ),
+        # JWT bearer assertions (RFC 7523 3).
+        "GA001": Cause(oauth.InvalidGrantError, 400, "the assertion was already used"),
+    }
+)
 
 UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
@@ -44,17 +103,12 @@ UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConn
 def translate(exc: asyncpg.PostgresError) -> GatewayError:
     """The gateway error for a database error raised by a daemon function."""
     code = getattr(exc, "sqlstate", None) or ""
-    message = str(getattr(exc, "message", "") or "")
-    if code == "GW001":
-        return UserExistsError(message)
-    if code == "GW002":
-        return InvalidInputError(message)
-    if code == "GW003":
-        return UnknownUserError(message)
-    oauth_error = _OAUTH.get(code)
-    if oauth_error is not None:
-        return oauth_error(message)
-    return StoreError(f"database error {code}")
+    cause = CAUSES.get(code)
+    if cause is None:
+        return StoreError(f"database error {code}")
+    if issubclass(cause.error, oauth.OAuthError):
+        return cause.error(cause.message, status=cause.status)
+    return cause.error(cause.message)
 
 
 @contextmanager

@@ -1,13 +1,17 @@
--- SQLSTATEs raised by daemon functions. Python maps each code to an error class
--- (gateway/store/errors.py); it never parses message text. Class GW: gateway; class OA: OAuth.
+-- SQLSTATEs raised by daemon functions: one per cause. Python maps each code to an error,
+-- an HTTP status and a public message in one table (CAUSES in gateway/store/errors.py); it never
+-- parses message text. docs/sql.md lists them with the functions that raise them.
 --
---   GW001  user already exists          GW002  invalid input
+--   GW001  a user with this name or email already exists     GW002  invalid input
 --   GW003  no such user
---   OA001  invalid_grant                OA002  invalid_client
---   OA003  invalid_scope                OA004  unauthorized_client
---   OA005  invalid_request              OA006  access_denied
---   OA007  login_required               OA008  consent_required
---   OA009  invalid_target
---
--- This file only documents the codes; docs/sql.md lists which function raises which.
+--   GS001  the session is over                               GS002  the account changed since
+--   GS003  the account cannot sign in (locked, new password) GS004  linked account locked
+--   GS005  the identity is linked to another user            GS006  unknown client
+--   GC001  unknown code       GC002  code expired            GC003  code of another client
+--   GC004  redirect_uri differs                              GC005  code_verifier required
+--   GC006  verifier without a challenge (PKCE downgrade)     GC007  verifier does not match
+--   GR001  unknown refresh token                             GR002  of another client
+--   GR003  refresh token no longer valid (revoked, over)     GR004  refresh token expired
+--   GR005  scope exceeds the granted scope
+--   GA001  assertion already used
 SELECT 1;

@@ -36,7 +36,7 @@ DECLARE
 BEGIN
     PERFORM 1 FROM oauth2.client c WHERE c.client_id = p_client_id AND c.enabled;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown client' USING ERRCODE = 'OA002';
+        RAISE EXCEPTION 'unknown client' USING ERRCODE = 'GS006';
     END IF;
     IF p_user_id IS NOT NULL THEN
         -- FOR SHARE: a concurrent daemon.user_update (new password, lock) either committed first
@@ -46,7 +46,7 @@ BEGIN
             AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
         FOR SHARE;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+            RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
         END IF;
     END IF;
     IF p_session_id IS NOT NULL THEN
@@ -105,7 +105,7 @@ BEGIN
         AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
     FOR SHARE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
     END IF;
     IF p_session_id IS NOT NULL THEN
         -- The same user signing in again (prompt=login, max_age) keeps the browser's session,

@@ -16,7 +16,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF v_locked THEN
-        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA006';
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS004';
     END IF;
     UPDATE auth.identity SET last_login_at = now()
     WHERE issuer = p_issuer AND subject = p_subject;
@@ -51,14 +51,14 @@ BEGIN
         AND u.password_changed_at = p_password_changed_at
     FOR SHARE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
     END IF;
     INSERT INTO auth.identity (issuer, subject, provider, user_id, email)
     VALUES (p_issuer, p_subject, p_provider, p_user_id, left(p_email, 320))
     ON CONFLICT (issuer, subject) DO NOTHING;
     SELECT user_id INTO v_user FROM auth.identity WHERE issuer = p_issuer AND subject = p_subject;
     IF v_user <> p_user_id THEN
-        RAISE EXCEPTION 'this identity is linked to another user' USING ERRCODE = 'OA006';
+        RAISE EXCEPTION 'this identity is linked to another user' USING ERRCODE = 'GS005';
     END IF;
     PERFORM daemon.audit('identity.link', p_user_id, NULL, NULL, NULL,
                          jsonb_build_object('issuer', p_issuer, 'provider', p_provider));

@@ -37,7 +37,7 @@ BEGIN
     SELECT s.auth_time INTO v_auth_time FROM auth.session s
     WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA007';
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
     INSERT INTO auth.code (code_hash, client_id, user_id, session_id, redirect_uri, scope, nonce,
                            code_challenge, code_challenge_method, offline, expires_at, auth_time)
@@ -67,7 +67,7 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM auth.code WHERE code_hash = p_code_hash FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown authorization code' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'unknown authorization code' USING ERRCODE = 'GC001';
     END IF;
     IF c.used_at IS NOT NULL THEN
         -- RFC 6749 4.1.2: a second use revokes what the first one issued. Returned, not raised,
@@ -83,33 +83,33 @@ BEGIN
         RETURN;
     END IF;
     IF c.expires_at <= now() THEN
-        RAISE EXCEPTION 'the authorization code has expired' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the authorization code has expired' USING ERRCODE = 'GC002';
     END IF;
     IF c.client_id <> p_client_id THEN
-        RAISE EXCEPTION 'the code was issued to another client' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the code was issued to another client' USING ERRCODE = 'GC003';
     END IF;
     IF c.redirect_uri IS DISTINCT FROM p_redirect_uri AND c.redirect_uri IS NOT NULL THEN
-        RAISE EXCEPTION 'redirect_uri differs from the authorization request' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'redirect_uri differs from the authorization request' USING ERRCODE = 'GC004';
     END IF;
     IF c.code_challenge IS NOT NULL AND p_verifier_challenge IS NULL THEN
-        RAISE EXCEPTION 'code_verifier is required' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'code_verifier is required' USING ERRCODE = 'GC005';
     END IF;
     IF c.code_challenge IS NULL AND p_verifier_challenge IS NOT NULL THEN
         -- RFC 9700 4.8.2: a verifier without a challenge is a PKCE downgrade.
-        RAISE EXCEPTION 'code_verifier sent but no code_challenge was registered' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'code_verifier sent but no code_challenge was registered' USING ERRCODE = 'GC006';
     END IF;
     IF c.code_challenge IS DISTINCT FROM p_verifier_challenge THEN
-        RAISE EXCEPTION 'code_verifier does not match the code_challenge' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'code_verifier does not match the code_challenge' USING ERRCODE = 'GC007';
     END IF;
     SELECT * INTO v_session FROM auth.session s
     WHERE s.id = c.session_id AND s.revoked_at IS NULL AND s.expires_at > now();
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the session of this code is over' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
     SELECT u.username, u.email, u.name INTO username, email, name
     FROM auth.users u WHERE u.id = c.user_id AND NOT u.locked;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
     END IF;
 
     UPDATE auth.code SET used_at = now() WHERE code_hash = p_code_hash;
@@ -151,7 +151,7 @@ BEGIN
     WHERE s.id = p_session_id AND s.user_id IS NOT DISTINCT FROM p_user_id
       AND s.revoked_at IS NULL AND s.expires_at > now();
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA007';
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
     INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, expires_at)
     VALUES (p_session_id, p_client_id, p_user_id, coalesce(p_scope, '{}'), p_origin, v_expires)
@@ -182,21 +182,21 @@ DECLARE
 BEGIN
     SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown refresh token' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'unknown refresh token' USING ERRCODE = 'GR001';
     END IF;
     -- One family at a time: concurrent refreshes of one family queue here, and the token is
     -- read again once the lock is held (another refresh may have superseded it meanwhile).
     SELECT * INTO f FROM auth.token_family WHERE id = rt.family_id FOR UPDATE;
     SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
     IF f.client_id <> p_client_id THEN
-        RAISE EXCEPTION 'the refresh token was issued to another client' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the refresh token was issued to another client' USING ERRCODE = 'GR002';
     END IF;
     IF f.revoked_at IS NOT NULL OR f.expires_at <= now() THEN
-        RAISE EXCEPTION 'the refresh token is no longer valid' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the refresh token is no longer valid' USING ERRCODE = 'GR003';
     END IF;
     SELECT * INTO v_session FROM auth.session s WHERE s.id = f.session_id;
     IF v_session.revoked_at IS NOT NULL OR v_session.expires_at <= now() THEN
-        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
     IF f.user_id IS NOT NULL THEN
         -- The user's names come back too, so the caller needs no second query for the ID token.
@@ -204,7 +204,7 @@ BEGIN
         INTO v_changed, username, email, name
         FROM auth.users u WHERE u.id = f.user_id AND NOT u.locked;
         IF NOT FOUND OR v_changed > f.created_at THEN
-            RAISE EXCEPTION 'the account changed since the token was issued' USING ERRCODE = 'OA001';
+            RAISE EXCEPTION 'the account changed since the token was issued' USING ERRCODE = 'GS002';
         END IF;
     END IF;
 
@@ -212,7 +212,7 @@ BEGIN
         IF rt.abandoned_at IS NULL AND rt.superseded_at > now() - make_interval(secs => p_grace)
            AND f.successor_until > now() AND f.successor_sealed IS NOT NULL THEN
             IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
-                RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'OA003';
+                RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'GR005';
             END IF;
             status := 'grace';
             family_id := f.id; session_id := f.session_id; user_id := f.user_id;
@@ -244,10 +244,10 @@ BEGIN
         END IF;
     END IF;
     IF rt.expires_at <= now() THEN
-        RAISE EXCEPTION 'the refresh token has expired' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the refresh token has expired' USING ERRCODE = 'GR004';
     END IF;
     IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
-        RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'OA003';
+        RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'GR005';
     END IF;
 
     UPDATE auth.refresh_token SET superseded_at = now() WHERE token_hash = p_old_hash;
@@ -345,7 +345,7 @@ BEGIN
     INSERT INTO auth.assertion (issuer, jti, expires_at) VALUES (p_issuer, p_jti, p_expires_at);
 EXCEPTION
     WHEN unique_violation THEN
-        RAISE EXCEPTION 'the assertion was already used' USING ERRCODE = 'OA001';
+        RAISE EXCEPTION 'the assertion was already used' USING ERRCODE = 'GA001';
 END;
 $$;
 COMMENT ON FUNCTION daemon.assertion_use(text, text, timestamptz) IS

@@ -16,7 +16,16 @@ import pytest
 from gateway.config import load_config
 from gateway.oauth.errors import InvalidGrantError, InvalidScopeError
 from gateway.passwords import Passwords
-from gateway.store import grants, housekeeping, identities, keys, revocations, sessions, users
+from gateway.store import (
+    grants,
+    housekeeping,
+    identities,
+    keys,
+    revocations,
+    sessions,
+    throttle,
+    users,
+)
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
 from tests.support import write_conf
@@ -331,16 +340,16 @@ async def test_revocations_are_announced(world: World, database_url: str) -> Non
 
 async def test_throttle_counts_attempts_first_and_doubles(db: asyncpg.Connection) -> None:
     key = (f"acct:{uuid.uuid4().hex}",)
-    assert [await sessions.throttle_attempt(db, key, (3,), 2) for _ in range(3)] == [0, 0, 0]
+    assert [await throttle.throttle_attempt(db, key, (3,), 2) for _ in range(3)] == [0, 0, 0]
     # The third attempt reached the threshold: the fourth is refused, and not counted.
-    refused = await sessions.throttle_attempt(db, key, (3,), 2)
+    refused = await throttle.throttle_attempt(db, key, (3,), 2)
     assert 1 <= refused <= 2
     assert await db.fetchval("SELECT failures FROM auth.throttle WHERE key = $1", key[0]) == 3
     await db.execute("UPDATE auth.throttle SET locked_until = now() WHERE key = $1", key[0])
-    assert await sessions.throttle_attempt(db, key, (3,), 2) == 0  # counted: 4, locked 4 s
-    assert 3 <= await sessions.throttle_attempt(db, key, (3,), 2) <= 4
+    assert await throttle.throttle_attempt(db, key, (3,), 2) == 0  # counted: 4, locked 4 s
+    assert 3 <= await throttle.throttle_attempt(db, key, (3,), 2) <= 4
     await sessions.throttle_success(db, key, (), ())
-    assert await sessions.throttle_attempt(db, key, (3,), 2) == 0
+    assert await throttle.throttle_attempt(db, key, (3,), 2) == 0
 
 
 async def test_parallel_attempts_cannot_outrun_the_count(database_url: str) -> None:
@@ -349,7 +358,7 @@ async def test_parallel_attempts_cannot_outrun_the_count(database_url: str) -> N
     pool = await asyncpg.create_pool(database_url, min_size=8, max_size=8)
     try:
         waits = await asyncio.gather(
-            *(sessions.throttle_attempt(pool, key, (5,), 60) for _ in range(40))
+            *(throttle.throttle_attempt(pool, key, (5,), 60) for _ in range(40))
         )
     finally:
         await pool.close()
@@ -359,11 +368,11 @@ async def test_parallel_attempts_cannot_outrun_the_count(database_url: str) -> N
 async def test_a_success_refunds_the_address(db: asyncpg.Connection) -> None:
     account, address = f"acct:{uuid.uuid4().hex}", f"ip:{uuid.uuid4().hex}"
     for _ in range(2):
-        await sessions.throttle_attempt(db, (account, address), (5, 2), 60)
-    assert await sessions.throttle_attempt(db, (address,), (2,), 60) > 0
+        await throttle.throttle_attempt(db, (account, address), (5, 2), 60)
+    assert await throttle.throttle_attempt(db, (address,), (2,), 60) > 0
     await sessions.throttle_success(db, (account,), (address,), (2,))
     assert await db.fetchval("SELECT count(*) FROM auth.throttle WHERE key = $1", account) == 0
-    assert await sessions.throttle_attempt(db, (address,), (2,), 60) == 0
+    assert await throttle.throttle_attempt(db, (address,), (2,), 60) == 0
 
 
 async def test_signing_keys_are_added_once_and_rotated_ahead(db: asyncpg.Connection) -> None:
