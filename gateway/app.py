@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.authority import build_master, ensure_signing_keys
+from gateway.clock import Clock
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config
 from gateway.config.model import is_loopback_host
@@ -67,7 +68,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
     deadline = holder.current.gateway.database.request_timeout
     async with remote_key_cache(holder) as remote:
         authority = Authority(
-            pool=BoundedPool(pool, deadline),
+            pool=BoundedPool(pool, deadline, clock=app[keys.CLOCK]),
             passwords=app[keys.PASSWORDS],
             master=master,
             keyring=ring,
@@ -75,6 +76,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             master_secret=secret,
             external_call=remote.post_form,
             remote_keys_at=remote.at,
+            clock=app[keys.CLOCK],
         )
         app[keys.AUTHORITY] = authority
 
@@ -153,7 +155,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     horizon = holder.current.revocation_horizon
     upstreams = Upstreams()
     async with revocation_listener(app[keys.DATABASE_URL], horizon) as revocations:
-        state = ProxyState(upstreams, Refresher(), revocations)
+        state = ProxyState(upstreams, Refresher(), revocations, app[keys.CLOCK])
         app[PROXY] = state
         app[keys.REVOCATIONS] = revocations
         if revocations.feed is not None:
@@ -201,6 +203,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app[keys.CONFIG] = holder
     app[keys.DATABASE_URL] = database_url
     app[keys.PASSWORDS] = Passwords()
+    app[keys.CLOCK] = Clock()
     setup_cors(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_authority)

@@ -4,6 +4,9 @@ instead of sleeping (``advance``), and every decision about an expiry reads the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+Now = Callable[[], float]  # seconds since the epoch, as ``Clock.time`` gives them
 
 
 class Clock:
@@ -11,6 +14,11 @@ class Clock:
 
     def __init__(self) -> None:
         self._offset = 0.0
+
+    @property
+    def offset(self) -> float:
+        """Seconds this clock runs ahead of the wall clock (0 but in tests)."""
+        return self._offset
 
     def time(self) -> float:
         return time.time() + self._offset

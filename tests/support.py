@@ -21,12 +21,15 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
@@ -274,6 +277,14 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+def clock_of(client: TestClient) -> Clock:  # type: ignore[type-arg]
+    """The gateway's clock: ``advance`` moves the application's time, and the database functions'
+    ``daemon.now()`` with it (tests never sleep for an expiry)."""
+    from gateway.keys import CLOCK
+
+    return client.server.app[CLOCK]
 
 
 def wait_http(url: str, *, timeout: float, status: int = 200) -> float:

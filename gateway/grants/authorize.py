@@ -9,7 +9,6 @@ validated request + browser session?
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from gateway.config.loader import Client
@@ -46,7 +45,7 @@ async def decide(
     def refuse(error: LoginRequiredError | ConsentRequiredError) -> RedirectError:
         return RedirectError(error, request.redirect_uri, request.state, request.fragment)
 
-    if session is None or (not fresh_login and _must_login(request, session)):
+    if session is None or (not fresh_login and _must_login(request, session, ctx.now)):
         if "none" in request.prompt:
             raise refuse(LoginRequiredError("the user is not signed in"))
         return Interaction("login")
@@ -64,11 +63,11 @@ async def decide(
         raise refuse(LoginRequiredError("the user is not signed in")) from None
 
 
-def _must_login(request: AuthorizationRequest, session: Session) -> bool:
+def _must_login(request: AuthorizationRequest, session: Session, now: float) -> bool:
     if request.prompt & LOGIN_PROMPTS:
         return True
     if request.max_age is not None:
-        return time.time() - session.auth_time.timestamp() > request.max_age
+        return now - session.auth_time.timestamp() > request.max_age
     return False
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +68,7 @@ class Authority:
         cached = self._verifier
         if cached is not None and cached[0] is config and cached[1] is self.keyring:
             return cached[2]
-        verifier = Verifier(self.keyring, config.gateway.public_issuer())
+        verifier = Verifier(self.keyring, config.gateway.public_issuer(), self.clock.time)
         self._verifier = (config, self.keyring, verifier)
         return verifier
 
@@ -85,9 +84,9 @@ class Context:
 
     authority: Authority
     config: Config
+    now: int  # the application's clock when the request came (authority.clock)
     ip: str | None = None
     user_agent: str | None = None
-    now: int = field(default_factory=lambda: int(time.time()))
     # What this request may still spend waiting for the database (None: each statement gets
     # database.request_timeout of its own).
     budget: Budget | None = None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,12 +76,8 @@ class Attempt:
     fresh_since: int | None = None
 
     @classmethod
-    def new(cls, *, fresh: bool) -> Attempt:
-        return cls(
-            secrets.token_urlsafe(48),
-            secrets.token_urlsafe(24),
-            int(time.time()) if fresh else None,
-        )
+    def new(cls, *, fresh: bool, now: int) -> Attempt:
+        return cls(secrets.token_urlsafe(48), secrets.token_urlsafe(24), now if fresh else None)
 
 
 def authorization_url(
@@ -170,7 +165,11 @@ async def _verified_id_token(
         raise ExternalSignInFailed("the provider has no key URL")
     try:
         claims = verify_assertion(
-            id_token, await fetch(keys_url), issuers=app.issuers, audiences=(app.client_id,)
+            id_token,
+            await fetch(keys_url),
+            issuers=app.issuers,
+            audiences=(app.client_id,),
+            now=ctx.now,
         )
     except TokenInvalid as exc:
         raise ExternalSignInFailed(f"the ID token is not valid: {exc}") from None
@@ -211,7 +210,7 @@ async def link(
     )
 
 
-def pending_link(identity: ExternalIdentity, label: str) -> dict[str, str]:
+def pending_link(identity: ExternalIdentity, label: str, now: int) -> dict[str, str]:
     """What the login form carries (sealed) until a password sign-in links ``identity``; also
     the page's ``{provider}`` and ``{account}``."""
     shown = identity.email if identity.email and identity.email_verified else identity.subject
@@ -222,13 +221,13 @@ def pending_link(identity: ExternalIdentity, label: str) -> dict[str, str]:
         "email": identity.email or "",
         "provider": label,
         "account": shown,  # an unverified email could claim to be anyone's: not shown
-        "until": str(int(time.time()) + LINK_TTL),  # fixed: re-rendering never extends it
+        "until": str(now + LINK_TTL),  # fixed: re-rendering never extends it
     }
 
 
-def pending_identity(pending: dict[str, str]) -> ExternalIdentity | None:
+def pending_identity(pending: dict[str, str], now: int) -> ExternalIdentity | None:
     """The identity a pending link names, or None when its time is up."""
-    if int(pending.get("until", "0")) < time.time():
+    if int(pending.get("until", "0")) < now:
         return None
     return ExternalIdentity(
         pending["provider_name"], pending["issuer"], pending["subject"], pending["email"] or None

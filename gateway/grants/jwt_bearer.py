@@ -53,6 +53,7 @@ async def jwt_bearer_grant(ctx: Context, client: Client, params: Params) -> Toke
             keys,
             issuers=(issuer,),
             audiences=(ctx.issuer, ctx.endpoint("/oauth2/token")),
+            now=ctx.now,
         )
     except TokenInvalid:
         raise InvalidGrantError(INVALID) from None

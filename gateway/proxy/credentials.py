@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from gateway.clock import Now
 from gateway.grants.revoked import Revocations
 from gateway.http.cookies import (
     ACCESS,
@@ -40,21 +41,22 @@ class Principal:
 class VerifiedTokens:
     """Verified access tokens until they expire, keyed by what the client sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Now = time.time) -> None:
+        self._now = now
         self._entries: dict[str, tuple[float, Principal]] = {}
 
     def get(self, key: str) -> Principal | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[0] <= time.time():
+        if entry[0] <= self._now():
             del self._entries[key]
             return None
         return entry[1]
 
     def put(self, key: str, principal: Principal) -> None:
         if len(self._entries) >= MAX_CACHED:
-            now = time.time()
+            now = self._now()
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= MAX_CACHED:
                 self._entries.clear()

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from gateway.clock import Clock, Now
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
 from gateway.config.model import Route
@@ -57,16 +58,17 @@ class RefusedTokens:
 
     LIMIT = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, now: Now = time.time) -> None:
+        self._now = now
         self._until: dict[str, float] = {}
 
     def __contains__(self, token: str) -> bool:
         until = self._until.get(token)
-        return until is not None and until > time.time()
+        return until is not None and until > self._now()
 
     def add(self, token: str, expires: float) -> None:
         if len(self._until) >= self.LIMIT:
-            now = time.time()
+            now = self._now()
             self._until = {k: v for k, v in self._until.items() if v > now}
             if len(self._until) >= self.LIMIT:
                 self._until.clear()
@@ -80,10 +82,15 @@ class ProxyState:
     upstreams: Upstreams
     refresher: Refresher
     revocations: Revocations
-    cache: VerifiedTokens = field(default_factory=VerifiedTokens)
+    clock: Clock = field(default_factory=Clock)
     configs: PerConfig[ProxyConfig] = field(default_factory=lambda: PerConfig(ProxyConfig))
-    refused: RefusedTokens = field(default_factory=RefusedTokens)
     deliveries: Deliveries = field(default_factory=Deliveries)
+    cache: VerifiedTokens = field(init=False)
+    refused: RefusedTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = VerifiedTokens(self.clock.time)
+        self.refused = RefusedTokens(self.clock.time)
 
 
 PROXY = web.AppKey("proxy", ProxyState)

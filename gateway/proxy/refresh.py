@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
@@ -37,7 +36,7 @@ class Refresher:
     async def refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
         key = cookie.token
         remembered = self._recent.get(key)
-        if remembered is not None and remembered[0] > time.monotonic():
+        if remembered is not None and remembered[0] > ctx.authority.clock.time():
             return remembered[1]
         task = self._inflight.get(key)
         if task is None:
@@ -51,7 +50,7 @@ class Refresher:
         if client is None:
             raise InvalidClientError("the client of this session is no longer configured")
         result = await refresh(ctx, client, cookie.token, for_token_handler=True)
-        now = time.monotonic()
+        now = ctx.authority.clock.time()  # the grace is the database's, on the same clock
         if len(self._recent) >= MAX_REMEMBERED:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
         # Never hand out a remembered access token after it expires.

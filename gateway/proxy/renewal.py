@@ -4,8 +4,6 @@ database cannot be used (the session is kept)."""
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
@@ -67,6 +65,7 @@ async def renew_after_refusal(exchange: Exchange, refused: Principal) -> Princip
     outcome = await renew(exchange)
     if isinstance(outcome, web.Response):
         return outcome
-    state.refused.add(refused.token, float(refused.claims.get("exp", time.time() + 60)))
-    state.refused.add(outcome.access_token, time.time() + outcome.expires_in)
+    now = state.clock.time()
+    state.refused.add(refused.token, float(refused.claims.get("exp", now + 60)))
+    state.refused.add(outcome.access_token, now + outcome.expires_in)
     return Principal(outcome.access_token, dict(outcome.access_claims), True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ from aiohttp import WSMsgType, hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.clock import Clock
 from gateway.errors import UpstreamError
 from gateway.grants.revoked import Revocations
 from gateway.http.errors import json_error
@@ -65,7 +65,7 @@ async def proxy_websocket(
         cookie_setter(exchange)(client)
         await client.prepare(request)
         revocations: Revocations = state.revocations
-        watch = asyncio.create_task(_watch(revocations, claims))
+        watch = asyncio.create_task(_watch(revocations, claims, exchange.state.clock))
         tasks = [
             asyncio.create_task(_pump(client, upstream)),
             asyncio.create_task(_pump(upstream, client)),
@@ -105,7 +105,7 @@ async def _pump(
             break
 
 
-async def _watch(revocations: Revocations, claims: dict[str, Any]) -> str:
+async def _watch(revocations: Revocations, claims: dict[str, Any], clock: Clock) -> str:
     """Why the connection must end: its session or family was revoked, or its access token
     expired. Never returns for an anonymous connection."""
     if not claims:
@@ -117,7 +117,7 @@ async def _watch(revocations: Revocations, claims: dict[str, Any]) -> str:
         try:
             if revocations.is_revoked(claims):
                 break
-            left = None if deadline is None else deadline - time.time()
+            left = None if deadline is None else deadline - clock.time()
             if left is not None and left <= 0:
                 return "session expired"
             with contextlib.suppress(TimeoutError):

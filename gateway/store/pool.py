@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from gateway.clock import Budget
+from gateway.clock import Budget, Clock
 from gateway.config.model import Database
 from gateway.errors import StoreError
 from gateway.store.embedded import EmbeddedPostgres, start_embedded
 from gateway.store.errors import UNREACHABLE, describe, redact_dsn
 
 T = TypeVar("T")
+_SET_OFFSET = "SELECT set_config('gateway.clock_offset', $1, false)"
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
@@ -38,14 +39,22 @@ class BoundedPool:
     the background, holding at most one pool connection.
     """
 
-    def __init__(self, pool: Pool, seconds: float, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        seconds: float,
+        budget: Budget | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.pool = pool
         self.seconds = seconds
         self.budget = budget  # None: ``seconds`` for each statement on its own
+        self.clock = clock
 
     def within(self, budget: Budget) -> BoundedPool:
         """This pool, every statement drawing on one request's ``budget``."""
-        return BoundedPool(self.pool, self.seconds, budget)
+        return BoundedPool(self.pool, self.seconds, budget, clock=self.clock)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run(lambda con, left: con.fetch(query, *args, timeout=left))
@@ -83,6 +92,11 @@ class BoundedPool:
             left = deadline - loop.time()
             if left <= 0:  # the request has answered already: never send it
                 raise self._late()
+            offset = self.clock.offset if self.clock is not None else 0.0
+            if offset:  # a test moved the application's clock: daemon.now() moves with it
+                # (the pool's reset on release, RESET ALL, clears it again)
+                await con.execute(_SET_OFFSET, f"{offset} seconds", timeout=left)
+                left = deadline - loop.time()
             return await statement(con, left)
 
     def _late(self) -> StoreError:

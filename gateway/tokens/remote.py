@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from gateway.tokens.jwt import LEEWAY, TokenInvalid, inspect
+from gateway.tokens.jwt import LEEWAY, TokenInvalid, check_times, inspect
 
 REFRESH_SECONDS = 1800
 RETRY_SECONDS = 5
@@ -72,6 +72,7 @@ def verify_assertion(
     *,
     issuers: tuple[str, ...],
     audiences: tuple[str, ...],
+    now: float,
 ) -> dict[str, Any]:
     """RFC 7523 section 3: signed by a known key of a trusted issuer, for us, unexpired."""
     header, unverified = inspect(token)
@@ -95,9 +96,15 @@ def verify_assertion(
             algorithms=[alg],
             audience=list(audiences),
             issuer=unverified["iss"],
-            leeway=LEEWAY,
-            options={"require": ["exp", "iss", "sub", "aud"]},
+            options={
+                "require": ["exp", "iss", "sub", "aud"],
+                # pyjwt reads time.time(); check_times reads the application's clock.
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError as exc:
         raise TokenInvalid(exc.__class__.__name__) from exc
+    check_times(claims, now, exp_leeway=LEEWAY, ahead=LEEWAY)
     return claims

@@ -316,7 +316,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         response.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
         return response
     if posted.link is not None:
-        identity = federation.pending_identity(posted.link)
+        identity = federation.pending_identity(posted.link, ctx.now)
         if identity is None:  # the link's own deadline: start again from the provider
             expired = FormRefused(Refusal.EXPIRED, {"p": list(posted.params.items())})
             return refused_flow(request, expired)

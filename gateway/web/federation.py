@@ -65,7 +65,8 @@ async def external_start(request: web.Request) -> web.StreamResponse:
     if provider is None:
         return pages.error_page(request, "invalid_request", "unknown sign-in provider", 404)
     request_ = posted.auth_request
-    attempt = Attempt.new(fresh="login" in request_.prompt or request_.max_age is not None)
+    fresh = "login" in request_.prompt or request_.max_age is not None
+    attempt = Attempt.new(fresh=fresh, now=ctx.now)
     state = {
         "p": list(posted.params.items()),
         "idp": provider.name,
@@ -127,7 +128,7 @@ async def external_callback(request: web.Request) -> web.StreamResponse:
         return again("external_denied", 403)
     if user_id is None:
         # Not linked yet: whoever signs in with the local password on this page links it.
-        return again(None, 200, link=pending_link(identity, provider.label))
+        return again(None, 200, link=pending_link(identity, provider.label, ctx.now))
     session = await open_browser_session(request, ctx, user_id, auth_request.client_id)
     if session is None:  # locked since the link was looked up
         return again("external_denied", 403)

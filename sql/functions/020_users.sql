@@ -43,9 +43,9 @@ BEGIN
     END IF;
     UPDATE auth.users
     SET password_hash = coalesce(p_password_hash, password_hash),
-        password_changed_at = CASE WHEN p_password_hash IS NULL THEN password_changed_at ELSE now() END,
+        password_changed_at = CASE WHEN p_password_hash IS NULL THEN password_changed_at ELSE daemon.now() END,
         locked = coalesce(p_locked, locked),
-        updated_at = now()
+        updated_at = daemon.now()
     WHERE lower(username) = lower(p_username)
     RETURNING id INTO v_id;
     IF NOT FOUND THEN

@@ -44,13 +44,13 @@ BEGIN
                 provider = v_new.provider, app = v_new.app, secret_hash = v_new.secret_hash,
                 public = v_new.public, grant_types = v_new.grant_types,
                 redirect_uris = v_new.redirect_uris, javascript_origins = v_new.javascript_origins,
-                scopes = v_new.scopes, settings = v_new.settings, enabled = true, updated_at = now()
+                scopes = v_new.scopes, settings = v_new.settings, enabled = true, updated_at = daemon.now()
             WHERE client_id = v_new.client_id;
             updated := updated + 1;
         END IF;
     END LOOP;
 
-    UPDATE oauth2.client SET enabled = false, updated_at = now()
+    UPDATE oauth2.client SET enabled = false, updated_at = daemon.now()
     WHERE enabled
       AND client_id NOT IN (SELECT value->>'client_id' FROM jsonb_array_elements(p_clients));
     GET DIAGNOSTICS disabled = ROW_COUNT;

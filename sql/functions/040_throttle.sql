@@ -26,15 +26,15 @@ BEGIN
     -- Keys in order, so concurrent callers queue instead of deadlocking.
     FOR i IN SELECT ord FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord) ORDER BY key LOOP
         INSERT INTO auth.throttle AS t (key, failures, last_failure_at)
-        VALUES (p_keys[i], 1, now())
+        VALUES (p_keys[i], 1, daemon.now())
         ON CONFLICT (key) DO UPDATE SET
             -- A quiet hour forgives earlier failures.
-            failures = CASE WHEN t.last_failure_at < now() - interval '1 hour' THEN 1
+            failures = CASE WHEN t.last_failure_at < daemon.now() - interval '1 hour' THEN 1
                             ELSE t.failures + 1 END,
-            last_failure_at = now()
+            last_failure_at = daemon.now()
         RETURNING failures INTO v_failures;
         IF v_failures >= p_thresholds[i] THEN
-            UPDATE auth.throttle SET locked_until = now() + make_interval(secs =>
+            UPDATE auth.throttle SET locked_until = daemon.now() + make_interval(secs =>
                 least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600))
             WHERE key = p_keys[i];
         END IF;
@@ -50,9 +50,9 @@ RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(max(ceil(extract(epoch FROM t.locked_until - now())))::integer, 0)
+    SELECT coalesce(max(ceil(extract(epoch FROM t.locked_until - daemon.now())))::integer, 0)
     FROM auth.throttle t
-    WHERE t.key = ANY (p_keys) AND t.locked_until > now();
+    WHERE t.key = ANY (p_keys) AND t.locked_until > daemon.now();
 $$;
 COMMENT ON FUNCTION daemon.throttle_check(text[]) IS
     'Seconds until the last of these keys is unlocked, 0 when none is locked (reads only)';
@@ -73,11 +73,11 @@ BEGIN
     END IF;
     -- Rows are locked in key order, so concurrent attempts queue instead of deadlocking.
     FOR i IN SELECT ord FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord) ORDER BY key LOOP
-        INSERT INTO auth.throttle (key, failures, last_failure_at) VALUES (p_keys[i], 0, now())
+        INSERT INTO auth.throttle (key, failures, last_failure_at) VALUES (p_keys[i], 0, daemon.now())
         ON CONFLICT (key) DO NOTHING;
         SELECT * INTO v_row FROM auth.throttle WHERE key = p_keys[i] FOR UPDATE;
-        IF v_row.locked_until > now() THEN
-            v_wait := greatest(v_wait, ceil(extract(epoch FROM v_row.locked_until - now()))::integer);
+        IF v_row.locked_until > daemon.now() THEN
+            v_wait := greatest(v_wait, ceil(extract(epoch FROM v_row.locked_until - daemon.now()))::integer);
         END IF;
     END LOOP;
     IF v_wait > 0 THEN

@@ -51,17 +51,17 @@ BEGIN
     END IF;
     IF p_session_id IS NOT NULL THEN
         SELECT * INTO v_session FROM auth.session s
-        WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+        WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
           AND s.user_id IS NOT DISTINCT FROM p_user_id
         FOR UPDATE;
     END IF;
     IF v_session.id IS NULL THEN
         INSERT INTO auth.session (user_id, client_id, kind, expires_at, ip, user_agent, secret_hash)
-        VALUES (p_user_id, p_client_id, p_kind, now() + make_interval(secs => p_session_ttl),
+        VALUES (p_user_id, p_client_id, p_kind, daemon.now() + make_interval(secs => p_session_ttl),
                 p_ip, left(p_user_agent, 512), p_secret_hash)
         RETURNING * INTO v_session;
     ELSE
-        UPDATE auth.session SET last_seen_at = now() WHERE id = v_session.id;
+        UPDATE auth.session SET last_seen_at = daemon.now() WHERE id = v_session.id;
     END IF;
 
     INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, expires_at)
@@ -70,7 +70,7 @@ BEGIN
     IF p_refresh_hash IS NOT NULL THEN
         INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
         VALUES (p_refresh_hash, family_id, 0,
-                least(now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
+                least(daemon.now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
     END IF;
     IF array_length(p_clear, 1) > 0 THEN
         DELETE FROM auth.throttle WHERE key = ANY (p_clear);
@@ -110,9 +110,9 @@ BEGIN
     IF p_session_id IS NOT NULL THEN
         -- The same user signing in again (prompt=login, max_age) keeps the browser's session,
         -- so the tokens of that session (a SPA's cookies) stay valid; only auth_time moves.
-        UPDATE auth.session s SET auth_time = now(), last_seen_at = now()
+        UPDATE auth.session s SET auth_time = daemon.now(), last_seen_at = daemon.now()
         WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.kind = 'browser'
-          AND s.revoked_at IS NULL AND s.expires_at > now()
+          AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
         RETURNING s.id, s.auth_time INTO session_id, auth_time;
         IF FOUND THEN
             PERFORM daemon.audit('login', p_user_id, p_client_id, session_id, p_ip,
@@ -122,7 +122,7 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO auth.session (user_id, client_id, kind, expires_at, ip, user_agent)
-    VALUES (p_user_id, p_client_id, 'browser', now() + make_interval(secs => p_ttl), p_ip,
+    VALUES (p_user_id, p_client_id, 'browser', daemon.now() + make_interval(secs => p_ttl), p_ip,
             left(p_user_agent, 512))
     RETURNING id, auth.session.auth_time INTO session_id, auth_time;
     IF array_length(p_clear, 1) > 0 THEN
@@ -144,7 +144,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.id, s.user_id FROM auth.session s JOIN auth.users u ON u.id = s.user_id
-    WHERE s.secret_hash = p_secret_hash AND s.revoked_at IS NULL AND s.expires_at > now()
+    WHERE s.secret_hash = p_secret_hash AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
       AND NOT u.locked;
 $$;
 COMMENT ON FUNCTION daemon.session_by_secret(bytea) IS 'The live session a session secret belongs to';
@@ -157,7 +157,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.id, u.id, u.username, u.email, u.name, s.auth_time, s.expires_at
     FROM auth.session s JOIN auth.users u ON u.id = s.user_id
-    WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+    WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
       AND NOT u.locked AND s.kind = 'browser';
 $$;
 COMMENT ON FUNCTION daemon.session_get(uuid) IS 'A live browser session and its user, or nothing';
@@ -170,13 +170,13 @@ AS $$
 DECLARE
     v_user uuid;
 BEGIN
-    UPDATE auth.session SET revoked_at = now(), revoked_reason = p_reason
+    UPDATE auth.session SET revoked_at = daemon.now(), revoked_reason = p_reason
     WHERE id = p_session_id AND revoked_at IS NULL
     RETURNING user_id INTO v_user;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    UPDATE auth.token_family SET revoked_at = now(), revoked_reason = p_reason, successor_sealed = NULL
+    UPDATE auth.token_family SET revoked_at = daemon.now(), revoked_reason = p_reason, successor_sealed = NULL
     WHERE session_id = p_session_id AND revoked_at IS NULL;
     PERFORM daemon.audit('session.revoke', v_user, NULL, p_session_id, NULL,
                          jsonb_build_object('reason', p_reason));
@@ -204,6 +204,6 @@ AS $$
     INSERT INTO auth.consent (user_id, client_id, scope) VALUES (p_user_id, p_client_id, p_scope)
     ON CONFLICT (user_id, client_id) DO UPDATE
         SET scope = ARRAY(SELECT DISTINCT unnest(auth.consent.scope || excluded.scope)),
-            granted_at = now();
+            granted_at = daemon.now();
 $$;
 COMMENT ON FUNCTION daemon.consent_grant(uuid, text, text[]) IS 'Record consent to a scope (merged with earlier consent)';

@@ -18,7 +18,7 @@ BEGIN
     IF v_locked THEN
         RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS004';
     END IF;
-    UPDATE auth.identity SET last_login_at = now()
+    UPDATE auth.identity SET last_login_at = daemon.now()
     WHERE issuer = p_issuer AND subject = p_subject;
     PERFORM daemon.audit('identity.login', v_user, NULL, NULL, NULL,
                          jsonb_build_object('issuer', p_issuer));

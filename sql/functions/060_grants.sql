@@ -35,7 +35,7 @@ DECLARE
     v_auth_time timestamptz;
 BEGIN
     SELECT s.auth_time INTO v_auth_time FROM auth.session s
-    WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
+    WHERE s.id = p_session_id AND s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
@@ -43,7 +43,7 @@ BEGIN
                            code_challenge, code_challenge_method, offline, expires_at, auth_time)
     VALUES (p_code_hash, p_client_id, p_user_id, p_session_id, p_redirect_uri, coalesce(p_scope, '{}'),
             p_nonce, p_code_challenge, CASE WHEN p_code_challenge IS NULL THEN NULL ELSE 'S256' END,
-            p_offline, now() + make_interval(secs => p_ttl), v_auth_time);
+            p_offline, daemon.now() + make_interval(secs => p_ttl), v_auth_time);
 END;
 $$;
 COMMENT ON FUNCTION daemon.code_issue(bytea, text, uuid, uuid, text, text[], text, text, boolean, integer) IS
@@ -72,7 +72,7 @@ BEGIN
     IF c.used_at IS NOT NULL THEN
         -- RFC 6749 4.1.2: a second use revokes what the first one issued. Returned, not raised,
         -- so that the revocation commits.
-        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = 'code replay',
+        UPDATE auth.token_family SET revoked_at = daemon.now(), revoked_reason = 'code replay',
                                      successor_sealed = NULL
         WHERE code_hash = p_code_hash AND revoked_at IS NULL;
         PERFORM pg_notify('gateway_revocation', 'f:' || f.id)
@@ -82,7 +82,7 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    IF c.expires_at <= now() THEN
+    IF c.expires_at <= daemon.now() THEN
         RAISE EXCEPTION 'the authorization code has expired' USING ERRCODE = 'GC002';
     END IF;
     IF c.client_id <> p_client_id THEN
@@ -102,7 +102,7 @@ BEGIN
         RAISE EXCEPTION 'code_verifier does not match the code_challenge' USING ERRCODE = 'GC007';
     END IF;
     SELECT * INTO v_session FROM auth.session s
-    WHERE s.id = c.session_id AND s.revoked_at IS NULL AND s.expires_at > now();
+    WHERE s.id = c.session_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
@@ -112,7 +112,7 @@ BEGIN
         RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
     END IF;
 
-    UPDATE auth.code SET used_at = now() WHERE code_hash = p_code_hash;
+    UPDATE auth.code SET used_at = daemon.now() WHERE code_hash = p_code_hash;
     INSERT INTO auth.token_family (session_id, client_id, user_id, scope, origin, code_hash, nonce, expires_at)
     VALUES (c.session_id, c.client_id, c.user_id, c.scope, 'authorization_code', c.code_hash, c.nonce,
             v_session.expires_at)
@@ -120,7 +120,7 @@ BEGIN
     IF c.offline AND p_refresh_hash IS NOT NULL THEN
         INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
         VALUES (p_refresh_hash, family_id, 0,
-                least(now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
+                least(daemon.now() + make_interval(secs => p_refresh_ttl), v_session.expires_at));
     END IF;
     status := 'ok';
     session_id := c.session_id;
@@ -149,7 +149,7 @@ DECLARE
 BEGIN
     SELECT s.expires_at INTO v_expires FROM auth.session s
     WHERE s.id = p_session_id AND s.user_id IS NOT DISTINCT FROM p_user_id
-      AND s.revoked_at IS NULL AND s.expires_at > now();
+      AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
@@ -191,11 +191,11 @@ BEGIN
     IF f.client_id <> p_client_id THEN
         RAISE EXCEPTION 'the refresh token was issued to another client' USING ERRCODE = 'GR002';
     END IF;
-    IF f.revoked_at IS NOT NULL OR f.expires_at <= now() THEN
+    IF f.revoked_at IS NOT NULL OR f.expires_at <= daemon.now() THEN
         RAISE EXCEPTION 'the refresh token is no longer valid' USING ERRCODE = 'GR003';
     END IF;
     SELECT * INTO v_session FROM auth.session s WHERE s.id = f.session_id;
-    IF v_session.revoked_at IS NOT NULL OR v_session.expires_at <= now() THEN
+    IF v_session.revoked_at IS NOT NULL OR v_session.expires_at <= daemon.now() THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
     IF f.user_id IS NOT NULL THEN
@@ -209,8 +209,8 @@ BEGIN
     END IF;
 
     IF rt.superseded_at IS NOT NULL THEN
-        IF rt.abandoned_at IS NULL AND rt.superseded_at > now() - make_interval(secs => p_grace)
-           AND f.successor_until > now() AND f.successor_sealed IS NOT NULL THEN
+        IF rt.abandoned_at IS NULL AND rt.superseded_at > daemon.now() - make_interval(secs => p_grace)
+           AND f.successor_until > daemon.now() AND f.successor_sealed IS NOT NULL THEN
             IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
                 RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'GR005';
             END IF;
@@ -222,12 +222,12 @@ BEGIN
             RETURN;
         END IF;
         IF p_recover AND rt.abandoned_at IS NULL AND rt.generation = f.generation - 1
-           AND f.delivered_generation < f.generation AND rt.expires_at > now() THEN
+           AND f.delivered_generation < f.generation AND rt.expires_at > daemon.now() THEN
             -- Its successor is the current token, never used and never seen by a token handler
             -- in a browser's cookie: the response that carried it was lost. Abandon it and
             -- rotate from here (below).
             UPDATE auth.refresh_token r
-            SET abandoned_at = now(), superseded_at = coalesce(r.superseded_at, now())
+            SET abandoned_at = daemon.now(), superseded_at = coalesce(r.superseded_at, daemon.now())
             WHERE r.family_id = f.id AND r.generation = f.generation;
             PERFORM daemon.audit('refresh.recovered', f.user_id, f.client_id, f.session_id, NULL,
                                  jsonb_build_object('generation', rt.generation));
@@ -243,22 +243,22 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    IF rt.expires_at <= now() THEN
+    IF rt.expires_at <= daemon.now() THEN
         RAISE EXCEPTION 'the refresh token has expired' USING ERRCODE = 'GR004';
     END IF;
     IF p_scope IS NOT NULL AND NOT (p_scope <@ f.scope) THEN
         RAISE EXCEPTION 'the requested scope exceeds the granted scope' USING ERRCODE = 'GR005';
     END IF;
 
-    UPDATE auth.refresh_token SET superseded_at = now() WHERE token_hash = p_old_hash;
+    UPDATE auth.refresh_token SET superseded_at = daemon.now() WHERE token_hash = p_old_hash;
     INSERT INTO auth.refresh_token (token_hash, family_id, generation, expires_at)
     VALUES (p_new_hash, f.id, f.generation + 1,
-            least(now() + make_interval(secs => p_refresh_ttl), f.expires_at));
+            least(daemon.now() + make_interval(secs => p_refresh_ttl), f.expires_at));
     UPDATE auth.token_family
     SET generation = f.generation + 1, successor_sealed = p_new_sealed,
-        successor_until = now() + make_interval(secs => p_grace)
+        successor_until = daemon.now() + make_interval(secs => p_grace)
     WHERE id = f.id;
-    UPDATE auth.session SET last_seen_at = now() WHERE id = f.session_id;
+    UPDATE auth.session SET last_seen_at = daemon.now() WHERE id = f.session_id;
     status := coalesce(status, 'rotated');
     family_id := f.id; session_id := f.session_id; user_id := f.user_id;
     scope := coalesce(p_scope, f.scope); successor_sealed := NULL;
@@ -281,8 +281,8 @@ RETURNS TABLE (active boolean, client_id text, session_id uuid, user_id uuid, us
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT f.revoked_at IS NULL AND f.expires_at > now() AND s.revoked_at IS NULL
-               AND s.expires_at > now() AND (u.id IS NULL OR NOT u.locked)
+    SELECT f.revoked_at IS NULL AND f.expires_at > daemon.now() AND s.revoked_at IS NULL
+               AND s.expires_at > daemon.now() AND (u.id IS NULL OR NOT u.locked)
                AND (u.id IS NULL OR u.password_changed_at <= f.created_at),
            f.client_id, f.session_id, f.user_id, u.username, u.email, u.name, f.scope, f.expires_at
     FROM auth.token_family f
@@ -299,7 +299,7 @@ RETURNS TABLE (active boolean, family_id uuid, client_id text, user_id uuid, use
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT st.active AND r.superseded_at IS NULL AND r.expires_at > now(),
+    SELECT st.active AND r.superseded_at IS NULL AND r.expires_at > daemon.now(),
            r.family_id, st.client_id, st.user_id, st.username, st.scope, r.created_at, r.expires_at
     FROM auth.refresh_token r, LATERAL daemon.token_status(r.family_id) st
     WHERE r.token_hash = p_hash;
@@ -322,7 +322,7 @@ BEGIN
         RETURN 'wrong_client';
     END IF;
     IF f.revoked_at IS NULL THEN
-        UPDATE auth.token_family SET revoked_at = now(), revoked_reason = p_reason, successor_sealed = NULL
+        UPDATE auth.token_family SET revoked_at = daemon.now(), revoked_reason = p_reason, successor_sealed = NULL
         WHERE id = p_family_id;
         PERFORM daemon.audit('token.revoke', f.user_id, f.client_id, f.session_id, NULL,
                              jsonb_build_object('reason', p_reason));
@@ -341,7 +341,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM auth.assertion WHERE expires_at < now() - interval '1 day';
+    DELETE FROM auth.assertion WHERE expires_at < daemon.now() - interval '1 day';
     INSERT INTO auth.assertion (issuer, jti, expires_at) VALUES (p_issuer, p_jti, p_expires_at);
 EXCEPTION
     WHEN unique_violation THEN
@@ -357,10 +357,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 's', s.id FROM auth.session s
-    WHERE s.revoked_at > now() - make_interval(secs => p_seconds)
+    WHERE s.revoked_at > daemon.now() - make_interval(secs => p_seconds)
     UNION ALL
     SELECT 'f', f.id FROM auth.token_family f
-    WHERE f.revoked_at > now() - make_interval(secs => p_seconds)
+    WHERE f.revoked_at > daemon.now() - make_interval(secs => p_seconds)
       AND f.revoked_reason IS DISTINCT FROM 'logout';
 $$;
 COMMENT ON FUNCTION daemon.revocations_since(integer) IS

@@ -16,10 +16,10 @@ BEGIN
     WHERE k.retired_at IS NULL AND k.alg = p_alg
     ORDER BY k.activated_at DESC LIMIT 1;
     IF v_newest.kid IS NULL OR p_force
-       OR v_newest.created_at < now() - make_interval(secs => p_rotate_after) THEN
+       OR v_newest.created_at < daemon.now() - make_interval(secs => p_rotate_after) THEN
         -- The first key signs at once; a rotated key is published before it signs.
-        v_activate := CASE WHEN v_newest.kid IS NULL THEN now()
-                           ELSE now() + make_interval(secs => p_publish_ahead) END;
+        v_activate := CASE WHEN v_newest.kid IS NULL THEN daemon.now()
+                           ELSE daemon.now() + make_interval(secs => p_publish_ahead) END;
         INSERT INTO oauth2.signing_key (kid, alg, public_jwk, private_key_sealed, activated_at)
         VALUES (p_kid, p_alg, p_public_jwk, p_private_sealed, v_activate);
         UPDATE oauth2.signing_key k SET retired_at = v_activate
@@ -30,7 +30,7 @@ BEGIN
     RETURN QUERY
         SELECT k.kid, k.alg, k.public_jwk, k.private_key_sealed, k.activated_at, k.retired_at
         FROM oauth2.signing_key k
-        WHERE k.retired_at IS NULL OR k.retired_at > now() - make_interval(secs => p_keep)
+        WHERE k.retired_at IS NULL OR k.retired_at > daemon.now() - make_interval(secs => p_keep)
         ORDER BY k.activated_at;
 END;
 $$;
@@ -48,7 +48,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT k.kid, k.alg, k.public_jwk, k.private_key_sealed, k.activated_at, k.retired_at
     FROM oauth2.signing_key k
-    WHERE k.retired_at IS NULL OR k.retired_at > now() - make_interval(secs => p_keep)
+    WHERE k.retired_at IS NULL OR k.retired_at > daemon.now() - make_interval(secs => p_keep)
     ORDER BY k.activated_at;
 $$;
 COMMENT ON FUNCTION daemon.signing_keys(integer) IS 'The published signing keys (for replicas to reload)';

@@ -4,7 +4,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_before timestamptz := now() - make_interval(secs => p_keep);
+    v_before timestamptz := daemon.now() - make_interval(secs => p_keep);
 BEGIN
     IF p_keep IS NULL OR p_keep < 0 OR p_audit_days IS NULL OR p_audit_days < 0
        OR p_batch IS NULL OR p_batch < 1 THEN
@@ -58,7 +58,7 @@ BEGIN
     kind := 'throttle counters'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     IF p_audit_days > 0 THEN
         DELETE FROM audit.event WHERE id IN (
-            SELECT id FROM audit.event WHERE at < now() - make_interval(days => p_audit_days)
+            SELECT id FROM audit.event WHERE at < daemon.now() - make_interval(days => p_audit_days)
             LIMIT p_batch);  -- events never change
         kind := 'audit events'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     END IF;

@@ -348,7 +348,7 @@ async def test_throttle_counts_attempts_first_and_doubles(db: asyncpg.Connection
     await db.execute("UPDATE auth.throttle SET locked_until = now() WHERE key = $1", key[0])
     assert await throttle.throttle_attempt(db, key, (3,), 2) == 0  # counted: 4, locked 4 s
     assert 3 <= await throttle.throttle_attempt(db, key, (3,), 2) <= 4
-    await sessions.throttle_success(db, key, (), ())
+    await throttle.throttle_success(db, key, (), ())
     assert await throttle.throttle_attempt(db, key, (3,), 2) == 0
 
 
@@ -370,7 +370,7 @@ async def test_a_success_refunds_the_address(db: asyncpg.Connection) -> None:
     for _ in range(2):
         await throttle.throttle_attempt(db, (account, address), (5, 2), 60)
     assert await throttle.throttle_attempt(db, (address,), (2,), 60) > 0
-    await sessions.throttle_success(db, (account,), (address,), (2,))
+    await throttle.throttle_success(db, (account,), (address,), (2,))
     assert await db.fetchval("SELECT count(*) FROM auth.throttle WHERE key = $1", account) == 0
     assert await throttle.throttle_attempt(db, (address,), (2,), 60) == 0
 
@@ -574,6 +574,18 @@ async def test_housekeeping_never_forgets_a_revocation_a_live_token_needs(
 # --- sign-in against a concurrent password change or lock ------------------------------------
 
 
+async def waits_on_a_lock(observer: asyncpg.Connection, pid: int) -> None:
+    """Until the backend ``pid`` waits for a row lock (PostgreSQL says so), at most 5 s."""
+    for _ in range(100):
+        waiting = await observer.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
 async def _account(db: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record:
     row = await db.fetchrow(
         "SELECT username, password_changed_at FROM auth.users WHERE id = $1", user_id
@@ -606,7 +618,7 @@ async def test_sign_in_with_a_password_changed_meanwhile_is_refused(
                 password_changed_at=account["password_changed_at"],
             )
         )
-        await asyncio.sleep(0.3)
+        await waits_on_a_lock(other, db.get_server_pid())
         assert not opening.done(), "the sign-in did not wait for the password change"
         await change.commit()
         with pytest.raises(InvalidGrantError):
@@ -632,7 +644,7 @@ async def test_lock_waits_for_a_sign_in_in_progress_and_ends_its_session(
     other = await asyncpg.connect(database_url)
     try:
         locking = asyncio.create_task(users.user_update(other, account["username"], None, True))
-        await asyncio.sleep(0.3)
+        await waits_on_a_lock(db, other.get_server_pid())
         assert not locking.done(), "the lock did not wait for the sign-in"
         await signing_in.commit()
         assert await locking >= 1

@@ -26,8 +26,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.clock import Clock
 from gateway.config import ConfigHolder, load_config
-from gateway.keys import CONFIG
+from gateway.keys import CLOCK, CONFIG
 from tests.e2e.conftest import CHROMIUM
 from tests.support import GatewayTestServer, bound_socket, gateway_env, write_conf
 
@@ -42,6 +43,7 @@ class Stack:
     spa: str
     foreign: str
     conf: Path
+    clock: Clock  # the gateway's: moved instead of waiting for an access token to expire
     upstream_log: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -123,6 +125,7 @@ async def stack(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
             spa_origin,
             f"http://localhost:{foreign_port}",
             conf,
+            gateway.app[CLOCK],
             recorded,
         )
     finally:
@@ -186,14 +189,14 @@ async def test_spa_in_a_real_browser(stack: Stack, browser: Any) -> None:
     token_before = stack.upstream_log[-1]["authorization"]
 
     # Across an access-token expiry: every call succeeds, one refresh serves them all.
-    await asyncio.sleep(3)
+    stack.clock.advance(3)
     statuses = await page.evaluate(CALL_MANY, [stack.gateway + "/api/whoami", 20])
     assert statuses == [200] * 20
     after = {entry["authorization"] for entry in stack.upstream_log[-20:]}
     assert len(after) == 1
     assert after != {token_before}
     for _ in range(2):  # and again, with the renewed cookies
-        await asyncio.sleep(2.5)
+        stack.clock.advance(2.5)
         again = await page.evaluate(CALL, stack.gateway + "/api/whoami")
         assert again["status"] == 200, again
 
@@ -203,7 +206,7 @@ async def test_spa_in_a_real_browser(stack: Stack, browser: Any) -> None:
     assert await foreign.evaluate(FOREIGN_READ, stack.gateway + "/api/whoami") == "blocked"
     posts_before = sum(1 for e in stack.upstream_log if e["method"] == "POST")
     assert await foreign.evaluate(FOREIGN_POST, stack.gateway + "/api/transfer") == "sent"
-    await asyncio.sleep(0.5)
+    # fetch() resolved: the gateway has answered, so a POST it let through has reached the API.
     assert sum(1 for e in stack.upstream_log if e["method"] == "POST") == posts_before
 
     # Ops allow the foreign origin on disk; it works within seconds, without a restart.
@@ -233,7 +236,7 @@ async def test_spa_in_a_real_browser(stack: Stack, browser: Any) -> None:
         outcome = await foreign.evaluate(FOREIGN_READ, stack.gateway + "/api/whoami")
         if outcome.startswith("read 200"):
             break
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.2)  # the configuration watcher polls the files
     assert outcome == 'read 200 {"user": "alice"}'
     await context.close()
 

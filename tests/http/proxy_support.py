@@ -36,7 +36,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.app import create_app
+from gateway.clock import Clock
 from gateway.config import ConfigHolder, load_config
+from gateway.keys import CLOCK
 from gateway.passwords import Passwords
 from gateway.store.users import user_add
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, USERS
@@ -370,6 +372,12 @@ class Gateway:
     @property
     def root(self) -> str:
         return str(self.server.make_url("/"))
+
+    @property
+    def clock(self) -> Clock:
+        """The gateway's clock (``advance`` instead of sleeping for an expiry)."""
+        assert self.server.app is not None
+        return self.server.app[CLOCK]
 
     @property
     def port(self) -> int:

@@ -8,7 +8,6 @@ public half of an RSA key generated here (kid ``partner-key-1``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -25,7 +24,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from tests.http.checklist import TOKEN, assert_e400, assert_tok200
 from tests.http.conftest import CLIENTS, EXCHANGE, ISSUER, JWT_BEARER, RELAXED_LIMITS, SCOPES, basic
-from tests.support import write_conf
+from tests.support import clock_of, write_conf
 
 PARTNER = "https://idp.partner.test"
 PARTNER_KID = "partner-key-1"
@@ -275,7 +274,7 @@ async def test_exchange_refuses_an_expired_subject_token(as_client: TestClient) 
     await assert_tok200(
         await exchange(as_client, subject_token=subject, subject_token_type=AT_TYPE)
     )
-    await asyncio.sleep(4)
+    clock_of(as_client).advance(4)
     await assert_e400(
         await exchange(as_client, subject_token=subject, subject_token_type=AT_TYPE),
         "invalid_request",

@@ -9,9 +9,7 @@ enumeration) where they touch the login page.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,11 +20,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup, Tag
 
-from gateway.clock import Clock
-from gateway.keys import AUTHORITY
 from gateway.web.authorize import FLOW_TTL
 from gateway.web.logout import LOGOUT_FORM
 from tests.http.conftest import USERS, V, authz_params, basic, location_params
+from tests.support import clock_of
 
 Client = TestClient  # type: ignore[type-arg]
 RP_CB = "https://rp.example.test/cb"
@@ -297,8 +294,8 @@ async def test_prompt_login_forces_the_login_page(
     )
     assert direct.status == 302  # the session works without a page...
     sessions = await sessions_of(db, users, "alice")
-    await asyncio.sleep(2.1)
-    started = int(time.time())
+    clock_of(as_client).advance(2.1)
+    started = clock_of(as_client).now()
     response, soup = await open_login(as_client, authz_params("conf", prompt="login"))
     assert response.status == 200  # ...but prompt=login asks for the password again
     form = login_form(soup)
@@ -315,7 +312,7 @@ async def test_max_age_exceeded_shows_the_login_page(as_client: Client) -> None:
     """max_age=1 two seconds after sign-in shows the login page; a generous max_age answers
     with a code directly; after re-authentication auth_time is within max_age (item 113)."""
     await sign_in_alice(as_client)
-    await asyncio.sleep(2.1)
+    clock_of(as_client).advance(2.1)
     generous = await as_client.get(
         "/oauth2/authorize", params=authz_params("conf", max_age="3600"), allow_redirects=False
     )
@@ -325,7 +322,7 @@ async def test_max_age_exceeded_shows_the_login_page(as_client: Client) -> None:
     assert response.status == 200
     login = await submit(as_client, login_form(soup), "alice", USERS["alice"][0])
     assert login.status == 303
-    now = int(time.time())
+    now = clock_of(as_client).now()
     body = await redeem(as_client, location_params(login.headers["Location"])[0]["code"])
     claims = jwt.decode(body["id_token"], options={"verify_signature": False})
     assert now - claims["auth_time"] <= 1 + 1  # max_age plus rounding of whole seconds
@@ -334,7 +331,7 @@ async def test_max_age_exceeded_shows_the_login_page(as_client: Client) -> None:
 async def test_max_age_with_prompt_none_is_login_required(as_client: Client) -> None:
     """max_age exceeded together with prompt=none cannot show a page: login_required."""
     await sign_in_alice(as_client)
-    await asyncio.sleep(2.1)
+    clock_of(as_client).advance(2.1)
     response = await as_client.get(
         "/oauth2/authorize",
         params=authz_params("conf", max_age="1", prompt="none"),
@@ -367,10 +364,6 @@ async def test_login_hint_prefills_the_username(as_client: Client) -> None:
 
 
 # --- refused and expired forms: one HTML answer ---------------------------------------------------
-
-
-def clock(client: Client) -> Clock:
-    return client.server.app[AUTHORITY].clock
 
 
 def refused(html: str) -> tuple[str, str | None]:
@@ -446,7 +439,7 @@ async def test_expired_login_form_starts_again(as_client: Client) -> None:
     link; the link opens the login page of the same request, which then signs in and returns
     the original state to the client."""
     _, soup = await open_login(as_client, authz_params("conf", state="keep-me"))
-    clock(as_client).advance(FLOW_TTL + 1)
+    clock_of(as_client).advance(FLOW_TTL + 1)
     late = await submit(as_client, login_form(soup), "alice", USERS["alice"][0])
     text, restart = refused(await late.text())
     assert late.status == 400
@@ -472,7 +465,7 @@ async def test_expired_logout_form_starts_again(as_client: Client) -> None:
         params={"client_id": "conf", "post_logout_redirect_uri": "https://rp.example.test/bye"},
     )
     form = login_form(BeautifulSoup(await page.text(), "html.parser"))
-    clock(as_client).advance(LOGOUT_FORM.ttl + 1)
+    clock_of(as_client).advance(LOGOUT_FORM.ttl + 1)
     late = await as_client.post(
         str(form["action"]), data=hidden_fields(form), allow_redirects=False
     )

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import TOKEN, VSCHAR, assert_e400, assert_tok200, serving
 from tests.http.conftest import ISSUER, V, as_config, authz_params, basic, location_params, sign_in
+from tests.support import clock_of
 
 REDIRECTS = {"conf": "https://rp.example.test/cb", "pub": "https://app.example.test/cb"}
 FULL_SCOPE = "openid profile email offline_access orders.read"
@@ -109,9 +110,17 @@ async def verified_id_token(client: TestClient, token: str) -> dict[str, Any]:  
     keys = {k["kid"]: k for k in jwks["keys"]}
     assert header.get("kid") in keys
     key = jwt.PyJWK(keys[header["kid"]]).key
-    return jwt.decode(  # type: ignore[no-any-return]
-        token, key, algorithms=["RS256"], audience="conf", issuer=ISSUER
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        audience="conf",
+        issuer=ISSUER,
+        # The times are checked against the gateway's clock, which a test may have moved on.
+        options={"verify_exp": False, "verify_iat": False, "require": ["exp", "iat"]},
     )
+    assert claims["iat"] <= clock_of(client).time() < claims["exp"]
+    return claims
 
 
 # --- item 47 ----------------------------------------------------------------------------------
@@ -134,7 +143,7 @@ async def test_confidential_refresh_id_token_rules(as_client: TestClient) -> Non
     first = await tokens_for(as_client, "conf")
     original = await verified_id_token(as_client, first["id_token"])
     assert original["nonce"] == "n-conf"
-    await asyncio.sleep(1.1)
+    clock_of(as_client).advance(1.1)
     body = await assert_tok200(await refresh(as_client, first["refresh_token"]))
     assert body["refresh_token"] != first["refresh_token"]
     assert body["scope"] == FULL_SCOPE
@@ -207,7 +216,7 @@ async def test_old_refresh_token_is_dead_after_the_grace(grace_client: TestClien
     """SECURITY-CHECKLIST item 48: after rotation (and the 1 s grace), RT1 is invalid_grant."""
     first = await tokens_for(grace_client, "pub")
     await assert_tok200(await refresh(grace_client, first["refresh_token"], "pub"))
-    await asyncio.sleep(2)
+    clock_of(grace_client).advance(2)
     await assert_e400(await refresh(grace_client, first["refresh_token"], "pub"), "invalid_grant")
 
 
@@ -221,7 +230,7 @@ async def test_reuse_revokes_the_whole_family(grace_client: TestClient) -> None:
     assert (await introspect(grace_client, at2))["active"] is True
     assert (await introspect(grace_client, rt2))["active"] is True
     assert (await userinfo(grace_client, at2)).status == 200
-    await asyncio.sleep(2)
+    clock_of(grace_client).advance(2)
     await assert_e400(await refresh(grace_client, first["refresh_token"]), "invalid_grant")
 
     await assert_e400(await refresh(grace_client, rt2), "invalid_grant")
@@ -245,7 +254,7 @@ async def test_replay_after_grace_revokes_the_session_row(
     await assert_tok200(await refresh(grace_client, first["refresh_token"]))
     before = await db.fetchval("SELECT revoked_at FROM auth.session WHERE id = $1::uuid", session)
     assert before is None
-    await asyncio.sleep(2)
+    clock_of(grace_client).advance(2)
     await assert_e400(await refresh(grace_client, first["refresh_token"]), "invalid_grant")
     after = await db.fetchrow(
         "SELECT revoked_at, revoked_reason FROM auth.session WHERE id = $1::uuid", session
@@ -354,16 +363,18 @@ async def test_refresh_token_past_its_lifetime_is_invalid_grant(
     as_client: TestClient,  # type: ignore[type-arg]
     db: asyncpg.Connection,
 ) -> None:
-    """SECURITY-CHECKLIST item 52(e): an RT past its absolute lifetime (its ``expires_at`` moved
-    into the past, standing in for a test clock)."""
+    """SECURITY-CHECKLIST item 52(e): an RT past its absolute lifetime (the gateway's clock moved
+    past ``expires_at``, which the database recorded); a second before, it still worked."""
     first = await tokens_for(as_client, "conf")
-    updated = await db.execute(
-        "UPDATE auth.refresh_token SET expires_at = now() - interval '1 second' "
-        "WHERE token_hash = $1",
+    expires = await db.fetchval(
+        "SELECT extract(epoch FROM expires_at) FROM auth.refresh_token WHERE token_hash = $1",
         token_hash(first["refresh_token"]),
     )
-    assert updated == "UPDATE 1"
-    await assert_e400(await refresh(as_client, first["refresh_token"]), "invalid_grant")
+    clock = clock_of(as_client)
+    clock.advance(float(expires) - clock.time() - 5)
+    second = await assert_tok200(await refresh(as_client, first["refresh_token"]))
+    clock.advance(6)
+    await assert_e400(await refresh(as_client, second["refresh_token"]), "invalid_grant")
 
 
 # --- item 54 ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ token for another audience is inactive for ``rs`` (item 122(f)).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -31,6 +30,7 @@ from tests.http.conftest import (
     location_params,
     sign_in,
 )
+from tests.support import clock_of
 
 Client = TestClient  # type: ignore[type-arg]
 RP_CB = "https://rp.example.test/cb"
@@ -364,9 +364,9 @@ async def test_introspect_expired_access_token(
         body = await code_tokens(client)
         assert body["expires_in"] == 1
         assert (await introspection(await introspect(client, body["access_token"])))["active"]
-        await asyncio.sleep(2.0)
+        clock_of(client).advance(2)
         claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-        assert claims["exp"] < time.time()
+        assert claims["exp"] < clock_of(client).time()
         await assert_exactly_inactive(await introspect(client, body["access_token"]))
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from gateway.clock import Clock
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, CLOCK_SKEW, TokenInvalid, Verifier, mint
 from gateway.tokens.keys import KeyRing, generate_signing_key
 
@@ -42,3 +43,20 @@ def test_expiry_has_no_leeway(verifier_and_key: tuple[Verifier, object]) -> None
     verifier, key = verifier_and_key
     with pytest.raises(TokenInvalid):
         verifier.verify(token(key, ahead=-10, lifetime=9), typ=ACCESS_TOKEN_TYP)
+
+
+def test_expiry_is_read_on_the_applications_clock() -> None:
+    """Issue 10 item 5: a token valid by the wall clock is expired once the application's clock
+    (what tests move instead of sleeping) has passed its exp, and valid again when it goes back."""
+    key = generate_signing_key("ES256")
+    clock = Clock()
+    verifier = Verifier(KeyRing([key]), ISSUER, clock.time)
+    fresh = token(key, ahead=0, lifetime=60)
+    assert verifier.verify(fresh, typ=ACCESS_TOKEN_TYP)["sub"] == "u"
+    clock.advance(61)
+    with pytest.raises(TokenInvalid, match="ExpiredSignatureError"):
+        verifier.verify(fresh, typ=ACCESS_TOKEN_TYP)
+    assert verifier.verify(fresh, typ=ACCESS_TOKEN_TYP, verify_exp=False)["sub"] == "u"
+    clock.advance(-61 - CLOCK_SKEW - 10)  # now the token's iat lies too far ahead
+    with pytest.raises(TokenInvalid, match="not yet valid"):
+        verifier.verify(fresh, typ=ACCESS_TOKEN_TYP)
