@@ -69,7 +69,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
     async with remote_key_cache(holder) as remote:
         authority = Authority(
             pool=BoundedPool(pool, deadline, clock=app[keys.CLOCK]),
-            passwords=app[keys.PASSWORDS],
+            passwords=Passwords.configured(holder.current.gateway.passwords),
             master=master,
             keyring=ring,
             remote_keys=remote.get,
@@ -79,6 +79,13 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             clock=app[keys.CLOCK],
         )
         app[keys.AUTHORITY] = authority
+
+        def on_reload(_old: Config, new: Config) -> None:
+            configured = Passwords.configured(new.gateway.passwords)
+            if authority.passwords.cost != configured.cost:
+                authority.passwords = configured
+
+        holder.subscribe(on_reload)
 
         async def refresh_keys() -> None:
             while True:
@@ -186,7 +193,8 @@ async def _demo_user(app: web.Application) -> None:
         return
     pool = app[keys.POOL]
     if await user_store.user_lookup(pool, "demo") is None:
-        password_hash = await asyncio.to_thread(app[keys.PASSWORDS].hash, "demo")
+        passwords = app[keys.AUTHORITY].passwords
+        password_hash = await asyncio.to_thread(passwords.hash, "demo")
         with contextlib.suppress(UserExistsError):
             await user_writes.user_add(pool, "demo", password_hash, None, "Demo User")
             log.warning("demo: created the user demo with the password demo")
@@ -202,7 +210,6 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     )
     app[keys.CONFIG] = holder
     app[keys.DATABASE_URL] = database_url
-    app[keys.PASSWORDS] = Passwords()
     app[keys.CLOCK] = Clock()
     setup_cors(app)
     app.cleanup_ctx.append(_database)

@@ -153,7 +153,7 @@ def _user_name(args: argparse.Namespace) -> str:
     return name
 
 
-def _new_password_hash(args: argparse.Namespace) -> str:
+def _new_password_hash(args: argparse.Namespace, config: Config) -> str:
     """The argon2id hash of a password read from standard input (``--password-stdin``)."""
     if not args.password_stdin:
         raise CommandError("give the password on standard input with --password-stdin", EXIT_USAGE)
@@ -162,15 +162,15 @@ def _new_password_hash(args: argparse.Namespace) -> str:
     problem = check_new_password(password)
     if problem:
         raise CommandError(problem, EXIT_USAGE)
-    return Passwords().hash(password)
+    return Passwords.configured(config.gateway.passwords).hash(password)
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     name = _user_name(args)
     if args.email is not None and ("@" not in args.email or len(args.email) > 320):
         raise CommandError(f"{args.email!r} is not an email address", EXIT_USAGE)
-    password_hash = _new_password_hash(args)
     config = _load(args)
+    password_hash = _new_password_hash(args, config)
     location = _locate(config)
     try:
         asyncio.run(_user_add(config, location.dsn, name, password_hash, args.email, args.name))
@@ -187,9 +187,9 @@ def cmd_user_update(args: argparse.Namespace) -> int:
     """``user passwd``, ``user lock`` and ``user unlock``."""
     name = _user_name(args)
     action = args.user_command
-    password_hash = _new_password_hash(args) if action == "passwd" else None
-    locked = {"lock": True, "unlock": False}.get(action)
     config = _load(args)
+    password_hash = _new_password_hash(args, config) if action == "passwd" else None
+    locked = {"lock": True, "unlock": False}.get(action)
     location = _locate(config)
     try:
         ended = asyncio.run(_user_update(config, location.dsn, name, password_hash, locked))

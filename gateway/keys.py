@@ -9,13 +9,11 @@ from gateway.clock import Clock
 from gateway.config.holder import ConfigHolder
 from gateway.grants.context import Authority
 from gateway.grants.revoked import Revocations
-from gateway.passwords import Passwords
 
 CONFIG = web.AppKey("config", ConfigHolder)
 CLOCK = web.AppKey("clock", Clock)  # the application's "now"; tests advance it
 DATABASE_URL = web.AppKey("database_url", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
-PASSWORDS = web.AppKey("passwords", Passwords)
 AUTHORITY = web.AppKey("authority", Authority)
 REVOCATIONS = web.AppKey("revocations", Revocations)
 

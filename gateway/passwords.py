@@ -7,10 +7,15 @@ answer's timing does not reveal whether an account exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+if TYPE_CHECKING:
+    from gateway.config.model import PasswordHashing
 
 
 def client_secret_hasher() -> PasswordHasher:
@@ -23,7 +28,27 @@ def client_secret_hasher() -> PasswordHasher:
 class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def configured(cls, cost: PasswordHashing) -> Passwords:
+        """argon2id at the configured cost (``passwords`` in gateway.json)."""
+        return cls(
+            PasswordHasher(
+                time_cost=cost.time_cost,
+                memory_cost=cost.memory_cost,
+                parallelism=cost.parallelism,
+            )
+        )
+
+    @property
+    def cost(self) -> tuple[int, int, int]:
+        return (self._hasher.time_cost, self._hasher.memory_cost, self._hasher.parallelism)
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        """Made at the first unknown account, not at start-up: every process (each command, each
+        worker) would otherwise spend a hash before doing anything."""
+        return self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

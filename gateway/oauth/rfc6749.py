@@ -173,10 +173,13 @@ class AuthorizationRequest:
     login_hint: str | None
     # RFC 6749 4.1.3: the token request must repeat redirect_uri only if the request sent it.
     redirect_uri_sent: bool = True
+    response_mode: str | None = None  # "query" or "fragment" when the client asked for one
 
     @property
     def fragment(self) -> bool:
-        return self.response_types != frozenset({"code"})
+        """OAuth 2.0 Multiple Response Type Encoding Practices section 2.1: tokens never go in
+        the query; a code goes where ``response_mode`` says, by default the query."""
+        return self.response_mode == "fragment" or self.response_types != frozenset({"code"})
 
     @property
     def is_oidc(self) -> bool:
@@ -239,6 +242,7 @@ def validate_authorization_request(
     mode = params.get("response_mode")
     if mode not in (None, "query", "fragment") or (fragment and mode == "query"):
         raise fail(InvalidRequestError("response_mode is not allowed for this response_type"))
+    fragment = fragment or mode == "fragment"  # honoured from here on, errors included
     grants = client.effective_grant_types
     if "code" in response_types and GRANT_AUTHORIZATION_CODE not in grants:
         raise fail(UnauthorizedClientError("this client may not use the authorization code flow"))
@@ -262,7 +266,7 @@ def validate_authorization_request(
     if access_type not in ("online", "offline"):
         raise fail(InvalidRequestError("access_type must be online or offline"))
     max_age = params.get("max_age")
-    if max_age is not None and (not max_age.isdigit() or len(max_age) > 9):
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 9):
         raise fail(InvalidRequestError("max_age must be a number of seconds"))
     try:
         challenge = rfc7636.check_challenge(
@@ -285,6 +289,7 @@ def validate_authorization_request(
         max_age=int(max_age) if max_age is not None else None,
         login_hint=params.get("login_hint"),
         redirect_uri_sent=redirect_uri_sent,
+        response_mode=mode,
     )
 
 

@@ -16,8 +16,8 @@ from gateway.oauth.errors import InvalidGrantError, InvalidRequestError
 from gateway.tokens.seal import b64url
 
 S256 = "S256"
-CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # fullmatch: "$" would allow a final newline
+VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 
 def s256(verifier: str) -> str:
@@ -35,7 +35,7 @@ def check_challenge(challenge: str | None, method: str | None, *, required: bool
         return None
     if method != S256:
         raise InvalidRequestError("code_challenge_method must be S256; plain is not supported")
-    if not CHALLENGE.match(challenge):
+    if not CHALLENGE.fullmatch(challenge):
         raise InvalidRequestError("code_challenge must be 43 base64url characters (S256)")
     return challenge
 
@@ -44,6 +44,6 @@ def challenge_of_verifier(verifier: str | None) -> str | None:
     """The S256 challenge a verifier answers; ``invalid_grant`` when it is malformed."""
     if verifier is None:
         return None
-    if not VERIFIER.match(verifier):
+    if not VERIFIER.fullmatch(verifier):
         raise InvalidGrantError("code_verifier must be 43 to 128 unreserved characters")
     return s256(verifier)

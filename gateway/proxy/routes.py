@@ -17,9 +17,12 @@ from yarl import URL
 
 from gateway.config.model import Route, path_under_prefix
 
-_UNSAFE = re.compile(
-    r"%(2[eEfF]|5[cC]|0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF])|%25(2[eEfF]|5[cC])|[\\\x00-\x1f\x7f]"
-)
+_UNSAFE = re.compile(r"%(2[eEfF]|5[cC]|0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF])|[\\\x00-\x1f\x7f]")
+# Double encoding in any spelling (%252e, %25%32%65, %2541): an encoded percent sign followed by
+# what decodes, once more, to an escape; a server that decodes twice would see what this check
+# never saw. A literal percent sign (100%25) passes. A "%" that starts no escape is malformed
+# (%%32%65, %2%65).
+_DOUBLE_OR_MALFORMED = re.compile(r"%25(?=[0-9A-Fa-f%])|%(?![0-9A-Fa-f]{2})")
 
 
 class PathRefused(Exception):  # noqa: N818 - reads as "raise PathRefused"
@@ -72,6 +75,8 @@ def check_path(raw_path: str) -> None:
         raise PathRefused("the path must be absolute")
     if _UNSAFE.search(raw_path):
         raise PathRefused("the path contains encoded separators or control characters")
+    if _DOUBLE_OR_MALFORMED.search(raw_path):
+        raise PathRefused("the path contains double or malformed percent-encoding")
     for segment in raw_path.split("/")[1:-1]:
         if segment == "":
             raise PathRefused("the path contains an empty segment")
