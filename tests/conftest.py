@@ -6,25 +6,27 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
 import uvloop
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from gateway.passwords import Passwords
 from gateway.store.users import user_add
 from tests.support import (
     ROOT,
     USERS,
+    Client,
     GatewayTestServer,
     create_database,
     drop_database,
     dsn_with_database,
     ensure_template,
+    light_passwords,
     run_sync,
     write_conf,
 )
@@ -76,7 +78,7 @@ def users(database_url: str) -> dict[str, str]:
 
     async def create() -> dict[str, str]:
         conn = await asyncpg.connect(database_url)
-        passwords = Passwords()
+        passwords = light_passwords()
         ids = {}
         try:
             for name, (password, email, display) in USERS.items():
@@ -126,14 +128,14 @@ def holder(conf_path: Path) -> ConfigHolder:
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: object, holder: ConfigHolder, database_url: str
-) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(aiohttp_client: AiohttpClient, holder: ConfigHolder, database_url: str) -> Client:
     return await start_client(aiohttp_client, create_app(holder, database_url=database_url))
 
 
-async def start_client(aiohttp_client: object, app: web.Application) -> TestClient:  # type: ignore[type-arg]
+async def start_client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
     """A test client whose server runs as ``gateway serve`` runs it (``GatewayTestServer``)."""
     server = GatewayTestServer(app)
     await server.start_server()
-    return await aiohttp_client(server)  # type: ignore[operator, no-any-return]
+    # pytest-aiohttp types the client of any BaseTestServer as TestClient[_Request, None] (no
+    # application); this server is a TestServer, whose client has the application.
+    return cast(Client, await aiohttp_client(server))

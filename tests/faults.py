@@ -13,11 +13,10 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from gateway.passwords import Passwords
 from gateway.store.embedded import EmbeddedPostgres, start_embedded
 from gateway.store.migrate import migrate
 from gateway.store.users import user_add
-from tests.support import USERS, run_sync
+from tests.support import USERS, light_passwords, run_sync
 
 
 @dataclass
@@ -55,7 +54,7 @@ async def prepare(dsn: str) -> None:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         await migrate(conn)
-        passwords = Passwords()
+        passwords = light_passwords()
         for name, (password, email, display) in USERS.items():
             await user_add(conn, name, passwords.hash(password), email, display)
     finally:

@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
 if TYPE_CHECKING:
+    from bs4 import Tag
+
     from gateway.clock import Clock
+    from gateway.passwords import Passwords
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
@@ -40,6 +44,14 @@ USERS = {
     "carol": ("Carol-Passw0rd", "carol@example.test", "Carol"),
 }
 TEST_MASTER_KEY = "test-master-key-0123456789abcdefghijklmnop"
+# The tests' password hashing cost (``passwords`` in gateway.json): argon2id all the same, at the
+# lowest cost the configuration accepts, so a sign-in costs 4 ms instead of 160. The default cost
+# is tested where the committed sample is used (tests/e2e/test_password_cost.py).
+LIGHT_HASHING: dict[str, Any] = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
+
+# The aiohttp test client of a gateway application (a ``TestServer``, never a raw server): what
+# ``TestClient(GatewayTestServer(app))`` and ``aiohttp_client(app)`` give.
+Client = TestClient[web.Request, web.Application]
 
 
 def dsn_with_database(dsn: str, database: str) -> str:
@@ -210,6 +222,7 @@ def write_conf(
     (directory / "sites").mkdir(exist_ok=True)
     base = sample_json("gateway.json")
     base["keys"] = {"master_key": TEST_MASTER_KEY}
+    base["passwords"] = LIGHT_HASHING
     # The sample's demo and its /api/ route are for newcomers, not for tests.
     base["demo"] = False
     base["routes"] = []
@@ -222,6 +235,15 @@ def write_conf(
     for name, site in (sites or {"default": {"hosts": ["localhost"]}}).items():
         (directory / "sites" / f"{name}.json").write_text(json.dumps(site))
     return directory / "gateway.json"
+
+
+def light_passwords() -> Passwords:
+    """Hashes for the users tests create, at the cost ``write_conf`` configures."""
+    from argon2 import PasswordHasher
+
+    from gateway.passwords import Passwords
+
+    return Passwords(PasswordHasher(**LIGHT_HASHING))
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
@@ -279,12 +301,19 @@ class ServeProcess:
             self.process.communicate()
 
 
-def clock_of(client: TestClient) -> Clock:  # type: ignore[type-arg]
+def clock_of(client: Client) -> Clock:
     """The gateway's clock: ``advance`` moves the application's time, and the database functions'
     ``daemon.now()`` with it (tests never sleep for an expiry)."""
     from gateway.keys import CLOCK
 
-    return client.server.app[CLOCK]
+    return client.app[CLOCK]
+
+
+def named_input(parent: Tag, name: str) -> Tag:
+    """The ``<input name="...">`` under ``parent`` (a form or a whole page); there must be one."""
+    found = parent.find("input", attrs={"name": name})
+    assert found is not None, f"no input named {name!r}"
+    return found
 
 
 def wait_http(url: str, *, timeout: float, status: int = 200) -> float:

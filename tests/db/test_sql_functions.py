@@ -62,13 +62,16 @@ async def test_user_update_sets_password_and_lock_and_audits(
     (which every refresh and token check compares with); each change is audited."""
     user_id = await user_add(db, "dora", passwords.hash("D0ra-old-pass"), None, None)
     before = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert before is not None
     assert await user_update(db, "DORA", passwords.hash("D0ra-new-pass"), None) == 0
     after = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert after is not None
     assert passwords.verify(after["password_hash"], "D0ra-new-pass")
     assert after["password_changed_at"] > before["password_changed_at"]
     assert after["locked"] is False
     assert await user_update(db, "dora", None, True) == 0
     locked = await db.fetchrow("SELECT * FROM auth.users WHERE id = $1", user_id)
+    assert locked is not None
     assert locked["locked"] is True
     assert locked["password_hash"] == after["password_hash"]
     assert locked["password_changed_at"] == after["password_changed_at"]
@@ -85,6 +88,7 @@ async def test_user_update_refuses_unknown_users_and_plaintext(
     with pytest.raises(InvalidInputError):
         await user_update(db, "eve", "plaintext", None)
     row = await db.fetchrow("SELECT password_hash FROM auth.users WHERE id = $1", user_id)
+    assert row is not None
     assert passwords.verify(row["password_hash"], "Ev3-pass-word")
 
 

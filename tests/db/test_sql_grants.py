@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -28,7 +30,7 @@ from gateway.store import (
 )
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
-from tests.support import write_conf
+from tests.support import light_passwords, write_conf
 
 C = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
@@ -48,7 +50,7 @@ async def world(db: asyncpg.Connection, tmp_path: Path) -> World:
     config = load_config(write_conf(tmp_path / "conf"), environ={})
     await sync_configured_clients(db, config.clients)
     name = f"u{uuid.uuid4().hex[:10]}"
-    user_id = await user_add(db, name, Passwords().hash("pw"), None, None)
+    user_id = await user_add(db, name, light_passwords().hash("pw"), None, None)
     return World(db, user_id)
 
 
@@ -68,8 +70,8 @@ async def login(world: World, client: str = "web", refresh: str | None = "rt-0")
     )
 
 
-async def issue_code(world: World, session_id: uuid.UUID, code: str, **overrides: object) -> None:
-    params: dict[str, object] = {
+async def issue_code(world: World, session_id: uuid.UUID, code: str, **overrides: Any) -> None:
+    params: dict[str, Any] = {
         "code_hash": h(code),
         "client_id": "web",
         "user_id": world.user_id,
@@ -82,11 +84,11 @@ async def issue_code(world: World, session_id: uuid.UUID, code: str, **overrides
         "ttl": 60,
     }
     params.update(overrides)
-    await grants.code_issue(world.conn, **params)  # type: ignore[arg-type]
+    await grants.code_issue(world.conn, **params)
 
 
-async def redeem(world: World, code: str, **overrides: object) -> grants.Redeemed:
-    params: dict[str, object] = {
+async def redeem(world: World, code: str, **overrides: Any) -> grants.Redeemed:
+    params: dict[str, Any] = {
         "code_hash": h(code),
         "client_id": "web",
         "redirect_uri": "http://localhost:8080/oauth2/callback",
@@ -95,7 +97,7 @@ async def redeem(world: World, code: str, **overrides: object) -> grants.Redeeme
         "refresh_ttl": 3600,
     }
     params.update(overrides)
-    return await grants.code_redeem(world.conn, **params)  # type: ignore[arg-type]
+    return await grants.code_redeem(world.conn, **params)
 
 
 async def test_code_is_bound_and_single_use(world: World) -> None:
@@ -113,9 +115,11 @@ async def test_code_is_bound_and_single_use(world: World) -> None:
     assert ok.status == "ok"
     assert ok.offline
     assert ok.username is not None
+    assert ok.family_id is not None
     family = await world.conn.fetchrow(
         "SELECT * FROM auth.token_family WHERE id = $1", ok.family_id
     )
+    assert family is not None
     assert family["code_hash"] == h("code-1")
     assert (
         await world.conn.fetchval(
@@ -157,7 +161,7 @@ async def rotate(
     *,
     grace: int = 30,
     client: str = "web",
-    scope: object = None,
+    scope: tuple[str, ...] | None = None,
     recover: bool = True,
 ) -> grants.Rotation:
     return await grants.refresh_token(
@@ -166,7 +170,7 @@ async def rotate(
         client_id=client,
         new_hash=h(new + str(world.user_id)),
         new_sealed=f"sealed:{new}",
-        scope=scope,  # type: ignore[arg-type]
+        scope=scope,
         grace=grace,
         refresh_ttl=3600,
         recover=recover,
@@ -188,7 +192,7 @@ async def test_refresh_rotation_grace_and_replay(world: World) -> None:
         await rotate(world, "rt-1", "rt-2", client="spa")
     # A wider scope: refused.
     with pytest.raises(InvalidScopeError):
-        await rotate(world, "rt-1", "rt-2", scope=["openid", "api", "admin"])
+        await rotate(world, "rt-1", "rt-2", scope=("openid", "api", "admin"))
     live = await world.conn.fetch(
         "SELECT generation FROM auth.refresh_token WHERE family_id = $1 AND superseded_at IS NULL",
         first.family_id,
@@ -656,7 +660,7 @@ async def test_lock_waits_for_a_sign_in_in_progress_and_ends_its_session(
     assert revoked is not None
 
 
-async def login_with(world: World, password_changed_at: object) -> sessions.Login:
+async def login_with(world: World, password_changed_at: datetime | None) -> sessions.Login:
     return await sessions.login(
         world.conn,
         user_id=world.user_id,
@@ -669,7 +673,7 @@ async def login_with(world: World, password_changed_at: object) -> sessions.Logi
         refresh_ttl=3600,
         ip=None,
         user_agent=None,
-        password_changed_at=password_changed_at,  # type: ignore[arg-type]
+        password_changed_at=password_changed_at,
     )
 
 
@@ -678,7 +682,11 @@ async def test_identity_link_needs_the_password_still_current(world: World) -> N
     longer the user's, and a new password removes links made before it."""
     db = world.conn
     account = await _account(db, world.user_id)
-    args = {"provider": "idp", "issuer": "https://idp.test", "user_id": world.user_id}
+    args: dict[str, Any] = {
+        "provider": "idp",
+        "issuer": "https://idp.test",
+        "user_id": world.user_id,
+    }
     await identities.identity_link(
         db, **args, subject="s-1", email=None, password_changed_at=account["password_changed_at"]
     )

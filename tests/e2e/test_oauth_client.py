@@ -33,8 +33,8 @@ from bs4 import BeautifulSoup
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from tests.http.conftest import ISSUER, USERS, as_config
-from tests.support import GatewayTestServer
+from tests.http.conftest import ISSUER, as_config
+from tests.support import USERS, GatewayTestServer
 
 CLIENTS = {
     "conf": {

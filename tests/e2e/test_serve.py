@@ -217,7 +217,8 @@ def test_sighup_reloads_the_configuration(
             },
         )
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.headers.get("Access-Control-Allow-Origin")
+            allowed: str | None = response.headers.get("Access-Control-Allow-Origin")
+            return allowed
 
     assert preflight() is None
     before = clients_file.stat()

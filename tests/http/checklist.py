@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
-from tests.support import GatewayTestServer
+from tests.support import Client, GatewayTestServer
 
 TOKEN = "/oauth2/token"
 TOKEN_MEMBERS = ("access_token", "refresh_token", "id_token")
@@ -38,13 +38,13 @@ async def assert_tok200(resp: ClientResponse) -> dict[str, Any]:
     assert resp.content_type == "application/json"
     assert resp.headers.get("Cache-Control") == "no-store"
     assert resp.headers.get("Pragma") == "no-cache"
-    body = json.loads(text)
+    body: dict[str, Any] = json.loads(text)
     assert isinstance(body["access_token"], str)
     assert VSCHAR.match(body["access_token"])
     assert body["token_type"].lower() == "bearer"
     assert type(body["expires_in"]) is int
     assert body["expires_in"] > 0
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def assert_e400(resp: ClientResponse, *errors: str) -> dict[str, Any]:
@@ -76,15 +76,15 @@ async def assert_e401c(resp: ClientResponse, *, anonymous: bool = False) -> dict
     sent = resp.request_info.headers.get("Authorization")
     challenged = sent is not None or anonymous
     assert resp.headers.get("WWW-Authenticate") == (BASIC_CHALLENGE if challenged else None), sent
-    body = json.loads(text)
+    body: dict[str, Any] = json.loads(text)
     assert body.get("error") == "invalid_client", body
     assert not any(member in body for member in TOKEN_MEMBERS), body
     assert "active" not in body, body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 @contextlib.asynccontextmanager
-async def serving(conf_path: Path, database_url: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def serving(conf_path: Path, database_url: str) -> AsyncIterator[Client]:
     """The gateway on the configuration at ``conf_path``, with a browser-like cookie jar."""
     holder = ConfigHolder(load_config(conf_path, environ={}))
     server = GatewayTestServer(create_app(holder, database_url=database_url))

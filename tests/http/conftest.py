@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse
 
 from tests.http.checklist import serving
-from tests.support import USERS, write_conf
+from tests.support import USERS, Client, write_conf
 
 ISSUER = "https://as.example.test"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -137,7 +137,7 @@ def as_conf_path(tmp_path: Path) -> Path:
 @pytest.fixture
 async def as_client(
     as_conf_path: Path, database_url: str, users: dict[str, str]
-) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+) -> AsyncIterator[Client]:
     """The gateway as an authorization server, with a browser-like cookie jar."""
     async with serving(as_conf_path, database_url) as client:
         yield client
@@ -161,11 +161,11 @@ def hidden_flow(html: str) -> str:
 
 
 async def sign_in(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     params: dict[str, str],
     username: str = "alice",
     password: str | None = None,
-) -> Any:
+) -> ClientResponse:
     """Start an authorization request and answer the built-in login form; the login response."""
     page = await client.get("/oauth2/authorize", params=params, allow_redirects=False)
     assert page.status == 200, await page.text()

@@ -39,10 +39,9 @@ from gateway.app import create_app
 from gateway.clock import Clock
 from gateway.config import ConfigHolder, load_config
 from gateway.keys import CLOCK
-from gateway.passwords import Passwords
 from gateway.store.users import user_add
-from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, USERS
-from tests.support import GatewayTestServer, free_port, write_conf
+from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS
+from tests.support import USERS, GatewayTestServer, free_port, light_passwords, write_conf
 
 APP = "https://app.example.test"
 EVIL = "https://evil.example"
@@ -284,7 +283,7 @@ def write_proxy_conf(
 async def add_users(database_url: str) -> dict[str, str]:
     """alice and bob in the database at ``database_url`` (idempotent): name -> user id."""
     conn = await asyncpg.connect(database_url)
-    passwords = Passwords()
+    passwords = light_passwords()
     ids: dict[str, str] = {}
     try:
         for name in ("alice", "bob"):

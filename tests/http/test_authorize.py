@@ -27,7 +27,6 @@ import asyncpg
 import jwt
 import pytest
 from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup
 from yarl import URL
 
@@ -36,7 +35,6 @@ from tests.http.conftest import (
     CLIENTS,
     ISSUER,
     RELAXED_LIMITS,
-    USERS,
     C,
     V,
     authz_params,
@@ -44,7 +42,7 @@ from tests.http.conftest import (
     location_params,
     sign_in,
 )
-from tests.support import write_conf
+from tests.support import USERS, Client, named_input, write_conf
 
 RP_CB = "https://rp.example.test/cb"
 APP_CB = "https://app.example.test/cb"
@@ -60,7 +58,6 @@ CLIENT_HOSTS = (
     "chat.example.test",
     "evil.example",
 )
-Client = TestClient  # type: ignore[type-arg]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -844,7 +841,7 @@ async def assert_refused(response: aiohttp.ClientResponse, reason: str) -> None:
     assert response.status == 403, html[:300]
     assert "Location" not in response.headers
     assert response.content_type == "text/html", html[:300]
-    alert = BeautifulSoup(html, "html.parser").find(attrs={"role": "alert"})
+    alert = BeautifulSoup(html, "html.parser").find(role="alert")
     assert alert is not None, html[:300]
     assert REFUSALS[reason] in alert.get_text(), alert.get_text()
 
@@ -1304,4 +1301,4 @@ async def test_login_hint_is_escaped(as_client: Client) -> None:
     soup = BeautifulSoup(html, "html.parser")
     assert soup.find("script") is None
     assert soup.find("img") is None
-    assert soup.find("input", attrs={"name": "username"})["value"] == hint
+    assert named_input(soup, "username")["value"] == hint

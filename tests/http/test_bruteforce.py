@@ -18,11 +18,10 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
 from tests.http.conftest import as_config, basic
-from tests.support import clock_of
+from tests.support import Client, clock_of
 
 TOKEN = "/oauth2/token"
 ALICE = "Correct-Horse-9"
@@ -52,7 +51,7 @@ async def empty_throttle(database_url: str) -> AsyncIterator[None]:
 
 
 async def password(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     username: str,
     secret: str,
     headers: dict[str, str] | None = None,
@@ -88,9 +87,9 @@ async def assert_429(resp: ClientResponse) -> int:
 async def assert_ok(resp: ClientResponse) -> dict[str, Any]:
     text = await resp.text()
     assert resp.status == 200, text
-    body = json.loads(text)
+    body: dict[str, Any] = json.loads(text)
     assert body["access_token"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def spoofed() -> dict[str, str]:
@@ -105,7 +104,7 @@ def spoofed() -> dict[str, str]:
 # --- items 137-138 ----------------------------------------------------------------------------
 
 
-async def test_account_locks_after_five_failures(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_account_locks_after_five_failures(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 137(a): after 5 wrong passwords for alice, the next attempts, even
     with the right password, are 429 with Retry-After and a JSON body."""
     for i in range(5):
@@ -116,7 +115,7 @@ async def test_account_locks_after_five_failures(as_client: TestClient) -> None:
     await assert_429(await password(as_client, "alice", ALICE))
 
 
-async def test_lock_is_scoped_to_the_account_and_recovers(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_lock_is_scoped_to_the_account_and_recovers(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 138: while alice is locked bob signs in; after Retry-After
     seconds alice's correct password works again."""
     for i in range(5):
@@ -127,7 +126,7 @@ async def test_lock_is_scoped_to_the_account_and_recovers(as_client: TestClient)
     await assert_ok(await password(as_client, "alice", ALICE))
 
 
-async def test_per_source_throttle(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_per_source_throttle(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 137(b): different user names with one wrong password each, from
     one address: the 31st attempt (threshold 30) is 429, even for bob's right password."""
     deadline = time.monotonic() + 120
@@ -141,7 +140,7 @@ async def test_per_source_throttle(as_client: TestClient) -> None:  # type: igno
 # --- item 139 ---------------------------------------------------------------------------------
 
 
-async def test_spoofed_forwarding_headers_do_not_reset_the_throttle(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_spoofed_forwarding_headers_do_not_reset_the_throttle(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 139: a fresh X-Forwarded-For / Forwarded / X-Real-IP on every
     attempt does not move the throttling point of item 137(a)."""
     for i in range(5):
@@ -154,7 +153,7 @@ async def test_spoofed_forwarding_headers_do_not_reset_the_throttle(as_client: T
 # --- item 140 ---------------------------------------------------------------------------------
 
 
-async def test_no_account_enumeration(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_no_account_enumeration(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 140: a wrong password for alice, the unknown user mallory and the
     locked user carol (even with her right password) give the same status and byte-identical
     bodies, alternating, 4 rounds (below the lock threshold)."""
@@ -171,7 +170,7 @@ async def test_no_account_enumeration(as_client: TestClient) -> None:  # type: i
 
 
 async def test_unknown_user_costs_as_much_as_a_wrong_password(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SECURITY-CHECKLIST item 140 (timing), checked by its mechanism rather than a stopwatch:
@@ -199,7 +198,7 @@ async def test_unknown_user_costs_as_much_as_a_wrong_password(
 # --- item 141 ---------------------------------------------------------------------------------
 
 
-async def test_client_secret_bruteforce_over_basic(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_secret_bruteforce_over_basic(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 141(a): 5 wrong secrets for ``cc`` over Basic, then the right
     secret is 429 (Retry-After, JSON) inside the window; other clients are unaffected; after
     Retry-After the right secret works."""
@@ -226,7 +225,7 @@ async def test_client_secret_bruteforce_over_basic(as_client: TestClient) -> Non
     )
 
 
-async def test_client_secret_bruteforce_in_body(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_secret_bruteforce_in_body(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 141(b): the same with body credentials."""
     for i in range(5):
         resp = await as_client.post(
@@ -248,7 +247,7 @@ async def test_client_secret_bruteforce_in_body(as_client: TestClient) -> None: 
 
 @pytest.mark.parametrize("path", ["/oauth2/introspect", "/oauth2/revoke"])
 async def test_client_secret_bruteforce_at_introspect_and_revoke(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     path: str,
 ) -> None:
     """SECURITY-CHECKLIST item 141(b): at /oauth2/introspect and /oauth2/revoke, 5 wrong secrets
@@ -261,7 +260,7 @@ async def test_client_secret_bruteforce_at_introspect_and_revoke(
     )
 
 
-async def test_a_clients_parallel_requests_are_never_throttled(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_clients_parallel_requests_are_never_throttled(as_client: Client) -> None:
     """Only failed client authentications count: twelve parallel introspections by ``rs`` with
     its right secret (more than ``client_failures`` = 5) all succeed, and after them a guesser's
     failures still lock the client (successes reset nothing)."""

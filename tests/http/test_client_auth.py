@@ -9,11 +9,10 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import TOKEN, assert_e400, assert_e401c, assert_tok200
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, basic
-from tests.support import write_conf
+from tests.support import Client, write_conf
 
 SPECIAL_ID = "conf:special"
 SPECIAL_SECRET = "p@ss:w%rd+/"
@@ -46,13 +45,13 @@ def as_conf_path(tmp_path: Path) -> Path:
 
 
 def claims_of(token: str) -> dict[str, Any]:
-    return jwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
+    return jwt.decode(token, options={"verify_signature": False})
 
 
 # --- item 69 ----------------------------------------------------------------------------------
 
 
-async def test_client_secret_basic(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_secret_basic(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 69(a): ``BASIC(cc)`` with a form body."""
     resp = await as_client.post(
         TOKEN,
@@ -63,7 +62,7 @@ async def test_client_secret_basic(as_client: TestClient) -> None:  # type: igno
     assert claims_of(body["access_token"])["client_id"] == "cc"
 
 
-async def test_client_secret_post(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_secret_post(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 69(b): id and secret in the form body."""
     resp = await as_client.post(
         TOKEN,
@@ -73,7 +72,7 @@ async def test_client_secret_post(as_client: TestClient) -> None:  # type: ignor
     assert claims_of(body["access_token"])["client_id"] == "cc"
 
 
-async def test_client_secret_in_json_body(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_secret_in_json_body(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 69(c): id and secret in a JSON body."""
     resp = await as_client.post(
         TOKEN,
@@ -86,7 +85,7 @@ async def test_client_secret_in_json_body(as_client: TestClient) -> None:  # typ
 # --- item 70 ----------------------------------------------------------------------------------
 
 
-async def test_wrong_secret_over_basic_is_401_with_basic_challenge(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_wrong_secret_over_basic_is_401_with_basic_challenge(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 70: ``BASIC(conf,wrong)`` is E401C with ``Basic realm=...``."""
     resp = await as_client.post(
         TOKEN,
@@ -99,7 +98,7 @@ async def test_wrong_secret_over_basic_is_401_with_basic_challenge(as_client: Te
 # --- item 71 ----------------------------------------------------------------------------------
 
 
-async def test_wrong_secret_and_unknown_client_in_body_are_identical(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_wrong_secret_and_unknown_client_in_body_are_identical(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 71(a)(b): invalid_client, 401 with a challenge, and the same
     status and body for a wrong secret and an unknown client (form and JSON)."""
     wrong = await as_client.post(
@@ -125,7 +124,7 @@ async def test_wrong_secret_and_unknown_client_in_body_are_identical(as_client: 
     assert await wrong_json.read() == await unknown_json.read() == await wrong.read()
 
 
-async def test_wrong_and_unknown_over_basic_are_identical(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_wrong_and_unknown_over_basic_are_identical(as_client: Client) -> None:
     """SECURITY-CHECKLIST items 70-71: over Basic too, a wrong secret and an unknown client are
     indistinguishable."""
     wrong = await as_client.post(
@@ -139,14 +138,14 @@ async def test_wrong_and_unknown_over_basic_are_identical(as_client: TestClient)
     assert await wrong.read() == await unknown.read()
 
 
-async def test_confidential_client_without_secret_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_confidential_client_without_secret_is_invalid_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 71(c): ``client_id=cc`` alone is E401C (401; no Basic challenge,
     since the client identified itself in the body)."""
     resp = await as_client.post(TOKEN, data={"grant_type": "client_credentials", "client_id": "cc"})
     await assert_e401c(resp)
 
 
-async def test_no_client_authentication_at_all_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_no_client_authentication_at_all_is_invalid_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 71: no client identification at all is ``invalid_client``."""
     resp = await as_client.post(TOKEN, data={"grant_type": "client_credentials"})
     await assert_e401c(resp, anonymous=True)
@@ -155,7 +154,7 @@ async def test_no_client_authentication_at_all_is_invalid_client(as_client: Test
 # --- item 72 ----------------------------------------------------------------------------------
 
 
-async def test_basic_and_body_secret_together_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_basic_and_body_secret_together_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 72(a): two authentication methods at once."""
     resp = await as_client.post(
         TOKEN,
@@ -166,8 +165,8 @@ async def test_basic_and_body_secret_together_is_invalid_request(as_client: Test
 
 
 async def test_basic_with_other_client_id_in_body_never_yields_a_token(
-    as_client: TestClient,
-) -> None:  # type: ignore[type-arg]
+    as_client: Client,
+) -> None:
     """SECURITY-CHECKLIST item 72(b): ``BASIC(cc)`` with ``client_id=conf`` in the body is
     ``E400(invalid_request)``; never a token for ``conf``."""
     resp = await as_client.post(
@@ -178,7 +177,7 @@ async def test_basic_with_other_client_id_in_body_never_yields_a_token(
     await assert_e400(resp, "invalid_request")
 
 
-async def test_basic_with_empty_body_secret_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_basic_with_empty_body_secret_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 72: an (empty) ``client_secret`` in the body beside Basic still
     counts as a second method."""
     resp = await as_client.post(
@@ -192,7 +191,7 @@ async def test_basic_with_empty_body_secret_is_invalid_request(as_client: TestCl
 # --- item 73 ----------------------------------------------------------------------------------
 
 
-async def test_basic_credentials_are_form_url_decoded(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_basic_credentials_are_form_url_decoded(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 73: ``conf:special`` / ``p@ss:w%rd+/`` form-encoded in Basic."""
     header = "Basic Y29uZiUzQXNwZWNpYWw6cCU0MHNzJTNBdyUyNXJkJTJCJTJG"
     assert basic(SPECIAL_ID, SPECIAL_SECRET)["Authorization"] == header
@@ -205,7 +204,7 @@ async def test_basic_credentials_are_form_url_decoded(as_client: TestClient) -> 
     assert claims["sub"] == f"client:{SPECIAL_ID}"
 
 
-async def test_special_characters_in_body_credentials(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_special_characters_in_body_credentials(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 73 (body variant of item 69(b)): the same client by
     ``client_secret_post`` with a form-encoded body."""
     resp = await as_client.post(
@@ -239,7 +238,7 @@ MALFORMED_AUTHORIZATION = [
 
 @pytest.mark.parametrize("authorization", MALFORMED_AUTHORIZATION)
 async def test_malformed_authorization_never_5xx(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     authorization: str,
 ) -> None:
     """SECURITY-CHECKLIST item 74: E401C (Basic challenge) or ``E400(invalid_request)``; never a
@@ -261,7 +260,7 @@ async def test_malformed_authorization_never_5xx(
 
 
 async def test_basic_only_client_refuses_the_secret_in_the_body(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
 ) -> None:
     """SECURITY-CHECKLIST item 75: ``basiconly`` is registered for ``client_secret_basic``; the
     right secret sent in the body is E401C, the same credentials via Basic succeed."""
@@ -283,7 +282,7 @@ async def test_basic_only_client_refuses_the_secret_in_the_body(
     assert claims_of(body["access_token"])["client_id"] == "basiconly"
 
 
-async def test_post_only_client_refuses_basic(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_post_only_client_refuses_basic(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 75, the other way round: ``postonly`` (``client_secret_post``)
     sending the right secret by Basic is E401C; in the body it succeeds."""
     resp = await as_client.post(
@@ -304,7 +303,7 @@ async def test_post_only_client_refuses_basic(as_client: TestClient) -> None:  #
 
 
 async def test_registered_method_applies_to_introspection(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
 ) -> None:
     """Item 75 at ``/oauth2/introspect``: the registration binds every client-authenticated
     endpoint, not only the token endpoint."""

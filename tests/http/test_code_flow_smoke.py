@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestClient
-
 from tests.http.conftest import V, authz_params, basic, location_params, sign_in
+from tests.support import Client
 
 
-async def test_code_flow_through_the_login_form(as_client: TestClient) -> None:
+async def test_code_flow_through_the_login_form(as_client: Client) -> None:
     login = await sign_in(as_client, authz_params("conf"))
     assert login.status == 303, await login.text()
     query, fragment = location_params(login.headers["Location"])

@@ -12,11 +12,11 @@ from aiohttp.test_utils import TestClient
 
 from gateway.config import load_config
 from gateway.keys import CONFIG
-from tests.support import sample_server
+from tests.support import Client, sample_server
 
 
 @pytest.fixture
-async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[Client]:
     """The committed sample configuration as ``serve --port PORT`` runs it."""
     server = sample_server(tmp_path / "conf", database_url)
     await server.start_server()
@@ -29,7 +29,7 @@ async def demo(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]: 
 
 
 async def test_the_demo_spa_signs_in_and_calls_the_api(
-    demo: TestClient,  # type: ignore[type-arg]
+    demo: Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     page = await demo.get("/")
@@ -70,7 +70,7 @@ async def test_the_demo_spa_signs_in_and_calls_the_api(
 
 
 async def test_the_demo_api_refuses_calls_without_the_gateway(
-    demo: TestClient,  # type: ignore[type-arg]
+    demo: Client,
 ) -> None:
     direct = await demo.get("/demo-api/whoami", headers={"X-User-Name": "admin"})
     assert direct.status == 401

@@ -18,13 +18,14 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from pytest_aiohttp.plugin import AiohttpServer
 
 from tests.http.checklist import TOKEN, assert_e400, assert_tok200
 from tests.http.conftest import CLIENTS, EXCHANGE, ISSUER, JWT_BEARER, RELAXED_LIMITS, SCOPES, basic
-from tests.support import clock_of, write_conf
+from tests.support import Client, clock_of, write_conf
 
 PARTNER = "https://idp.partner.test"
 PARTNER_KID = "partner-key-1"
@@ -50,7 +51,7 @@ def rogue_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
-async def jwks_server(aiohttp_server: Any, partner_key: rsa.RSAPrivateKey) -> TestServer:
+async def jwks_server(aiohttp_server: AiohttpServer, partner_key: rsa.RSAPrivateKey) -> TestServer:
     """A stub of the partner's JWKS endpoint on 127.0.0.1."""
     jwk = json.loads(RSAAlgorithm.to_jwk(partner_key.public_key()))
     jwk.update(kid=PARTNER_KID, use="sig", alg="RS256")
@@ -60,7 +61,7 @@ async def jwks_server(aiohttp_server: Any, partner_key: rsa.RSAPrivateKey) -> Te
 
     app = web.Application()
     app.router.add_get("/jwks", keys)
-    return await aiohttp_server(app, host="127.0.0.1")  # type: ignore[no-any-return]
+    return await aiohttp_server(app, host="127.0.0.1")
 
 
 @pytest.fixture
@@ -91,11 +92,11 @@ def b64(data: dict[str, Any]) -> str:
 
 
 def unverified(token: str) -> dict[str, Any]:
-    return jwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
+    return jwt.decode(token, options={"verify_signature": False})
 
 
 async def user_token(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     username: str = "alice",
     scope: str = "orders.read",
     auth: tuple[str, str] = ("conf", "s3cr3t"),
@@ -115,7 +116,7 @@ async def user_token(
     return await assert_tok200(resp)
 
 
-async def service_token(client: TestClient) -> str:  # type: ignore[type-arg]
+async def service_token(client: Client) -> str:
     resp = await client.post(
         TOKEN,
         data={"grant_type": "client_credentials", "scope": "orders.read"},
@@ -125,19 +126,20 @@ async def service_token(client: TestClient) -> str:  # type: ignore[type-arg]
 
 
 async def exchange(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     auth: tuple[str, str] = ("conf", "s3cr3t"),
     **params: str,
 ) -> ClientResponse:
     return await client.post(TOKEN, data={"grant_type": EXCHANGE, **params}, headers=basic(*auth))
 
 
-async def introspect_rs(client: TestClient, token: str) -> dict[str, Any]:  # type: ignore[type-arg]
+async def introspect_rs(client: Client, token: str) -> dict[str, Any]:
     resp = await client.post(
         "/oauth2/introspect", data={"token": token}, headers=basic("rs", "rss3cr3t")
     )
     assert resp.status == 200, await resp.text()
-    return await resp.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
 def make_assertion(
@@ -164,7 +166,7 @@ def make_assertion(
 
 
 async def bearer(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     assertion: str,
     auth: tuple[str, str] = ("conf", "s3cr3t"),
 ) -> ClientResponse:
@@ -177,7 +179,7 @@ async def bearer(
 
 
 async def test_exchange_happy_path(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 38: 200, no-store, ``issued_token_type``, ``token_type`` Bearer,
@@ -206,7 +208,7 @@ async def test_exchange_happy_path(
     assert set(info["scope"].split()) <= {"orders.read"}
 
 
-async def test_exchange_parameter_validation(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_exchange_parameter_validation(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 39(a)-(f): each malformed exchange is ``E400(invalid_request)``."""
     subject = (await user_token(as_client))["access_token"]
     actor = (await user_token(as_client, "bob"))["access_token"]
@@ -226,7 +228,9 @@ async def test_exchange_parameter_validation(as_client: TestClient) -> None:  # 
         },
     ]
     for params in cases:
-        await assert_e400(await exchange(as_client, **params), "invalid_request")
+        await assert_e400(
+            await exchange(as_client, ("conf", "s3cr3t"), **params), "invalid_request"
+        )
     # The same subject is acceptable in a well-formed request.
     await assert_tok200(
         await exchange(as_client, subject_token=subject, subject_token_type=AT_TYPE)
@@ -234,7 +238,7 @@ async def test_exchange_parameter_validation(as_client: TestClient) -> None:  # 
 
 
 async def test_exchange_refuses_unusable_subject_tokens(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     rogue_key: rsa.RSAPrivateKey,
 ) -> None:
     """SECURITY-CHECKLIST item 40: garbage, a revoked AT, a JWT signed by an unknown key, an
@@ -266,7 +270,7 @@ async def test_exchange_refuses_unusable_subject_tokens(
     )
 
 
-async def test_exchange_refuses_an_expired_subject_token(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_exchange_refuses_an_expired_subject_token(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 40: an expired AT (3 s lifetime; the gateway allows its own tokens
     no clock leeway) is ``E400(invalid_request)``; the same token was accepted while fresh."""
     subject = (await user_token(as_client, auth=("short", "shorts3cr3t")))["access_token"]
@@ -281,7 +285,7 @@ async def test_exchange_refuses_an_expired_subject_token(as_client: TestClient) 
     )
 
 
-async def test_exchange_disallowed_audience_is_invalid_target(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_exchange_disallowed_audience_is_invalid_target(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 41: ``audience=billing-api`` is not in conf's audiences."""
     subject = (await user_token(as_client))["access_token"]
     resp = await exchange(
@@ -290,7 +294,7 @@ async def test_exchange_disallowed_audience_is_invalid_target(as_client: TestCli
     await assert_e400(resp, "invalid_target")
 
 
-async def test_exchange_cannot_widen_scope(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_exchange_cannot_widen_scope(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 42: ``scope=orders.read orders.admin`` from a subject token with
     only orders.read is invalid_scope; so is a scope the client has but the subject lacks."""
     subject = (await user_token(as_client, scope="orders.read"))["access_token"]
@@ -302,7 +306,7 @@ async def test_exchange_cannot_widen_scope(as_client: TestClient) -> None:  # ty
 
 
 async def test_exchange_delegation_is_visible(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 43: with cc's client_credentials AT as actor the issued token has
@@ -329,7 +333,7 @@ async def test_exchange_delegation_is_visible(
 
 
 async def test_exchange_subject_refresh_token(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 38 (refresh token as subject, typed correctly): accepted, and the
@@ -342,7 +346,7 @@ async def test_exchange_subject_refresh_token(
 
 
 async def test_exchange_and_jwt_bearer_not_enabled_for_conf2(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     partner_key: rsa.RSAPrivateKey,
 ) -> None:
     """SECURITY-CHECKLIST item 22(b)(c): ``conf2`` with a valid assertion and with a valid
@@ -369,7 +373,7 @@ async def test_exchange_and_jwt_bearer_not_enabled_for_conf2(
     ],
 )
 async def test_jwt_bearer_happy_path(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
     partner_key: rsa.RSAPrivateKey,
     audience: str,
@@ -380,7 +384,7 @@ async def test_jwt_bearer_happy_path(
     assert unverified(body["access_token"])["sub"] == users["alice"]
 
 
-async def test_jwt_bearer_missing_assertion(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_jwt_bearer_missing_assertion(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 45(a)."""
     resp = await as_client.post(
         TOKEN, data={"grant_type": JWT_BEARER}, headers=basic("conf", "s3cr3t")
@@ -389,7 +393,7 @@ async def test_jwt_bearer_missing_assertion(as_client: TestClient) -> None:  # t
 
 
 async def test_jwt_bearer_duplicate_assertion(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     partner_key: rsa.RSAPrivateKey,
 ) -> None:
     """SECURITY-CHECKLIST item 45(b): ``assertion`` sent twice (both valid)."""
@@ -459,7 +463,7 @@ INVALID_ASSERTIONS = [
 
 @pytest.mark.parametrize("build", INVALID_ASSERTIONS)
 async def test_jwt_bearer_invalid_assertions(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     partner_key: rsa.RSAPrivateKey,
     rogue_key: rsa.RSAPrivateKey,
     build: Any,
@@ -470,7 +474,7 @@ async def test_jwt_bearer_invalid_assertions(
 
 
 async def test_jwt_bearer_jti_replay(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     partner_key: rsa.RSAPrivateKey,
 ) -> None:
     """SECURITY-CHECKLIST item 46(i): the same valid assertion (same ``jti``) a second time is

@@ -295,8 +295,19 @@ async def test_a_slow_database_gets_one_budget_and_no_late_commit(
             answer, took = await timed(gw.sign_in(expect=None))
             assert answer.status == 503, answer.text
             assert took < BOUND, took
+            # The statement was cancelled on the server, not left waiting for the lock (the
+            # cancel request travels on its own connection: wait for it, at most 5 s), so
+            # releasing the lock now commits nothing.
+            for _ in range(100):
+                waiting = await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if waiting == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting == 0, "the timed-out statement was left running on the server"
             await transaction.rollback()
-            await asyncio.sleep(0.2)  # a statement left running would commit now
             failures = await holder.fetchval(
                 "SELECT failures FROM auth.throttle WHERE key = 'acct:alice'"
             )

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse
 from bs4 import BeautifulSoup
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -22,9 +22,8 @@ from gateway.passwords import Passwords
 from gateway.store import users
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, V, authz_params, location_params
 from tests.provider import FakeProvider
-from tests.support import write_conf
+from tests.support import Client, named_input, write_conf
 
-Client = TestClient  # type: ignore[type-arg]
 CALLBACK = f"{ISSUER}/oauth2/code/fake"
 CLIENT_ID = "gateway-at-fake"
 CLIENT_SECRET = "fake-provider-secret"
@@ -68,7 +67,7 @@ def provider_form(html: str) -> dict[str, str]:
     form = soup.find("form", action="/oauth2/external/fake")
     assert form is not None, "no provider button on the login page"
     assert "Sign in with Fake" in form.get_text()
-    fields = {i["name"]: i["value"] for i in form.find_all("input", type="hidden")}
+    fields = {str(i["name"]): str(i["value"]) for i in form.find_all("input", type="hidden")}
     return {"action": str(form["action"]), **fields}
 
 
@@ -87,7 +86,7 @@ def alice_claims(**extra: Any) -> dict[str, Any]:
     return {"sub": "fake-alice-1", "email": "Alice@Example.test", "email_verified": True, **extra}
 
 
-async def callback(client: Client, back: dict[str, str]) -> Any:
+async def callback(client: Client, back: dict[str, str]) -> ClientResponse:
     return await client.get("/oauth2/code/fake", params=back, allow_redirects=False)
 
 
@@ -96,10 +95,12 @@ def form_flow(html: str) -> str:
     soup = BeautifulSoup(html, "html.parser")
     form = soup.find("form", action="/oauth2/login")
     assert form is not None, html
-    return str(form.find("input", attrs={"name": "flow"})["value"])
+    return str(named_input(form, "flow")["value"])
 
 
-async def password_sign_in(client: Client, html: str, username: str, password: str) -> Any:
+async def password_sign_in(
+    client: Client, html: str, username: str, password: str
+) -> ClientResponse:
     return await client.post(
         "/oauth2/login",
         data={"flow": form_flow(html), "username": username, "password": password},
@@ -338,7 +339,7 @@ async def test_provider_refusal_returns_to_the_login_page(
     assert resp.status == 400
     html = await resp.text()
     assert "Signing in with Fake did not work." in html
-    flow = BeautifulSoup(html, "html.parser").find("input", attrs={"name": "flow"})["value"]
+    flow = named_input(BeautifulSoup(html, "html.parser"), "flow")["value"]
     login = await as_client.post(
         "/oauth2/login",
         data={"flow": flow, "username": "alice", "password": "Correct-Horse-9"},

@@ -14,7 +14,6 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import (
     TOKEN,
@@ -36,7 +35,7 @@ from tests.http.conftest import (
     location_params,
     sign_in,
 )
-from tests.support import clock_of, write_conf
+from tests.support import Client, clock_of, write_conf
 
 RP_CB = "https://rp.example.test/cb"
 APP_CB = "https://app.example.test/cb"
@@ -62,7 +61,7 @@ def as_conf_path(tmp_path: Path) -> Path:
 @pytest.fixture
 async def short_client(
     tmp_path: Path, database_url: str, users: dict[str, str]
-) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+) -> AsyncIterator[Client]:
     """The gateway with ``tokens.code_ttl`` = 1 s."""
     path = conf_dir(tmp_path / "short", tokens={"code_ttl": 1, "refresh_grace": 1})
     async with serving(path, database_url) as client:
@@ -78,7 +77,7 @@ def s256(verifier: str) -> str:
 
 
 async def get_code(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     client_id: str = "conf",
     username: str = "alice",
     **extra: str | None,
@@ -93,7 +92,7 @@ async def get_code(
 
 
 async def redeem(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     code: str,
     *,
     auth: tuple[str, str] | None = ("conf", "s3cr3t"),
@@ -110,7 +109,7 @@ async def redeem(
     return await client.post(TOKEN, data=data, headers=headers)
 
 
-async def jwks_key(client: TestClient, token: str) -> Any:  # type: ignore[type-arg]
+async def jwks_key(client: Client, token: str) -> Any:
     """The public key of ``token``'s ``kid`` from /oauth2/jwks (fails when the kid is absent)."""
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "RS256"
@@ -120,22 +119,23 @@ async def jwks_key(client: TestClient, token: str) -> Any:  # type: ignore[type-
     return jwt.PyJWK(keys[header["kid"]]).key
 
 
-async def userinfo(client: TestClient, access_token: str) -> ClientResponse:  # type: ignore[type-arg]
+async def userinfo(client: Client, access_token: str) -> ClientResponse:
     return await client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access_token}"})
 
 
 async def introspect(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     token: str,
     auth: tuple[str, str] = ("conf", "s3cr3t"),
 ) -> dict[str, Any]:
     resp = await client.post("/oauth2/introspect", data={"token": token}, headers=basic(*auth))
     assert resp.status == 200, await resp.text()
-    return await resp.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
 async def password(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     auth: tuple[str, str] = ("conf", "s3cr3t"),
     **params: str,
 ) -> ClientResponse:
@@ -146,7 +146,7 @@ async def password(
 
 
 async def test_code_happy_path_with_verified_id_token(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 25: TOK200, a refresh token (offline_access), and an RS256 ID
@@ -167,7 +167,7 @@ async def test_code_happy_path_with_verified_id_token(
     assert claims["nonce"] == "n-25"
 
 
-async def test_missing_code_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_missing_code_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 26(a)."""
     resp = await as_client.post(
         TOKEN,
@@ -177,13 +177,13 @@ async def test_missing_code_is_invalid_request(as_client: TestClient) -> None:  
     await assert_e400(resp, "invalid_request")
 
 
-async def test_unknown_code_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_unknown_code_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 26(b)."""
     resp = await redeem(as_client, "invalid", verifier=None)
     await assert_e400(resp, "invalid_grant")
 
 
-async def test_code_replay_is_rejected_and_revokes_first_tokens(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_code_replay_is_rejected_and_revokes_first_tokens(as_client: Client) -> None:
     """SECURITY-CHECKLIST items 27(a) and 28: the same token request again is
     ``E400(invalid_grant)``; the first redemption's AT then fails at userinfo
     (``B401(invalid_token)``) and introspection, and its RT is ``invalid_grant``."""
@@ -210,14 +210,14 @@ async def test_code_replay_is_rejected_and_revokes_first_tokens(as_client: TestC
     assert await introspect(as_client, refresh) == {"active": False}
 
 
-async def test_code_redeemed_by_another_client_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_code_redeemed_by_another_client_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 29(a): a code of ``conf`` redeemed with ``BASIC(conf2)``."""
     code = await get_code(as_client, "conf")
     resp = await redeem(as_client, code, auth=("conf2", "s3cr3t2"))
     await assert_e400(resp, "invalid_grant")
 
 
-async def test_public_client_code_binding(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_public_client_code_binding(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 29(b)-(d): a code of ``pub`` without any client_id is E401C
     (with the Basic challenge: no client authentication at all), with ``client_id=imp``
     invalid_grant, with ``client_id=pub`` TOK200."""
@@ -239,7 +239,7 @@ async def test_public_client_code_binding(as_client: TestClient) -> None:  # typ
     ],
 )
 async def test_redirect_uri_binding(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     redirect_uri: str | None,
     errors: tuple[str, ...],
 ) -> None:
@@ -249,7 +249,7 @@ async def test_redirect_uri_binding(
     await assert_e400(resp, *errors)
 
 
-async def test_redirect_uri_binding_with_two_registered_uris(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_redirect_uri_binding_with_two_registered_uris(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 30(a): for ``multi``, the other *registered* URI is refused too."""
     code = await get_code(as_client, "multi")
     resp = await redeem(
@@ -258,7 +258,7 @@ async def test_redirect_uri_binding_with_two_registered_uris(as_client: TestClie
     await assert_e400(resp, "invalid_grant")
 
 
-async def test_expired_code_is_invalid_grant(short_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_expired_code_is_invalid_grant(short_client: Client) -> None:
     """SECURITY-CHECKLIST item 31: with ``code_ttl`` = 1 s, a code redeemed 2 s later (the
     gateway's clock moved on: the database decides the code's expiry by the same clock)."""
     code = await get_code(short_client, "conf")
@@ -266,7 +266,7 @@ async def test_expired_code_is_invalid_grant(short_client: TestClient) -> None: 
     await assert_e400(await redeem(short_client, code), "invalid_grant")
 
 
-async def test_parallel_redemptions_yield_exactly_one_token(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_parallel_redemptions_yield_exactly_one_token(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 32: 10 parallel redemptions of one code: exactly one TOK200,
     nine ``E400(invalid_grant)``."""
     code = await get_code(as_client, "conf")
@@ -287,7 +287,7 @@ async def test_parallel_redemptions_yield_exactly_one_token(as_client: TestClien
 
 
 async def test_password_grant_for_enabled_client(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 33: TOK200 for ``conf`` (password enabled), for alice."""
@@ -309,7 +309,7 @@ async def test_password_grant_for_enabled_client(
     ],
 )
 async def test_password_grant_is_opt_in(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     auth: tuple[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 33: a client without an explicit ``password`` grant gets
@@ -318,7 +318,7 @@ async def test_password_grant_is_opt_in(
     await assert_e400(resp, "unauthorized_client")
 
 
-async def test_wrong_password_and_unknown_user_are_byte_identical(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_wrong_password_and_unknown_user_are_byte_identical(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 34: ``E400(invalid_grant)`` with byte-identical bodies."""
     wrong = await password(as_client, username="alice", password="wrong")
     unknown = await password(as_client, username="mallory", password="wrong")
@@ -345,7 +345,7 @@ async def test_wrong_password_and_unknown_user_are_byte_identical(as_client: Tes
     ],
 )
 async def test_malformed_password_requests(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     body: str,
     error: str,
 ) -> None:
@@ -362,7 +362,7 @@ async def test_malformed_password_requests(
 
 
 async def test_password_grant_session_secret_signs_in_again(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 33 (the reference's ``secret`` variant): the response carries a
@@ -394,7 +394,7 @@ def set_cookies(resp: ClientResponse) -> dict[str, str]:
 
 
 async def test_client_credentials_happy_path(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     users: dict[str, str],
 ) -> None:
     """SECURITY-CHECKLIST item 36: TOK200 without refresh_token or id_token; the token's ``sub``
@@ -422,7 +422,7 @@ async def test_client_credentials_happy_path(
     assert "__Secure-SRT" not in set_cookies(resp)
 
 
-async def test_client_credentials_offline_gives_refresh_token(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_credentials_offline_gives_refresh_token(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 36 (product decision): ``access_type=offline`` returns a refresh
     token (for a client allowed to refresh), which then refreshes as ``client:conf``."""
     plain = await assert_tok200(
@@ -454,7 +454,7 @@ async def test_client_credentials_offline_gives_refresh_token(as_client: TestCli
     assert "id_token" not in refreshed
 
 
-async def test_client_credentials_refused_for_public_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_credentials_refused_for_public_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 37(a): ``client_id=pub`` is E400(unauthorized_client)."""
     resp = await as_client.post(
         TOKEN, data={"grant_type": "client_credentials", "client_id": "pub"}
@@ -462,7 +462,7 @@ async def test_client_credentials_refused_for_public_client(as_client: TestClien
     await assert_e400(resp, "unauthorized_client")
 
 
-async def test_client_credentials_scope_policy(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_credentials_scope_policy(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 37(b): ``scope=admin:all`` for ``cc`` is invalid_scope."""
     resp = await as_client.post(
         TOKEN,
@@ -475,7 +475,7 @@ async def test_client_credentials_scope_policy(as_client: TestClient) -> None:  
 # --- PKCE at the token endpoint: items 56-58, 61(b) -------------------------------------------
 
 
-async def test_wrong_verifier_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_wrong_verifier_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 56: ``pub`` with ``code_verifier=V2``."""
     code = await get_code(as_client, "pub")
     resp = await redeem(
@@ -492,7 +492,7 @@ async def test_wrong_verifier_is_invalid_grant(as_client: TestClient) -> None:  
     ],
 )
 async def test_missing_verifier_is_refused(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     client_id: str,
     auth: tuple[str, str] | None,
     redirect_uri: str,
@@ -507,7 +507,7 @@ async def test_missing_verifier_is_refused(
     await assert_e400(resp, "invalid_grant", "invalid_request")
 
 
-async def test_pkce_downgrade_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_pkce_downgrade_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 58: no challenge at /authorize (PKCE optional for ``conf``), a
     verifier at the token endpoint: ``E400(invalid_grant)``."""
     code = await get_code(as_client, "conf", code_challenge=None, code_challenge_method=None)
@@ -528,7 +528,7 @@ V_DOLLAR = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjX$"
     ],
 )
 async def test_malformed_verifier_is_refused_even_when_hash_matches(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     verifier: str,
 ) -> None:
     """SECURITY-CHECKLIST item 61(b): a verifier of bad syntax whose S256 was registered as the

@@ -7,20 +7,20 @@ import json
 import logging
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder
-from tests.support import create_database, drop_database, dsn_with_database
+from tests.support import Client, create_database, drop_database, dsn_with_database
 
 
-async def test_healthz_answers_while_the_process_runs(client: TestClient) -> None:
+async def test_healthz_answers_while_the_process_runs(client: Client) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
 
 
-async def test_readyz_is_200_when_the_database_answers(client: TestClient) -> None:
+async def test_readyz_is_200_when_the_database_answers(client: Client) -> None:
     response = await client.get("/readyz")
     assert response.status == 200
     body = await response.json()
@@ -28,11 +28,11 @@ async def test_readyz_is_200_when_the_database_answers(client: TestClient) -> No
 
 
 async def test_readyz_is_503_with_a_reason_when_the_database_goes_away(
-    aiohttp_client: object, holder: ConfigHolder, pg_admin_dsn: str, template_db: str
+    aiohttp_client: AiohttpClient, holder: ConfigHolder, pg_admin_dsn: str, template_db: str
 ) -> None:
     name = await create_database(pg_admin_dsn, template_db)
     app = create_app(holder, database_url=dsn_with_database(pg_admin_dsn, name))
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    client: Client = await aiohttp_client(app)
     assert (await client.get("/readyz")).status == 200
     await drop_database(pg_admin_dsn, name)  # terminates the pool's connections
     response = await client.get("/readyz")
@@ -42,21 +42,21 @@ async def test_readyz_is_503_with_a_reason_when_the_database_goes_away(
     assert (await client.get("/healthz")).status == 200
 
 
-async def test_unknown_path_gets_a_json_404(client: TestClient) -> None:
+async def test_unknown_path_gets_a_json_404(client: Client) -> None:
     response = await client.get("/no/such/thing")
     assert response.status == 404
     assert response.content_type == "application/json"
     assert (await response.json())["error"] == "not_found"
 
 
-async def test_wrong_method_gets_a_json_405_with_allow(client: TestClient) -> None:
+async def test_wrong_method_gets_a_json_405_with_allow(client: Client) -> None:
     response = await client.post("/healthz")
     assert response.status == 405
     assert "GET" in response.headers["Allow"]
     assert (await response.json())["error"] == "method_not_allowed"
 
 
-async def test_every_response_has_a_request_id_and_no_server_version(client: TestClient) -> None:
+async def test_every_response_has_a_request_id_and_no_server_version(client: Client) -> None:
     response = await client.get("/healthz")
     request_id = response.headers["X-Request-Id"]
     assert len(request_id) == 32
@@ -68,7 +68,7 @@ async def test_every_response_has_a_request_id_and_no_server_version(client: Tes
 
 
 async def test_access_log_is_json_without_the_query_string(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     from gateway.logs import JsonFormatter
 
@@ -94,7 +94,7 @@ async def test_the_tests_run_on_uvloop_like_the_server() -> None:
 
 
 async def test_access_log_redacts_a_token_in_the_path(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A JWT pasted into the path (a 404 here) never reaches the access log, in the message or
     in the ``path`` field."""

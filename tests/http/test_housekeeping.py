@@ -44,7 +44,7 @@ async def test_housekeeping_can_be_turned_off(
     conf = write_conf(tmp_path / "conf", gateway={"database": {"housekeeping_interval": 1}})
     await db.execute(OLD_ASSERTION, "before-off")
     async with serving(conf, database_url) as client:
-        holder = client.server.app[keys.CONFIG]
+        holder = client.app[keys.CONFIG]
         await until(lambda: jti_count(db, "before-off"), 0)
         write_conf(tmp_path / "conf", gateway={"database": {"housekeeping_interval": 0}})
         holder.reload()

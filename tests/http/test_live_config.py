@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,15 @@ from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from gateway.config import origins as origin_edits
 from tests.http.conftest import CLIENTS, RELAXED_LIMITS
-from tests.support import GatewayTestServer, write_conf
+from tests.support import Client, GatewayTestServer, write_conf
 
 NEW_ORIGIN = "https://new.example.test"
+# The client, the path of gateway.json and the configuration holder of the served gateway.
+Live = tuple[Client, Path, ConfigHolder]
 
 
 @pytest.fixture
-async def live(tmp_path: Path, database_url: str) -> tuple[TestClient, Path, ConfigHolder]:  # type: ignore[type-arg]
+async def live(tmp_path: Path, database_url: str) -> AsyncIterator[Live]:
     conf = write_conf(
         tmp_path / "conf",
         gateway={"issuer": "https://as.example.test", "limits": RELAXED_LIMITS},
@@ -37,7 +40,7 @@ async def live(tmp_path: Path, database_url: str) -> tuple[TestClient, Path, Con
     await client.close()
 
 
-async def preflight(client: TestClient, origin: str) -> str | None:  # type: ignore[type-arg]
+async def preflight(client: Client, origin: str) -> str | None:
     response = await client.options(
         "/oauth2/token",
         headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
@@ -46,16 +49,16 @@ async def preflight(client: TestClient, origin: str) -> str | None:  # type: ign
     return response.headers.get("Access-Control-Allow-Origin")
 
 
-async def wait_for(condition: object, timeout: float = 10.0) -> bool:
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
+        if await condition():
             return True
         await asyncio.sleep(0.2)
     return False
 
 
-async def test_origin_added_on_disk_is_allowed_within_seconds(live: tuple) -> None:  # type: ignore[type-arg]
+async def test_origin_added_on_disk_is_allowed_within_seconds(live: Live) -> None:
     client, _conf, holder = live
     assert await preflight(client, NEW_ORIGIN) is None
     message = origin_edits.edit(holder.current, "pub", NEW_ORIGIN, add=True)
@@ -67,16 +70,16 @@ async def test_origin_added_on_disk_is_allowed_within_seconds(live: tuple) -> No
     assert await wait_for(lambda: _not_allowed(client, NEW_ORIGIN))
 
 
-async def _allowed(client: TestClient, origin: str) -> bool:  # type: ignore[type-arg]
+async def _allowed(client: Client, origin: str) -> bool:
     return await preflight(client, origin) == origin
 
 
-async def _not_allowed(client: TestClient, origin: str) -> bool:  # type: ignore[type-arg]
+async def _not_allowed(client: Client, origin: str) -> bool:
     return await preflight(client, origin) is None
 
 
 async def test_invalid_edit_is_rejected_and_the_old_config_keeps_serving(
-    live: tuple,  # type: ignore[type-arg]
+    live: Live,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client, conf, holder = live
@@ -105,7 +108,7 @@ async def _logged(caplog: pytest.LogCaptureFixture) -> bool:
     )
 
 
-async def test_a_client_added_on_disk_can_get_tokens(live: tuple) -> None:  # type: ignore[type-arg]
+async def test_a_client_added_on_disk_can_get_tokens(live: Live) -> None:
     client, conf, _holder = live
     clients_file = conf.parent / "oauth2" / "default.json"
     data = json.loads(clients_file.read_text())
@@ -133,7 +136,7 @@ async def test_a_client_added_on_disk_can_get_tokens(live: tuple) -> None:  # ty
     assert 'gateway_config_reloads_total{result="accepted"}' in metrics
 
 
-async def test_metrics_on_loopback_in_prometheus_format(live: tuple) -> None:  # type: ignore[type-arg]
+async def test_metrics_on_loopback_in_prometheus_format(live: Live) -> None:
     client, _, _ = live
     await client.options(
         "/oauth2/token",

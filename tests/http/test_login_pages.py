@@ -17,15 +17,13 @@ import aiohttp
 import asyncpg
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup, Tag
 
 from gateway.web.authorize import FLOW_TTL
 from gateway.web.logout import LOGOUT_FORM
-from tests.http.conftest import USERS, V, authz_params, basic, location_params
-from tests.support import clock_of
+from tests.http.conftest import V, authz_params, basic, location_params
+from tests.support import USERS, Client, clock_of, named_input
 
-Client = TestClient  # type: ignore[type-arg]
 RP_CB = "https://rp.example.test/cb"
 CYRILLIC = re.compile("[\u0400-\u04ff]")
 
@@ -80,7 +78,7 @@ def set_cookie_names(response: aiohttp.ClientResponse) -> set[str]:
 
 
 def alert_text(soup: BeautifulSoup) -> str:
-    alert = soup.find(attrs={"role": "alert"})
+    alert = soup.find(role="alert")
     assert alert is not None, soup.prettify()[:500]
     return alert.get_text(strip=True)
 
@@ -127,8 +125,8 @@ async def test_login_page_is_a_plain_post_form(as_client: Client) -> None:
     assert response.charset == "utf-8"
     assert "no-store" in response.headers["Cache-Control"]
     assert soup.find("script") is None
-    assert not soup.find_all(attrs={"onclick": True})
-    assert not soup.find_all(attrs={"onsubmit": True})
+    assert not soup.find_all(onclick=True)
+    assert not soup.find_all(onsubmit=True)
     form = login_form(soup)
     assert str(form.get("method")).lower() == "post"
     assert form.get("action") == "/oauth2/login"
@@ -171,7 +169,9 @@ async def test_russian_by_accept_language(as_client: Client, language: str) -> N
     form = login_form(soup)
     for label in form.find_all("label"):
         assert CYRILLIC.search(label.get_text()), label
-    assert CYRILLIC.search(form.find("button").get_text())
+    button = form.find("button")
+    assert button is not None
+    assert CYRILLIC.search(button.get_text())
     assert "Sign in" not in soup.get_text()
     assert "Password" not in soup.get_text()
 
@@ -210,8 +210,8 @@ async def test_wrong_password_rerenders_form_without_session(
     assert "password" in message.lower(), message
     retry = login_form(again)
     assert retry.get("action") == "/oauth2/login"
-    assert retry.find("input", attrs={"name": "username"})["value"] == "alice"
-    assert not retry.find("input", attrs={"name": "password"}).get("value")
+    assert named_input(retry, "username")["value"] == "alice"
+    assert not named_input(retry, "password").get("value")
     assert hidden_fields(retry).get("flow")
     assert await sessions_of(db, users, "alice") == before
     assert "SID" not in {c.key for c in as_client.session.cookie_jar}
@@ -357,10 +357,10 @@ async def test_login_hint_prefills_the_username(as_client: Client) -> None:
     """login_hint=alice fills the username field; the password stays empty."""
     _, soup = await open_login(as_client, authz_params("conf", login_hint="alice@example.test"))
     form = login_form(soup)
-    assert form.find("input", attrs={"name": "username"})["value"] == "alice@example.test"
-    assert not form.find("input", attrs={"name": "password"}).get("value")
+    assert named_input(form, "username")["value"] == "alice@example.test"
+    assert not named_input(form, "password").get("value")
     _, plain = await open_login(as_client, authz_params("conf"))
-    assert not login_form(plain).find("input", attrs={"name": "username"}).get("value")
+    assert not named_input(login_form(plain), "username").get("value")
 
 
 # --- refused and expired forms: one HTML answer ---------------------------------------------------

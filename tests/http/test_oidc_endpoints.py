@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -31,7 +30,6 @@ from tests.http.conftest import (
     EXCHANGE,
     ISSUER,
     JWT_BEARER,
-    USERS,
     V,
     as_config,
     authz_params,
@@ -39,9 +37,8 @@ from tests.http.conftest import (
     location_params,
     sign_in,
 )
-from tests.support import clock_of, gateway_env, run_gateway
+from tests.support import USERS, Client, clock_of, gateway_env, run_gateway
 
-Client = TestClient  # type: ignore[type-arg]
 SECRETS = {"conf": "s3cr3t", "conf2": "s3cr3t2", "rc": "rcs3cr3t"}
 CALLBACKS = {
     "conf": "https://rp.example.test/cb",

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -249,7 +250,7 @@ async def test_only_the_configured_forwarded_header_is_believed(
     the other one (naming loopback) is ignored: the client is who the configured header says,
     /metrics (loopback and trusted proxies only) stays closed to it, and the upstream gets the
     chain of the configured header only."""
-    extra = {"forwarded_header": configured} if configured else {}
+    extra: dict[str, Any] = {"forwarded_header": configured} if configured else {}
     async with running_gateway(
         tmp_path / "conf", database_url, trusted_proxies=["127.0.0.1/32"], **extra
     ) as gw:

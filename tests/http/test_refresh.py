@@ -19,11 +19,10 @@ import asyncpg
 import jwt
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import TOKEN, VSCHAR, assert_e400, assert_tok200, serving
 from tests.http.conftest import ISSUER, V, as_config, authz_params, basic, location_params, sign_in
-from tests.support import clock_of
+from tests.support import Client, clock_of
 
 REDIRECTS = {"conf": "https://rp.example.test/cb", "pub": "https://app.example.test/cb"}
 FULL_SCOPE = "openid profile email offline_access orders.read"
@@ -32,7 +31,7 @@ FULL_SCOPE = "openid profile email offline_access orders.read"
 @pytest.fixture
 async def grace_client(
     tmp_path: Path, database_url: str, users: dict[str, str]
-) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+) -> AsyncIterator[Client]:
     """The gateway with ``tokens.refresh_grace`` = 1 s (and ``code_ttl`` = 1 s)."""
     path = as_config(tmp_path / "grace", tokens={"refresh_grace": 1, "code_ttl": 1})
     async with serving(path, database_url) as client:
@@ -43,7 +42,7 @@ async def grace_client(
 
 
 async def tokens_for(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     client_id: str = "conf",
     username: str = "alice",
 ) -> dict[str, Any]:
@@ -69,7 +68,7 @@ async def tokens_for(
 
 
 async def refresh(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     token: str | None,
     client_id: str = "conf",
     **extra: str,
@@ -87,16 +86,17 @@ async def refresh(
     return await client.post(TOKEN, data=data, headers=headers)
 
 
-async def introspect(client: TestClient, token: str) -> dict[str, Any]:  # type: ignore[type-arg]
+async def introspect(client: Client, token: str) -> dict[str, Any]:
     """Introspection by ``conf``, the client the tokens of these tests were issued to."""
     resp = await client.post(
         "/oauth2/introspect", data={"token": token}, headers=basic("conf", "s3cr3t")
     )
     assert resp.status == 200, await resp.text()
-    return await resp.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
-async def userinfo(client: TestClient, access_token: str) -> ClientResponse:  # type: ignore[type-arg]
+async def userinfo(client: Client, access_token: str) -> ClientResponse:
     return await client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {access_token}"})
 
 
@@ -104,7 +104,7 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def verified_id_token(client: TestClient, token: str) -> dict[str, Any]:  # type: ignore[type-arg]
+async def verified_id_token(client: Client, token: str) -> dict[str, Any]:
     header = jwt.get_unverified_header(token)
     jwks = await (await client.get("/oauth2/jwks")).json()
     keys = {k["kid"]: k for k in jwks["keys"]}
@@ -126,7 +126,7 @@ async def verified_id_token(client: TestClient, token: str) -> dict[str, Any]:  
 # --- item 47 ----------------------------------------------------------------------------------
 
 
-async def test_public_client_refresh_rotates(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_public_client_refresh_rotates(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 47(a): for ``pub``, TOK200 with a new access token and a new
     refresh token RT2 != RT1 (VSCHAR only), scope unchanged."""
     first = await tokens_for(as_client, "pub")
@@ -137,7 +137,7 @@ async def test_public_client_refresh_rotates(as_client: TestClient) -> None:  # 
     assert body["scope"] == first["scope"] == FULL_SCOPE
 
 
-async def test_confidential_refresh_id_token_rules(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_confidential_refresh_id_token_rules(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 47(b): a refreshed ID token keeps iss, sub, aud, azp and
     auth_time, has a newer iat and no nonce; the refresh token rotates."""
     first = await tokens_for(as_client, "conf")
@@ -158,7 +158,7 @@ async def test_confidential_refresh_id_token_rules(as_client: TestClient) -> Non
 # --- the grace period (item 53, product decision) ---------------------------------------------
 
 
-async def test_superseded_token_within_grace_gets_the_same_successor(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_superseded_token_within_grace_gets_the_same_successor(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 53 (grace window): RT1 again within the 30 s grace returns the
     same RT2, which stays usable; nothing is revoked."""
     first = await tokens_for(as_client, "conf")
@@ -171,7 +171,7 @@ async def test_superseded_token_within_grace_gets_the_same_successor(as_client: 
 
 
 async def test_fifty_parallel_refreshes_converge_on_one_successor(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     db: asyncpg.Connection,
 ) -> None:
     """SECURITY-CHECKLIST item 53 (grace window) and the issue's requirement: 50 parallel
@@ -212,7 +212,7 @@ async def test_fifty_parallel_refreshes_converge_on_one_successor(
 # --- items 48-49 (grace of 1 s) ---------------------------------------------------------------
 
 
-async def test_old_refresh_token_is_dead_after_the_grace(grace_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_old_refresh_token_is_dead_after_the_grace(grace_client: Client) -> None:
     """SECURITY-CHECKLIST item 48: after rotation (and the 1 s grace), RT1 is invalid_grant."""
     first = await tokens_for(grace_client, "pub")
     await assert_tok200(await refresh(grace_client, first["refresh_token"], "pub"))
@@ -220,7 +220,7 @@ async def test_old_refresh_token_is_dead_after_the_grace(grace_client: TestClien
     await assert_e400(await refresh(grace_client, first["refresh_token"], "pub"), "invalid_grant")
 
 
-async def test_reuse_revokes_the_whole_family(grace_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_reuse_revokes_the_whole_family(grace_client: Client) -> None:
     """SECURITY-CHECKLIST item 49: after RT1 is replayed past the grace, RT2 is invalid_grant,
     RT2 and AT2 introspect as ``{"active": false}`` and userinfo with AT2 is
     ``B401(invalid_token)``."""
@@ -244,7 +244,7 @@ async def test_reuse_revokes_the_whole_family(grace_client: TestClient) -> None:
 
 
 async def test_replay_after_grace_revokes_the_session_row(
-    grace_client: TestClient,  # type: ignore[type-arg]
+    grace_client: Client,
     db: asyncpg.Connection,
 ) -> None:
     """SECURITY-CHECKLIST item 49 and the issue's requirement: with a 1 s grace, the superseded
@@ -271,7 +271,7 @@ async def test_replay_after_grace_revokes_the_session_row(
 # --- item 50 ----------------------------------------------------------------------------------
 
 
-async def test_refresh_token_is_bound_to_its_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_refresh_token_is_bound_to_its_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 50: conf's RT with ``BASIC(conf2)`` and pub's RT with
     ``BASIC(conf)`` are invalid_grant; afterwards both victims' RTs still work (a misuse by
     another client is not a replay)."""
@@ -290,7 +290,7 @@ async def test_refresh_token_is_bound_to_its_client(as_client: TestClient) -> No
 # --- item 51 ----------------------------------------------------------------------------------
 
 
-async def test_widening_scope_on_refresh_is_invalid_scope(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_widening_scope_on_refresh_is_invalid_scope(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 51(a): ``scope=openid profile admin:all`` is invalid_scope and
     the RT stays valid."""
     first = await tokens_for(as_client, "conf")
@@ -300,7 +300,7 @@ async def test_widening_scope_on_refresh_is_invalid_scope(as_client: TestClient)
     assert body["scope"] == FULL_SCOPE
 
 
-async def test_narrowing_scope_on_refresh_keeps_the_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_narrowing_scope_on_refresh_keeps_the_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 51(b)(c): ``scope=profile`` gives ``"scope":"profile"``; the RT
     it returns, refreshed without scope, gives the original full scope."""
     first = await tokens_for(as_client, "conf")
@@ -317,7 +317,7 @@ async def test_narrowing_scope_on_refresh_keeps_the_grant(as_client: TestClient)
 # --- item 52 ----------------------------------------------------------------------------------
 
 
-async def test_confidential_refresh_without_secret_is_invalid_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_confidential_refresh_without_secret_is_invalid_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 52(a): ``client_id=conf`` without a secret is E401C."""
     first = await tokens_for(as_client, "conf")
     resp = await as_client.post(
@@ -337,17 +337,17 @@ async def test_confidential_refresh_without_secret_is_invalid_client(as_client: 
     await assert_tok200(await refresh(as_client, first["refresh_token"]))
 
 
-async def test_refresh_without_token_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_refresh_without_token_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 52(b)."""
     await assert_e400(await refresh(as_client, None), "invalid_request")
 
 
-async def test_garbage_refresh_token_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_garbage_refresh_token_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 52(c)."""
     await assert_e400(await refresh(as_client, "garbage"), "invalid_grant")
 
 
-async def test_revoked_refresh_token_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_revoked_refresh_token_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 52(d): an RT revoked through /oauth2/revoke."""
     first = await tokens_for(as_client, "conf")
     revoke = await as_client.post(
@@ -360,7 +360,7 @@ async def test_revoked_refresh_token_is_invalid_grant(as_client: TestClient) -> 
 
 
 async def test_refresh_token_past_its_lifetime_is_invalid_grant(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     db: asyncpg.Connection,
 ) -> None:
     """SECURITY-CHECKLIST item 52(e): an RT past its absolute lifetime (the gateway's clock moved
@@ -381,7 +381,7 @@ async def test_refresh_token_past_its_lifetime_is_invalid_grant(
 
 
 async def test_password_change_invalidates_refresh_tokens(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     db: asyncpg.Connection,
 ) -> None:
     """SECURITY-CHECKLIST item 54(b): after bob's password changes, an RT issued before is

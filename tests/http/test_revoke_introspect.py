@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import jwt
-from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import assert_e401c, serving
 from tests.http.conftest import (
@@ -30,9 +29,8 @@ from tests.http.conftest import (
     location_params,
     sign_in,
 )
-from tests.support import clock_of
+from tests.support import Client, clock_of
 
-Client = TestClient  # type: ignore[type-arg]
 RP_CB = "https://rp.example.test/cb"
 RP2_CB = "https://rp2.example.test/cb"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -68,7 +66,9 @@ async def code_tokens(client: Client, client_id: str = "conf") -> dict[str, Any]
     return body
 
 
-async def refresh(client: Client, token: str, headers: dict[str, str] = CONF) -> Any:
+async def refresh(
+    client: Client, token: str, headers: dict[str, str] = CONF
+) -> aiohttp.ClientResponse:
     return await client.post(
         "/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": token},
@@ -76,11 +76,15 @@ async def refresh(client: Client, token: str, headers: dict[str, str] = CONF) ->
     )
 
 
-async def revoke(client: Client, data: dict[str, str], headers: dict[str, str] = CONF) -> Any:
+async def revoke(
+    client: Client, data: dict[str, str], headers: dict[str, str] = CONF
+) -> aiohttp.ClientResponse:
     return await client.post("/oauth2/revoke", data=data, headers=headers)
 
 
-async def introspect(client: Client, token: str, headers: dict[str, str] = CONF) -> Any:
+async def introspect(
+    client: Client, token: str, headers: dict[str, str] = CONF
+) -> aiohttp.ClientResponse:
     return await client.post("/oauth2/introspect", data={"token": token}, headers=headers)
 
 

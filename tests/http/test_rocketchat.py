@@ -15,13 +15,12 @@ from urllib.parse import quote
 import aiohttp
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 from bs4 import BeautifulSoup
 from yarl import URL
 
-from tests.http.conftest import ISSUER, USERS, basic, location_params
+from tests.http.conftest import ISSUER, basic, location_params
+from tests.support import USERS, Client
 
-Client = TestClient  # type: ignore[type-arg]
 RC_CB = "https://chat.example.test/_oauth/idp"
 RC_STATE = (
     "eyJsb2dpblN0eWxlIjoicmVkaXJlY3QiLCJjcmVkZW50aWFsVG9rZW4iOiJWZjNrUTh4Mm5ON3BSMXNUNHVXNnlaOW"
@@ -107,6 +106,7 @@ async def test_authorize_leg_keeps_the_base64_json_state(as_client: Client) -> N
     html = await page.text()
     assert page.status == 200, html[:300]
     form = BeautifulSoup(html, "html.parser").find("form")
+    assert form is not None
     fields = {
         str(i["name"]): str(i.get("value", ""))
         for i in form.find_all("input", attrs={"type": "hidden"})

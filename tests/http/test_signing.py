@@ -3,23 +3,23 @@ HS256 per client, and a new cookie key that logs nobody out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder, load_config
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, basic
-from tests.support import GatewayTestServer, write_conf
+from tests.support import Client, GatewayTestServer, write_conf
 
 KEY_1 = {"kid": "k1", "secret": "cookie-key-one-0123456789abcdefghijklmno"}
 KEY_2 = {"kid": "k2", "secret": "cookie-key-two-0123456789abcdefghijklmno"}
-HS_CLIENT = {
+HS_CLIENT: dict[str, Any] = {
     "client_id": "legacy",
     "client_secret": "legacy-shared-secret-0123456789abcdef",
     "scopes": ["openid", "profile", "offline_access"],
@@ -28,7 +28,9 @@ HS_CLIENT = {
     "javascript_origins": ["https://legacy.example.test"],
 }
 
-Starter = Callable[..., Any]
+# The gateway's client, the path of its gateway.json, and what the upstream received.
+Started = tuple[Client, Path, list[dict[str, str]]]
+Starter = Callable[..., Awaitable[Started]]
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ async def start(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
     await upstream.start_server()
     servers.append(upstream)
 
-    async def starter(**gateway: Any) -> tuple[TestClient, Path, list[dict[str, str]]]:  # type: ignore[type-arg]
+    async def starter(**gateway: Any) -> Started:
         settings: dict[str, Any] = {
             "issuer": ISSUER,
             "limits": RELAXED_LIMITS,
@@ -72,7 +74,7 @@ async def start(tmp_path: Path, database_url: str, users: dict[str, str]) -> Asy
         await server.close()
 
 
-async def password_token(client: TestClient, client_id: str, secret: str) -> Any:  # type: ignore[type-arg]
+async def password_token(client: Client, client_id: str, secret: str) -> ClientResponse:
     response = await client.post(
         "/oauth2/token",
         data={

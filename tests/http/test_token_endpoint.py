@@ -13,17 +13,17 @@ from urllib.parse import quote
 import jwt
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
 from tests.http.checklist import TOKEN, assert_e400, assert_e401c, assert_tok200
 from tests.http.conftest import basic
+from tests.support import Client
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSONCT = {"Content-Type": "application/json"}
 
 
 async def post_raw(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     body: bytes | str,
     content_type: str | None = "application/x-www-form-urlencoded",
     headers: dict[str, str] | None = None,
@@ -41,7 +41,7 @@ async def post_raw(
 # --- item 17 ----------------------------------------------------------------------------------
 
 
-async def test_get_is_refused_with_405_and_allow_post(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_get_is_refused_with_405_and_allow_post(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 17: GET /token is 405 with ``Allow: POST``; no token."""
     resp = await as_client.get(
         TOKEN, params={"grant_type": "client_credentials"}, headers=basic("cc", "ccs3cr3t")
@@ -56,7 +56,7 @@ async def test_get_is_refused_with_405_and_allow_post(as_client: TestClient) -> 
 # --- item 18 ----------------------------------------------------------------------------------
 
 
-async def test_client_credentials_success_shape_and_caching(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_client_credentials_success_shape_and_caching(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 18: TOK200 with no-store / no-cache, JSON number expires_in."""
     resp = await as_client.post(
         TOKEN,
@@ -68,7 +68,7 @@ async def test_client_credentials_success_shape_and_caching(as_client: TestClien
     assert "refresh_token" not in body
 
 
-async def test_access_tokens_are_distinct_and_unpredictable(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_access_tokens_are_distinct_and_unpredictable(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 18: 200 client_credentials access tokens are all distinct and each
     carries at least 128 bits of randomness (its ``jti``), none sequential."""
     tokens: list[str] = []
@@ -97,7 +97,7 @@ async def test_access_tokens_are_distinct_and_unpredictable(as_client: TestClien
 # --- item 19 ----------------------------------------------------------------------------------
 
 
-async def test_error_code_for_a_hostile_code_is_invalid_grant(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_error_code_for_a_hostile_code_is_invalid_grant(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 19: the exact request of the item (a code holding ``"``, CR, LF,
     ``\\`` and ``<script>``) is ``E400(invalid_grant)`` with a clean description."""
     resp = await post_raw(
@@ -111,7 +111,7 @@ async def test_error_code_for_a_hostile_code_is_invalid_grant(as_client: TestCli
     assert "<script" not in description.lower()
 
 
-async def test_error_description_never_reflects_input(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_error_description_never_reflects_input(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 19: hostile values in several parameters never come back in
     ``error_description`` (no CR, LF, TAB, quote, backslash, nor the raw input)."""
     marker = "<script>alert(1)</script>"
@@ -144,7 +144,7 @@ async def test_error_description_never_reflects_input(as_client: TestClient) -> 
 # --- item 20 ----------------------------------------------------------------------------------
 
 
-async def test_missing_grant_type_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_missing_grant_type_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 20(a)."""
     resp = await as_client.post(
         TOKEN, data={"scope": "orders.read"}, headers=basic("cc", "ccs3cr3t")
@@ -152,7 +152,7 @@ async def test_missing_grant_type_is_invalid_request(as_client: TestClient) -> N
     await assert_e400(resp, "invalid_request")
 
 
-async def test_unknown_grant_type_is_unsupported_grant_type(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_unknown_grant_type_is_unsupported_grant_type(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 20(b)."""
     resp = await as_client.post(
         TOKEN, data={"grant_type": "urn:example:unknown"}, headers=basic("cc", "ccs3cr3t")
@@ -163,7 +163,7 @@ async def test_unknown_grant_type_is_unsupported_grant_type(as_client: TestClien
 # --- item 21 ----------------------------------------------------------------------------------
 
 
-async def test_repeated_parameter_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_repeated_parameter_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 21(a): ``scope`` twice."""
     resp = await post_raw(
         as_client,
@@ -173,7 +173,7 @@ async def test_repeated_parameter_is_invalid_request(as_client: TestClient) -> N
     await assert_e400(resp, "invalid_request")
 
 
-async def test_repeated_grant_type_even_identical_is_invalid_request(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_repeated_grant_type_even_identical_is_invalid_request(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 21(a): a parameter repeated with the same value is still refused."""
     resp = await post_raw(
         as_client,
@@ -183,7 +183,7 @@ async def test_repeated_grant_type_even_identical_is_invalid_request(as_client: 
     await assert_e400(resp, "invalid_request")
 
 
-async def test_unknown_and_empty_parameters_are_ignored(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_unknown_and_empty_parameters_are_ignored(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 21(b): ``foo=bar&scope=`` gives TOK200 with the default scope."""
     resp = await post_raw(
         as_client, "grant_type=client_credentials&foo=bar&scope=", headers=basic("cc", "ccs3cr3t")
@@ -195,7 +195,7 @@ async def test_unknown_and_empty_parameters_are_ignored(as_client: TestClient) -
 # --- item 22 ----------------------------------------------------------------------------------
 
 
-async def test_grant_not_enabled_for_client_is_unauthorized_client(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_grant_not_enabled_for_client_is_unauthorized_client(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 22(a): ``cc`` may not use the password grant; (b)/(c) for
     ``conf2`` with jwt-bearer and token exchange (the request is refused before the grant)."""
     resp = await as_client.post(
@@ -232,7 +232,7 @@ async def test_grant_not_enabled_for_client_is_unauthorized_client(as_client: Te
 
 
 async def test_credentials_in_query_string_are_refused_and_not_logged(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """SECURITY-CHECKLIST item 23: ``POST /token?client_id=cc&client_secret=...`` is
@@ -250,7 +250,7 @@ async def test_credentials_in_query_string_are_refused_and_not_logged(
         assert "ccs3cr3t" not in repr(record.__dict__)
 
 
-async def test_grant_parameters_in_query_string_are_refused(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_grant_parameters_in_query_string_are_refused(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 23: grant parameters in the URL are refused even with a valid
     body and valid Basic credentials."""
     resp = await as_client.post(
@@ -264,7 +264,7 @@ async def test_grant_parameters_in_query_string_are_refused(as_client: TestClien
 # --- item 24 ----------------------------------------------------------------------------------
 
 
-async def test_json_body_is_equivalent_to_form(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_json_body_is_equivalent_to_form(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 24(a): a JSON body gives TOK200, the same shape as a form body."""
     creds = {"grant_type": "client_credentials", "client_id": "cc", "client_secret": "ccs3cr3t"}
     as_json = await assert_tok200(await as_client.post(TOKEN, json=creds))
@@ -308,7 +308,7 @@ async def test_json_body_is_equivalent_to_form(as_client: TestClient) -> None:  
     ],
 )
 async def test_json_body_strictness(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     body: str,
     allow_401: bool,
 ) -> None:
@@ -324,7 +324,7 @@ async def test_json_body_strictness(
 # --- item 124 ---------------------------------------------------------------------------------
 
 
-async def test_ten_mebibyte_body_is_413_json(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_ten_mebibyte_body_is_413_json(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 124(a): a 10 MiB form body is refused with 413 (JSON), promptly."""
     payload = b"grant_type=client_credentials&a=" + b"a" * (10 * 1024 * 1024)
     started = time.monotonic()
@@ -360,7 +360,7 @@ MALFORMED_JSON = [
 
 @pytest.mark.parametrize("body", MALFORMED_JSON)
 async def test_malformed_json_is_invalid_request_quickly(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     body: bytes,
 ) -> None:
     """SECURITY-CHECKLIST item 126: each malformed JSON body is ``E400(invalid_request)`` within
@@ -397,7 +397,7 @@ async def test_malformed_json_is_invalid_request_quickly(
     ],
 )
 async def test_unsupported_content_types_are_refused(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     content_type: str | None,
     body: bytes,
 ) -> None:
@@ -407,7 +407,7 @@ async def test_unsupported_content_types_are_refused(
     await assert_e400(resp, "invalid_request")
 
 
-async def test_iso_8859_1_secret_is_refused(as_client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_iso_8859_1_secret_is_refused(as_client: Client) -> None:
     """SECURITY-CHECKLIST item 127: a Latin-1 body with a non-ASCII secret is refused."""
     body = b"grant_type=client_credentials&client_id=cc&client_secret=ccs3cr3t%E9"
     resp = await post_raw(as_client, body, "application/x-www-form-urlencoded; charset=ISO-8859-1")
@@ -439,7 +439,7 @@ async def test_iso_8859_1_secret_is_refused(as_client: TestClient) -> None:  # t
     ],
 )
 async def test_invalid_encodings_and_control_characters(
-    as_client: TestClient,  # type: ignore[type-arg]
+    as_client: Client,
     body: str,
     errors: tuple[str, ...],
 ) -> None:

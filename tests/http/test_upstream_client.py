@@ -22,10 +22,12 @@ from gateway.proxy.client import (
 from tests.support import free_port
 
 FAST = Timeouts(connect=2.0, read=2.0)
+# The upstream server and what it saw: (method, client port) of each request.
+Upstream = tuple[TestServer, list[tuple[str, object]]]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[TestServer, list[tuple[str, object]]]]:
+async def upstream() -> AsyncIterator[Upstream]:
     """An upstream that records which connection (client port) each request came on."""
     seen: list[tuple[str, object]] = []
 
@@ -65,7 +67,7 @@ def pool_for(server: TestServer) -> UpstreamPool:
     return UpstreamPool("http", "127.0.0.1", server.port)
 
 
-async def test_connections_are_reused(upstream: tuple[TestServer, list]) -> None:  # type: ignore[type-arg]
+async def test_connections_are_reused(upstream: Upstream) -> None:
     server, seen = upstream
     pool = pool_for(server)
     for _ in range(5):
@@ -77,7 +79,7 @@ async def test_connections_are_reused(upstream: tuple[TestServer, list]) -> None
     pool.close()
 
 
-async def test_bodies_are_framed_both_ways(upstream: tuple[TestServer, list]) -> None:  # type: ignore[type-arg]
+async def test_bodies_are_framed_both_ways(upstream: Upstream) -> None:
     server, _ = upstream
     pool = pool_for(server)
     data = bytes(range(256)) * 4096  # 1 MiB
@@ -101,7 +103,7 @@ async def test_bodies_are_framed_both_ways(upstream: tuple[TestServer, list]) ->
     pool.close()
 
 
-async def test_chunked_head_and_empty_answers(upstream: tuple[TestServer, list]) -> None:  # type: ignore[type-arg]
+async def test_chunked_head_and_empty_answers(upstream: Upstream) -> None:
     server, _ = upstream
     pool = pool_for(server)
     chunked = await pool.request("GET", "/chunked", [], None, content_length=None, timeouts=FAST)
@@ -125,7 +127,7 @@ async def test_chunked_head_and_empty_answers(upstream: tuple[TestServer, list])
     pool.close()
 
 
-async def test_timeouts_and_unreachable_upstreams(upstream: tuple[TestServer, list]) -> None:  # type: ignore[type-arg]
+async def test_timeouts_and_unreachable_upstreams(upstream: Upstream) -> None:
     server, _ = upstream
     pool = pool_for(server)
     with pytest.raises(UpstreamTimeout):

@@ -311,7 +311,9 @@ def wrk(
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
         latencies[percent] = float(value) * scale
     errors = sum(int(a or b or 0) for a, b in _WRK_ERRORS.findall(output))
-    rps = float(_WRK_RPS.search(output).group(1))  # type: ignore[union-attr]
+    rps_match = _WRK_RPS.search(output)
+    assert rps_match is not None, output
+    rps = float(rps_match.group(1))
     cpu_us = cpu / (rps * args.duration) * 1e6 if cpu is not None and rps else None
     return Result(name, rps, latencies["50"], latencies["99"], errors, cpu_us=cpu_us)
 

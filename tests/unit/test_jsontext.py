@@ -24,28 +24,33 @@ def origins(text: str) -> list[str]:
     return list(json.loads(text)["web"]["javascript_origins"])
 
 
+def origins_node(text: str) -> jsontext.Node:
+    """The node of ``web.javascript_origins`` in ``text``."""
+    web = jsontext.parse(text).member("web")
+    assert web is not None
+    listed = web.member("javascript_origins")
+    assert listed is not None
+    return listed
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_append_then_remove_gives_back_the_same_bytes(shape: str) -> None:
     text = SHAPES[shape]
-    listed = jsontext.parse(text).member("web").member("javascript_origins")  # type: ignore[union-attr]
-    assert listed is not None
+    listed = origins_node(text)
     added = jsontext.append_string(text, listed, "https://new.example")
     assert origins(added) == [*origins(text), "https://new.example"]
-    again = jsontext.parse(added).member("web").member("javascript_origins")  # type: ignore[union-attr]
-    assert again is not None
+    again = origins_node(added)
     assert jsontext.remove_item(added, again, len(again.items) - 1) == text
 
 
 def test_appended_items_follow_the_layout() -> None:
     """A new item sits where the others would put it: same line, or its own indented line."""
     multi = SHAPES["multiline"]
-    listed = jsontext.parse(multi).member("web").member("javascript_origins")  # type: ignore[union-attr]
-    assert listed is not None
+    listed = origins_node(multi)
     added = jsontext.append_string(multi, listed, "https://c.example")
     assert '"https://b.example",\n      "https://c.example"\n    ]' in added
     one = SHAPES["one line"]
-    listed = jsontext.parse(one).member("web").member("javascript_origins")  # type: ignore[union-attr]
-    assert listed is not None
+    listed = origins_node(one)
     assert '["https://a.example", "https://c.example"]' in jsontext.append_string(
         one, listed, "https://c.example"
     )
@@ -57,8 +62,7 @@ def test_appended_items_follow_the_layout() -> None:
 )
 def test_remove_any_item_keeps_the_rest(index: int, expected: str) -> None:
     text = '{"web": {"javascript_origins": ["a", "b", "c"]}}'
-    listed = jsontext.parse(text).member("web").member("javascript_origins")  # type: ignore[union-attr]
-    assert listed is not None
+    listed = origins_node(text)
     edited = jsontext.remove_item(text, listed, index)
     assert edited == '{"web": {"javascript_origins": ' + expected + "}}"
 

@@ -9,37 +9,37 @@ import pytest
 
 from gateway.clock import Clock
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, CLOCK_SKEW, TokenInvalid, Verifier, mint
-from gateway.tokens.keys import KeyRing, generate_signing_key
+from gateway.tokens.keys import KeyRing, SigningKey, generate_signing_key
 
 ISSUER = "https://gw.example.test"
 
 
 @pytest.fixture(scope="module")
-def verifier_and_key() -> tuple[Verifier, object]:
+def verifier_and_key() -> tuple[Verifier, SigningKey]:
     key = generate_signing_key("ES256")
     return Verifier(KeyRing([key]), ISSUER), key
 
 
-def token(key: object, *, ahead: int, lifetime: int = 300) -> str:
+def token(key: SigningKey, *, ahead: int, lifetime: int = 300) -> str:
     now = int(time.time()) + ahead
     claims = {"iss": ISSUER, "sub": "u", "iat": now, "nbf": now, "exp": now + lifetime}
-    return mint(claims, key, ACCESS_TOKEN_TYP)  # type: ignore[arg-type]
+    return mint(claims, key, ACCESS_TOKEN_TYP)
 
 
 def test_a_token_minted_by_a_replica_a_few_seconds_ahead_is_accepted(
-    verifier_and_key: tuple[Verifier, object],
+    verifier_and_key: tuple[Verifier, SigningKey],
 ) -> None:
     verifier, key = verifier_and_key
     assert verifier.verify(token(key, ahead=5), typ=ACCESS_TOKEN_TYP)["sub"] == "u"
 
 
-def test_a_token_from_the_future_is_refused(verifier_and_key: tuple[Verifier, object]) -> None:
+def test_a_token_from_the_future_is_refused(verifier_and_key: tuple[Verifier, SigningKey]) -> None:
     verifier, key = verifier_and_key
     with pytest.raises(TokenInvalid, match="not yet valid"):
         verifier.verify(token(key, ahead=CLOCK_SKEW + 60), typ=ACCESS_TOKEN_TYP)
 
 
-def test_expiry_has_no_leeway(verifier_and_key: tuple[Verifier, object]) -> None:
+def test_expiry_has_no_leeway(verifier_and_key: tuple[Verifier, SigningKey]) -> None:
     verifier, key = verifier_and_key
     with pytest.raises(TokenInvalid):
         verifier.verify(token(key, ahead=-10, lifetime=9), typ=ACCESS_TOKEN_TYP)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gateway.errors import InvalidInputError
@@ -37,11 +38,6 @@ def test_each_code_has_one_cause(code: str) -> None:
     assert len(raised()[code]) == 1, raised()[code]
 
 
-class FakePostgresError(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        self.sqlstate = sqlstate
-
-
 @pytest.mark.parametrize(
     ("code", "error", "status"),
     [
@@ -53,11 +49,13 @@ class FakePostgresError(Exception):
     ],
 )
 def test_translate_uses_the_table(code: str, error: type[Exception], status: int | None) -> None:
-    translated = translate(FakePostgresError(code))  # type: ignore[arg-type]
+    # What asyncpg raises for a RAISE ... USING ERRCODE = code of a daemon function.
+    translated = translate(asyncpg.PostgresError.new({"C": code, "M": "raised"}))
     assert type(translated) is error
     assert str(translated) == CAUSES[code].message
     if status is not None:
-        assert translated.status == status  # type: ignore[attr-defined]
+        assert isinstance(translated, oauth.OAuthError)
+        assert translated.status == status
 
 
 def test_a_session_that_ended_is_invalid_grant_to_the_token_endpoint() -> None:
