@@ -28,6 +28,7 @@ from gateway.proxy.exchange import PROXY, ProxyState
 from gateway.proxy.forward import proxy
 from gateway.proxy.refresh import Refresher
 from gateway.proxy.upstreams import Upstreams
+from gateway.proxy.user import login_user
 from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
@@ -40,6 +41,7 @@ from gateway.web import (
     discovery,
     federation,
     health,
+    login,
     logout,
     metrics,
     token,
@@ -182,7 +184,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
 
 # Everything but the gateway's own paths may be a proxied route (matched at request time, so
 # routes can change without a restart).
-PROXIED_PATHS = r"/{tail:(?!oauth2/|\.well-known/|healthz$|readyz$|metrics$).*}"
+PROXIED_PATHS = r"/{tail:(?!oauth2/|\.well-known/|login/|healthz$|readyz$|metrics$).*}"
 
 
 async def _demo_user(app: web.Application) -> None:
@@ -222,10 +224,21 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app[METRICS] = Metrics()
     holder.subscribe(lambda _old, _new: app[METRICS].reloads.labels("accepted").inc())
     holder.subscribe_rejections(lambda: app[METRICS].reloads.labels("rejected").inc())
-    for module in (health, metrics, discovery, token, tokens, authorize, federation, logout):
+    for module in (
+        health,
+        metrics,
+        discovery,
+        token,
+        tokens,
+        authorize,
+        federation,
+        logout,
+        login,
+    ):
         app.router.add_routes(module.routes)
     if config.demo:
         app.router.add_routes(demo.routes)
         app.on_startup.append(_demo_user)
+    app.router.add_get("/login/user", login_user)
     app.router.add_route("*", PROXIED_PATHS, proxy)
     return app

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.config.model import AppConfig, GatewaySettings, SiteConfig, is_path, strip_comments
+from gateway.config.model import (
+    GRANT_AUTHORIZATION_CODE,
+    AppConfig,
+    GatewaySettings,
+    SiteConfig,
+    is_path,
+    strip_comments,
+)
 from gateway.errors import ConfigError, ConfigIssue
 
 M = TypeVar("M", bound=BaseModel)
@@ -73,6 +80,17 @@ class Config:
 
     def client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
+
+    def login_app(self) -> AppConfig | None:
+        """The token handler's client (``login``): an app of ``login.provider``'s file."""
+        login = self.gateway.login
+        if login is None:
+            return None
+        if login.provider == DEFAULT_PROVIDER:
+            client = self.clients.get(login.client)
+            return client.config if client is not None else None
+        apps = self.providers.get(login.provider, {})
+        return next((a for a in apps.values() if a.client_id == login.client), None)
 
     @property
     def external_providers(self) -> dict[str, Mapping[str, AppConfig]]:
@@ -180,6 +198,9 @@ def load_config(
         if site is not None:
             sites[file.stem] = site
 
+    if gateway is not None and gateway.login is not None:
+        _check_login(gateway, providers, provider_sources, clients, str(path), issues)
+
     if issues or gateway is None:
         raise ConfigError(issues)
     return Config(
@@ -192,6 +213,71 @@ def load_config(
         files=tuple(files),
         overrides=MappingProxyType(dict(overrides or {})),
     )
+
+
+LOGIN_CALLBACK = "/login/callback"
+
+
+def _check_login(
+    gateway: GatewaySettings,
+    providers: Mapping[str, Mapping[str, AppConfig]],
+    provider_sources: Mapping[str, str],
+    clients: dict[str, Client],
+    file: str,
+    issues: list[ConfigIssue],
+) -> None:
+    """``login``: the token handler's client exists and can run the code flow. With this
+    gateway's own authorization server, its callback is registered for it here."""
+    login = gateway.login
+    assert login is not None
+    if login.provider == DEFAULT_PROVIDER:
+        client = clients.get(login.client)
+        if client is None:
+            issues.append(
+                ConfigIssue(file, "login.client", f"no client {login.client!r} in default.json")
+            )
+            return
+        app = client.config
+        source, where = client.source, f"{client.app}"
+        if GRANT_AUTHORIZATION_CODE not in app.effective_grant_types:
+            issues.append(
+                ConfigIssue(
+                    source, f"{where}.grant_types", "the login client needs authorization_code"
+                )
+            )
+        callback = gateway.public_issuer() + LOGIN_CALLBACK
+        if callback not in app.redirect_uris:
+            app = app.model_copy(update={"redirect_uris": (*app.redirect_uris, callback)})
+            clients[login.client] = Client(client.provider, client.app, client.source, app)
+    else:
+        apps = providers.get(login.provider)
+        if apps is None:
+            issues.append(
+                ConfigIssue(file, "login.provider", f"no provider file {login.provider}.json")
+            )
+            return
+        named = [(name, a) for name, a in apps.items() if a.client_id == login.client]
+        if not named:
+            issues.append(
+                ConfigIssue(
+                    file,
+                    "login.client",
+                    f"no app with client_id {login.client!r} in {login.provider}.json",
+                )
+            )
+            return
+        where, app = named[0]
+        source = provider_sources[login.provider]
+        if not app.issuers:
+            issues.append(ConfigIssue(source, f"{where}.issuers", "name the provider's issuer URL"))
+    if app.client_secret is None:
+        issues.append(
+            ConfigIssue(
+                source,
+                f"{where}.client_secret",
+                "the login client is the token handler's own confidential client: set its secret",
+            )
+        )
 
 
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -356,6 +356,26 @@ class Route(Strict):
         return value
 
 
+class Login(Strict):
+    """Sign-in through the token handler (``/login/start``, OAuth 2.0 for Browser-Based Apps,
+    the BFF pattern): the gateway is a confidential client that runs the authorization code flow
+    with PKCE itself; the browser only navigates, and ends up with the session cookies.
+
+    ``client`` is that client's ``client_id`` in ``conf/oauth2/<provider>.json``. With the
+    ``default`` provider the tokens come from this gateway's own authorization server (the
+    callback ``<issuer>/login/callback`` is registered for the client implicitly); with another
+    provider file, from that external OpenID provider (its app names the issuer, the secret and
+    the scopes). The app's ``javascript_origins`` (and the gateway's own origin) are where
+    ``return_to`` may lead."""
+
+    client: str = Field(min_length=1, max_length=255)
+    provider: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    # Where the browser goes after signing in when /login/start names no return_to.
+    return_to: str = "/"
+    # Seconds the login-transaction cookie lives (the time to sign in), at most 600.
+    transaction_ttl: int = Field(600, ge=60, le=600)
+
+
 class GatewaySettings(Strict):
     """``conf/gateway.json``."""
 
@@ -376,6 +396,7 @@ class GatewaySettings(Strict):
     oauth2_dir: str = "oauth2"
     sites_dir: str = "sites"
     demo: bool = False
+    login: Login | None = None
 
     @field_validator("issuer")
     @classmethod
@@ -416,7 +437,9 @@ class GatewaySettings(Strict):
             resolved.append(route)
             if route.prefix in seen:
                 raise ValueError(f"prefix {route.prefix} is configured twice")
-            if route.prefix.startswith(("/oauth2/", "/.well-known/")) or route.prefix in (
+            if route.prefix.startswith(
+                ("/oauth2/", "/.well-known/", "/login/")
+            ) or route.prefix in (
                 "/healthz/",
                 "/readyz/",
                 "/metrics/",

@@ -27,7 +27,11 @@ SERVICE_ACCESS = "__Secure-SAT"
 SERVICE_REFRESH = "__Secure-SRT"
 # __Host-: host-only, Path=/, Secure, so a sibling subdomain cannot plant one (cookie tossing).
 CSRF = "__Host-GW-CSRF"
-GATEWAY_COOKIES = frozenset({ACCESS, REFRESH, SESSION, SERVICE_ACCESS, SERVICE_REFRESH, CSRF})
+# The token handler's sign-in in progress (/login/start to /login/callback): sealed, short-lived.
+LOGIN = "__Host-GW-LOGIN"
+GATEWAY_COOKIES = frozenset(
+    {ACCESS, REFRESH, SESSION, SERVICE_ACCESS, SERVICE_REFRESH, CSRF, LOGIN}
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,18 @@ def same_secret(expected: str, presented: str) -> bool:
     return hmac.compare_digest(
         expected.encode("utf-8", "surrogateescape"), presented.encode("utf-8", "surrogateescape")
     )
+
+
+def set_login_cookie(
+    response: web.StreamResponse, settings: GatewaySettings, sealed: str, max_age: int
+) -> None:
+    """The login-transaction cookie (SECURITY-CHECKLIST item 76): ``SameSite=Lax``, since it
+    must come back with the top-level navigation from the authorization server, and short."""
+    _set(response, settings, LOGIN, sealed, max_age, samesite="Lax")
+
+
+def clear_login_cookie(response: web.StreamResponse, settings: GatewaySettings) -> None:
+    _set(response, settings, LOGIN, "", 0, samesite="Lax")
 
 
 def set_csrf_cookie(response: web.StreamResponse, settings: GatewaySettings, nonce: str) -> None:

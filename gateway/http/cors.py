@@ -29,7 +29,14 @@ from gateway.keys import CONFIG
 log = logging.getLogger(__name__)
 
 CREDENTIALED_PATHS = frozenset(
-    {"/oauth2/token", "/oauth2/userinfo", "/oauth2/logout", "/oauth2/revoke", "/oauth2/introspect"}
+    {
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/logout",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+        "/login/user",
+    }
 )
 PUBLIC_PATHS = frozenset(
     {

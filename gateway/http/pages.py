@@ -51,6 +51,12 @@ TEXT = {
         "refused_session_changed": (
             "You signed in or out in another window since this page was opened."
         ),
+        "refused_missing": (
+            "This sign-in was started in another browser, or your browser did not send this "
+            "site's cookies. Allow cookies for this site and sign in again."
+        ),
+        "refused_replayed": "This sign-in has been completed already.",
+        "login_failed": "Signing in did not work: {reason}.",
         "refused_restart": "Start again",
         "refused_back": "Go back to the application and sign in again.",
         "error_help": (
@@ -103,6 +109,12 @@ TEXT = {
         "refused_session_changed": (
             "После открытия этой страницы вы вошли или вышли в другом окне."
         ),
+        "refused_missing": (
+            "Этот вход начат в другом браузере, или браузер не отправил cookie этого сайта. "
+            "Разрешите cookie для этого сайта и войдите снова."
+        ),
+        "refused_replayed": "Этот вход уже завершён.",
+        "login_failed": "Войти не удалось: {reason}.",
         "refused_restart": "Начать заново",
         "refused_back": "Вернитесь в приложение и войдите снова.",
         "error_help": (
@@ -262,6 +274,21 @@ def refused_page(
     body = (
         f"<h1>{t['refused_title']}</h1>"
         f'<p class="error" role="alert">{t["refused_" + reason]}</p>{action}'
+    )
+    return _page(lang, t["refused_title"], body, status)
+
+
+def login_failed_page(
+    request: web.BaseRequest, reason: str, *, restart: str, status: int = 400
+) -> web.Response:
+    """The token handler could not complete a sign-in (the code was refused, the provider did
+    not answer): what happened, and a link that starts again."""
+    lang = language(request)
+    t = TEXT[lang]
+    body = (
+        f"<h1>{t['refused_title']}</h1>"
+        f'<p class="error" role="alert">{escape(t["login_failed"].format(reason=reason))}</p>'
+        f'<a class="button" id="restart" href="{escape(restart)}">{t["refused_restart"]}</a>'
     )
     return _page(lang, t["refused_title"], body, status)
 

@@ -1,4 +1,6 @@
-// The demo SPA: credentials: 'include' everywhere, no token ever in JavaScript.
+// The demo SPA (OAuth 2.0 for Browser-Based Apps, the token-handler pattern): it navigates to
+// /login/start to sign in, asks /login/user who is signed in, calls the API with
+// credentials: 'include', and never holds a token.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -23,11 +25,16 @@ function log(request, status, token, kind) {
   $("cookies").textContent = JSON.stringify(document.cookie);
 }
 
-function show(signedIn, who) {
-  $("signed-in").hidden = !signedIn;
-  $("signed-out").hidden = signedIn;
-  $("who").textContent = who || "";
-  if (!signedIn && timer) {
+function show(user) {
+  $("signed-in").hidden = !user;
+  $("signed-out").hidden = !!user;
+  $("who").textContent = user ? user.preferred_username : "";
+  $("session").textContent = user
+    ? (user.name || user.preferred_username) + ", signed in at " +
+      new Date(user.auth_time * 1000).toLocaleTimeString() + "; the session lasts until " +
+      new Date(user.session_expires_at * 1000).toLocaleString() + "."
+    : "";
+  if (!user && timer) {
     clearInterval(timer);
     timer = null;
     $("poll").checked = false;
@@ -39,67 +46,57 @@ function say(text) {
   $("message").hidden = !text;
 }
 
-async function whoami(probe) {
-  const response = await fetch("/api/whoami", { credentials: "include" });
+// Who is signed in: 200 with the user's claims, 401 when nobody is (no failure on page load).
+async function user() {
+  const response = await fetch("/login/user", { credentials: "include" });
   const body = response.ok ? await response.json() : null;
-  // The probe on page load only asks whether a session exists: a 401 is no failure.
-  const kind = probe === true && response.status === 401 ? "info" : undefined;
-  log(kind ? "GET /api/whoami (not signed in yet)" : "GET /api/whoami", response.status,
-      body && body.token, kind);
-  show(response.ok, body && body.user);
+  log(response.ok ? "GET /login/user" : "GET /login/user (not signed in)", response.status,
+      null, response.ok ? undefined : "info");
+  show(body);
+  return body;
 }
 
-// The gateway answers sign-ins from its own address (its issuer) and the listed origins only.
+async function whoami() {
+  const response = await fetch("/api/whoami", { credentials: "include" });
+  const body = response.ok ? await response.json() : null;
+  log("GET /api/whoami", response.status, body && body.token);
+  if (response.status === 401) {
+    say("The session has ended: sign in again.");
+    show(null);
+  }
+}
+
+// Signing in goes through the gateway's own address (its issuer): point the link there, and
+// say so when this page is open at another address.
 async function checkAddress() {
   try {
     const response = await fetch("/.well-known/openid-configuration");
     const issuer = new URL((await response.json()).issuer);
+    const back = issuer.origin + "/";
+    $("signin").href = issuer.origin + "/login/start?return_to=" + encodeURIComponent(back);
     if (issuer.origin !== location.origin) {
       say("This page is open at " + location.origin + ", but the gateway's address is " +
-          issuer.origin + ". If signing in fails, open " + issuer.origin + "/ instead.");
+          issuer.origin + ": signing in brings you back to " + back + ".");
     }
   } catch (error) {
-    // Discovery is optional for the demo.
+    // Discovery is optional for the demo: the relative link works at the issuer's address.
   }
 }
 
-$("login").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = new URLSearchParams({
-    grant_type: "password",
-    client_id: "spa",
-    username: $("username").value,
-    password: $("password").value,
-    scope: "openid profile offline_access api",
-    access_type: "offline",
-  });
-  const response = await fetch("/oauth2/token", {
-    method: "POST",
-    credentials: "include",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: form,
-  });
-  log("POST /oauth2/token", response.status, null);
-  if (response.ok) {
-    say("");
-    await whoami(false);
-  } else {
-    let reason = "the gateway answered " + response.status;
-    try {
-      const body = await response.json();
-      reason = body.error_description || body.error || reason;
-    } catch (error) {
-      // Not JSON: keep the status.
-    }
-    say("Sign-in refused: " + reason + ".");
+// An authorization server's refusal comes back as ?login_error=<code>.
+function showLoginError() {
+  const error = new URLSearchParams(location.search).get("login_error");
+  if (error) {
+    say("Signing in did not finish: " + error.replace(/_/g, " ") + ".");
+    history.replaceState(null, "", location.pathname);
   }
-});
+}
 
-$("call").addEventListener("click", () => whoami(false));
+$("call").addEventListener("click", whoami);
 
 $("poll").addEventListener("change", () => {
   if ($("poll").checked) {
-    timer = setInterval(() => whoami(false), 5000);
+    timer = setInterval(whoami, 5000);
   } else if (timer) {
     clearInterval(timer);
     timer = null;
@@ -109,8 +106,10 @@ $("poll").addEventListener("change", () => {
 $("logout").addEventListener("click", async () => {
   const response = await fetch("/oauth2/logout", { method: "POST", credentials: "include" });
   log("POST /oauth2/logout", response.status, null);
-  show(false);
+  say("");
+  show(null);
 });
 
+showLoginError();
 checkAddress();
-whoami(true);
+user();

@@ -1,0 +1,91 @@
+"""``/login/start`` and ``/login/callback``: the token handler signs a browser in by running the
+authorization code flow itself (``grants/bff.py``); the browser only navigates.
+
+``GET /login/start?return_to=...`` answers 303 to the authorization endpoint and sets the sealed
+login-transaction cookie. ``GET /login/callback`` checks the answer against that cookie, redeems
+the code, sets ``__Secure-AT``, ``__Secure-RT`` and ``SID``, clears the transaction and answers
+303 to ``return_to``. A callback that cannot sign anyone in gets an HTML page that says why and
+offers to start again; the session cookies are never touched then. An error the authorization
+server sent back (the user denied, ``prompt=none`` found nobody) goes to the application as
+``login_error=<code>`` on ``return_to``, with no session.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from aiohttp import hdrs, web
+
+from gateway.grants import bff
+from gateway.grants.context import Context
+from gateway.http import pages
+from gateway.http.context import grant_context
+from gateway.http.cookies import LOGIN, clear_login_cookie, set_login_cookie, set_token_cookies
+from gateway.http.errors import NO_STORE
+from gateway.oauth.errors import OAuthError
+from gateway.oauth.params import parse_query
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+OPAQUE = frozenset({"code", "state"})  # compared or looked up as they are, never echoed
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={hdrs.LOCATION: location, **NO_STORE})
+
+
+def _with_error(url: str, error: str) -> str:
+    parts = urlsplit(url)
+    query = f"{parts.query}&" if parts.query else ""
+    return urlunsplit(parts._replace(query=query + urlencode({"login_error": error})))
+
+
+@routes.get("/login/start")
+async def login_start(request: web.Request) -> web.Response:
+    ctx = grant_context(request)
+    try:
+        url, transaction = bff.begin(ctx, parse_query(list(request.query.items())))
+    except OAuthError as exc:
+        return pages.error_page(request, exc.error, exc.description)
+    login = ctx.settings.login
+    assert login is not None
+    response = _see_other(url)
+    sealer = ctx.authority.cookie_sealer(ctx.config)
+    set_login_cookie(response, ctx.settings, transaction.seal(sealer), login.transaction_ttl)
+    return response
+
+
+@routes.get("/login/callback")
+async def login_callback(request: web.Request) -> web.Response:
+    ctx = grant_context(request)
+    sealer = ctx.authority.cookie_sealer(ctx.config)
+    transaction = bff.Transaction.unseal(sealer, request.cookies.get(LOGIN))
+    try:
+        params = parse_query(list(request.query.items()), lenient=OPAQUE)
+        callback = await bff.check_callback(ctx, transaction, params)
+    except bff.LoginRefused as refused:
+        response = pages.refused_page(request, refused.reason, restart=refused.restart, status=400)
+    except OAuthError:
+        response = pages.refused_page(request, "forged", status=400)
+    else:
+        response = await _complete(request, ctx, callback)
+    clear_login_cookie(response, ctx.settings)
+    return response
+
+
+async def _complete(request: web.Request, ctx: Context, callback: bff.Callback) -> web.Response:
+    transaction = callback.transaction
+    if callback.error is not None:
+        return _see_other(_with_error(transaction.return_to, callback.error))
+    try:
+        result = await bff.redeem_own(ctx, callback)
+    except OAuthError as exc:
+        log.warning("sign-in through the token handler failed: %s", exc.description)
+        return pages.login_failed_page(
+            request, exc.description, restart=bff.restart_url(ctx, transaction)
+        )
+    response = _see_other(transaction.return_to)
+    sealer = ctx.authority.cookie_sealer(ctx.config)
+    set_token_cookies(response, ctx.settings, sealer, result, transaction.client)
+    return response
