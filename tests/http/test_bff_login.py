@@ -112,11 +112,13 @@ async def test_login_start_builds_a_fresh_pkce_request_each_time(browser: Client
         assert query["redirect_uri"] == f"{ISSUER}/login/callback"
         assert query["code_challenge_method"] == "S256"
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", query["code_challenge"])
-        assert len(query["state"]) >= 43 and len(query["nonce"]) >= 22
+        assert len(query["state"]) >= 43
+        assert len(query["nonce"]) >= 22
         assert query["scope"] == "openid profile email offline_access"
         seen.append((query["state"], query["nonce"], query["code_challenge"]))
         cookie = parse_set_cookies(set_cookie_lines(response))[LOGIN][LOGIN]
-        assert cookie["secure"] and cookie["httponly"]
+        assert cookie["secure"]
+        assert cookie["httponly"]
         assert cookie["samesite"] == "Lax"
         assert 0 < int(cookie["max-age"]) <= 600
         assert cookie["path"] == "/"
@@ -181,7 +183,8 @@ async def test_the_callback_sets_hardened_session_cookies(browser: Client) -> No
     assert {AT, RT, SID} <= set(renewed(lines))
     for name in (AT, RT, SID):
         attributes = cookies[name][name]
-        assert attributes["secure"] and attributes["httponly"], name
+        assert attributes["secure"], name
+        assert attributes["httponly"], name
         assert attributes["path"] == "/"
         assert not attributes["domain"]
     assert int(cookies[SID][SID]["max-age"]) <= 5184000
