@@ -223,9 +223,10 @@ def write_conf(
     base = sample_json("gateway.json")
     base["keys"] = {"master_key": TEST_MASTER_KEY}
     base["passwords"] = LIGHT_HASHING
-    # The sample's demo and its /api/ route are for newcomers, not for tests.
+    # The sample's demo, its /api/ route and its sign-in client are for newcomers, not for tests.
     base["demo"] = False
     base["routes"] = []
+    base.pop("login", None)
     base.update(gateway or {})
     (directory / "gateway.json").write_text(json.dumps(base, indent=2))
     default_clients = sample_json("oauth2/default.json")

@@ -97,7 +97,7 @@ async def test_client_sync_adds_updates_and_disables(
 ) -> None:
     config = load_config(committed_sample(tmp_path / "sample"), environ={})
     first = await sync_configured_clients(db, config.clients, passwords)
-    assert (first.added, first.updated, first.disabled) == (3, 0, 0)
+    assert (first.added, first.updated, first.disabled) == (4, 0, 0)
     rows = {r["client_id"]: r for r in await db.fetch("SELECT * FROM oauth2.client")}
     assert rows["spa"]["public"]
     assert rows["spa"]["secret_hash"] is None

@@ -247,41 +247,67 @@ def test_chromium_is_installed() -> None:
 
 
 async def test_the_demo_page_in_a_browser(tmp_path: Path, database_url: str, browser: Any) -> None:
-    """Issue 8 item 4: the sample configuration as ``./scripts/serve --port P`` runs it, opened
-    at the address the log prints. The first "not signed in yet" probe is no red failure, a
-    refused sign-in says why in words, demo / demo signs in and calls the API through the token
-    handler, and the page never sees a cookie."""
+    """Issues 8 and 11: the sample configuration as ``./scripts/serve --port P`` runs it, opened
+    at the address the log prints. The demo SPA signs in the way browser apps should: a "Sign
+    in" link to /login/start, the built-in login page (a wrong password first), back to the
+    SPA, which asks /login/user who is signed in, calls the API through the token handler,
+    keeps working across an access-token expiry, and signs out. The page never sees a cookie,
+    and the first "not signed in" probe is no red failure."""
     from tests.support import sample_server
 
     gateway = sample_server(tmp_path / "conf", database_url)
     await gateway.start_server()
     try:
+        assert gateway.app is not None
+        clock = gateway.app[CLOCK]
         page = await (await browser.new_context()).new_page()
         issuer = gateway.app[CONFIG].current.gateway.public_issuer()
         assert issuer == f"http://127.0.0.1:{gateway.port}"  # derived from the port
         await page.goto(f"{issuer}/")
-        await page.wait_for_selector("#log tr")
+        await page.wait_for_selector("#signed-out:not([hidden])")
         probe = page.locator("#log tr").first
         assert await probe.get_attribute("class") == "info"
-        assert "not signed in yet" in await probe.inner_text()
+        assert "not signed in" in await probe.inner_text()
         assert await page.is_hidden("#message")
 
+        await page.click("#signin")
+        await page.wait_for_selector("form[action='/oauth2/login']")
+        assert page.url.startswith(f"{issuer}/oauth2/authorize?")
+        await page.fill("#username", "demo")
         await page.fill("#password", "wrong")
-        await page.click("#login button[type=submit]")
-        await page.wait_for_selector("#message:not([hidden])")
-        assert await page.inner_text("#message") == (
-            "Sign-in refused: the user name or password is wrong."
-        )
-
+        await page.click("form[action='/oauth2/login'] button[type=submit]")
+        assert await page.inner_text("[role=alert]") == "The user name or password is wrong."
         await page.fill("#password", "demo")
-        await page.click("#login button[type=submit]")
+        await page.click("form[action='/oauth2/login'] button[type=submit]")
         await page.wait_for_selector("#signed-in:not([hidden])")
+        assert page.url == f"{issuer}/"
         assert await page.inner_text("#who") == "demo"
+        assert "Demo User" in await page.inner_text("#session")
         assert await page.is_hidden("#message")
+
         await page.click("#call")
-        await page.locator("#log tr.ok").nth(2).wait_for()  # sign-in, whoami, and this call
+        first = page.locator("#log tr.ok", has_text="/api/whoami").first
+        await first.wait_for()
+        token_before = (await first.locator("td").nth(3).inner_text()).strip()
+        assert token_before
+        clock.advance(61)  # the demo client's access tokens live 60 s
+        await page.click("#call")
+        await page.locator("#log tr.ok", has_text="/api/whoami").nth(1).wait_for()
+        newest = page.locator("#log tr", has_text="/api/whoami").first
+        assert await newest.get_attribute("class") == "ok"
+        token_after = (await newest.locator("td").nth(3).inner_text()).strip()
+        assert token_after
+        assert token_after != token_before
         assert await page.evaluate("() => document.cookie") == ""
+
         await page.click("#logout")
         await page.wait_for_selector("#signed-out:not([hidden])")
+        await page.reload()
+        await page.wait_for_selector("#signed-out:not([hidden])")
+
+        # An authorization server's refusal comes back as login_error, said in words.
+        await page.goto(f"{issuer}/?login_error=access_denied")
+        await page.wait_for_selector("#message:not([hidden])")
+        assert await page.inner_text("#message") == "Signing in did not finish: access denied."
     finally:
         await gateway.close()

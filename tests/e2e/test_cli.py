@@ -24,7 +24,7 @@ def test_config_check_accepts_the_sample(tmp_path: Path) -> None:
     sample = committed_sample(tmp_path / "conf")
     result = run_gateway("config", "check", "--config", str(sample), env=gateway_env())
     assert result.returncode == 0, result.stderr
-    assert "OK (3 clients" in result.stdout
+    assert "OK (4 clients" in result.stdout
 
 
 def test_config_check_reports_every_error_and_exits_2(tmp_path: Path) -> None:
@@ -343,4 +343,4 @@ def test_origins_check_points_at_near_misses(tmp_path: Path) -> None:
 def test_client_check_names_the_clients(env: dict[str, str]) -> None:
     result = run_gateway("client", "check", env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "3 clients OK (web, service, spa)"
+    assert result.stdout.strip() == "4 clients OK (web, service, spa, bff)"

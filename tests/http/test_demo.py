@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.config import load_config
 from gateway.keys import CONFIG
+from tests.http.conftest import hidden_flow
 from tests.support import Client, sample_server
 
 
@@ -43,28 +44,42 @@ async def test_the_demo_spa_signs_in_and_calls_the_api(
 
     assert (await demo.get("/api/whoami")).status == 401
     # The page's origin is the gateway's own address, derived from the port it listens on.
-    origin = {"Origin": f"http://127.0.0.1:{demo.port}"}
-    signed_in = await demo.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "password",
-            "client_id": "spa",
-            "username": "demo",
-            "password": "demo",
-            "scope": "openid profile offline_access api",
-        },
+    base = f"http://127.0.0.1:{demo.port}"
+    origin = {"Origin": base}
+    assert (await demo.get("/login/user", headers=origin)).status == 401
+    # "Sign in" is a navigation to /login/start; the login page; back to the SPA.
+    start = await demo.get("/login/start", params={"return_to": "/"}, allow_redirects=False)
+    assert start.status == 303
+    assert start.headers["Location"].startswith(f"{base}/oauth2/authorize?")
+    page = await demo.get(start.headers["Location"].removeprefix(base))
+    assert page.status == 200
+    login = await demo.post(
+        "/oauth2/login",
+        data={"flow": hidden_flow(await page.text()), "username": "demo", "password": "demo"},
         headers=origin,
+        allow_redirects=False,
     )
-    body = await signed_in.json()
-    assert signed_in.status == 200, body
-    assert "access_token" not in body
-    assert "secret" not in body
+    assert login.status == 303, await login.text()
+    back = await demo.get(login.headers["Location"].removeprefix(base), allow_redirects=False)
+    assert back.status == 303
+    assert back.headers["Location"] == f"{base}/"
+    assert "access_token" not in await back.text()
+    user = await demo.get("/login/user", headers=origin)
+    assert user.status == 200
+    assert (await user.json())["preferred_username"] == "demo"
     whoami = await demo.get("/api/whoami", headers=origin)
     data = await whoami.json()
     assert whoami.status == 200, data
     assert data["user"] == "demo"
     assert data["identity_headers"]["X-User-Name"] == "demo"
-    assert data["token"]["client_id"] == "spa"
+    assert data["token"]["client_id"] == "bff"
+    # The demo's client has no password grant (the browser never runs a grant).
+    refused = await demo.post(
+        "/oauth2/token",
+        data={"grant_type": "password", "client_id": "bff", "username": "demo", "password": "demo"},
+        headers=origin,
+    )
+    assert refused.status in (400, 401)
     # The gateway's own page is no rejected cross-origin caller.
     assert not [r for r in caplog.records if r.name == "gateway.http.cors"]
 

@@ -20,9 +20,18 @@ def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     return [str(issue) for issue in info.value.issues]
 
 
-def test_sample_configuration_loads_with_its_three_clients(tmp_path: Path) -> None:
+def test_sample_configuration_loads_with_its_four_clients(tmp_path: Path) -> None:
     config = load_config(committed_sample(tmp_path), environ={})
-    assert set(config.clients) == {"web", "service", "spa"}
+    assert set(config.clients) == {"web", "service", "spa", "bff"}
+    # The token handler's own client (login): confidential, no password grant, its callback
+    # registered implicitly at the derived issuer.
+    bff = config.clients["bff"].config
+    assert config.gateway.login is not None
+    assert config.gateway.login.client == "bff"
+    assert not bff.is_public
+    assert "password" not in bff.effective_grant_types
+    assert bff.redirect_uris == ("http://127.0.0.1:8080/login/callback",)
+    assert "password" not in config.clients["spa"].config.effective_grant_types
     web, spa, service = (config.clients[c].config for c in ("web", "spa", "service"))
     assert not web.is_public
     assert web.client_secret is not None
