@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, encode_basic_auth
 
 from tests.http.checklist import serving
 from tests.http.conftest import CLIENTS, ISSUER, RELAXED_LIMITS, hidden_flow
@@ -333,3 +333,82 @@ async def test_an_sid_chosen_before_sign_in_is_worthless(browser: Client) -> Non
     browser.session.cookie_jar.update_cookies({SID: planted})
     user = await browser.get("/login/user", headers={"Origin": APP})
     assert user.status == 401
+
+
+async def test_another_accounts_sid_planted_before_sign_in_stays_that_account(
+    browser: Client,
+) -> None:
+    """Item 79 with a valid SID: the attacker plants the SID of their own account (bob); alice
+    signs in (the application asks for the login page: prompt=login); she gets a session of her
+    own, and bob's SID still reaches only bob. (Without prompt=login the planted session would
+    answer silently, as single sign-on does: docs/threat-model.md, "Planted cookies".)"""
+    await sign_in_as(browser, "bob")
+    bob_jar = renewed_jar(browser)
+    bob_sid = dict(bob_jar)[SID]
+    browser.session.cookie_jar.clear()
+    browser.session.cookie_jar.update_cookies({SID: bob_sid})
+    done = await sign_in_as(browser, "alice", prompt="login")
+    alice_sid = renewed(set_cookie_lines(done))[SID]
+    assert alice_sid != bob_sid
+    me = await browser.get("/login/user", headers={"Origin": APP})
+    assert (await me.json())["preferred_username"] == "alice"
+    browser.session.cookie_jar.clear()
+    browser.session.cookie_jar.update_cookies(dict(bob_jar))
+    still_bob = await browser.get("/login/user", headers={"Origin": APP})
+    assert (await still_bob.json())["preferred_username"] == "bob"
+
+
+async def test_the_login_page_and_the_password_grant_issue_a_new_sid(browser: Client) -> None:
+    """Issue 11 item 4: every sign-in sets a SID of its own; a planted value is not kept."""
+    planted = "attacker-chosen-value"
+    browser.session.cookie_jar.update_cookies({SID: planted})
+    page = await browser.get(
+        "/oauth2/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "conf",
+            "redirect_uri": "https://rp.example.test/cb",
+            "scope": "openid",
+            "state": "s",
+        },
+    )
+    login = await browser.post(
+        "/oauth2/login",
+        data={
+            "flow": hidden_flow(await page.text()),
+            "username": "alice",
+            "password": USERS["alice"][0],
+        },
+        allow_redirects=False,
+    )
+    assert login.status == 303
+    page_sid = renewed(set_cookie_lines(login))[SID]
+    assert page_sid != planted
+
+    browser.session.cookie_jar.clear()
+    browser.session.cookie_jar.update_cookies({SID: planted})
+    token = await browser.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": USERS["alice"][0],
+            "scope": "openid offline_access",
+        },
+        headers={"Authorization": encode_basic_auth("conf", "s3cr3t")},
+    )
+    assert token.status == 200, await token.text()
+    grant_sid = renewed(set_cookie_lines(token))[SID]
+    assert grant_sid not in (planted, page_sid)
+
+
+async def sign_in_as(browser: Client, user: str, **params: str) -> ClientResponse:
+    started = await start(browser, return_to=f"{APP}/", **params)
+    callback = await through_login_page(browser, started.headers["Location"], user)
+    done = await browser.get(local(callback), allow_redirects=False)
+    assert done.status == 303, await done.text()
+    return done
+
+
+def renewed_jar(browser: Client) -> list[tuple[str, str]]:
+    return [(cookie.key, cookie.value) for cookie in browser.session.cookie_jar]
