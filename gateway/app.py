@@ -68,7 +68,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
     await sync_configured_clients(pool, holder.current.clients)
     ring = await ensure_signing_keys(pool, holder.current, master)
     deadline = holder.current.gateway.database.request_timeout
-    async with remote_key_cache(holder) as remote:
+    async with remote_key_cache(holder, app[keys.CLOCK].time) as remote:
         authority = Authority(
             pool=BoundedPool(pool, deadline, clock=app[keys.CLOCK]),
             passwords=Passwords.configured(holder.current.gateway.passwords),
@@ -78,6 +78,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             master_secret=secret,
             external_call=remote.post_form,
             remote_keys_at=remote.at,
+            discover=remote.discover,
             clock=app[keys.CLOCK],
         )
         app[keys.AUTHORITY] = authority

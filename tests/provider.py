@@ -4,6 +4,7 @@ and checks of what a client sends (client secret, PKCE verifier, redirect URI)."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 import jwt
 from aiohttp import web
@@ -51,6 +52,21 @@ class FakeProvider:
     # "crit", "two alg" or "two sub": the next ID token is validly signed but hostile JOSE.
     jose: str | None = None
     server: TestServer | None = None
+    # As a token handler's provider (login.provider): refresh tokens (rotated at each use),
+    # opaque access tokens, revocation, discovery, a slow token endpoint, key rotation.
+    kid: str = "fake-1"
+    expires_in: int = 60
+    refresh_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refresh_requests: list[str] = field(default_factory=list)
+    refuse_refresh: bool = False
+    revoked: list[str] = field(default_factory=list)
+    delay: float = 0.0
+    access_tokens: list[str] = field(default_factory=list)
+
+    def rotate_key(self) -> None:
+        """Sign with a new key from now on; the key set publishes only the new one."""
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = f"fake-{int(self.kid.rsplit('-', 1)[1]) + 1}"
 
     @property
     def issuer(self) -> str:
@@ -75,14 +91,30 @@ class FakeProvider:
 
     async def _jwks(self, _request: web.Request) -> web.Response:
         jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update(kid="fake-1", alg="RS256", use="sig")
+        jwk.update(kid=self.kid, alg="RS256", use="sig")
         return web.json_response({"keys": [jwk]})
 
+    def _client_form(self, request: web.Request, form: dict[str, Any]) -> dict[str, Any]:
+        """The form with HTTP Basic client credentials folded in (RFC 6749 section 2.3.1)."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            client_id, _, secret = base64.b64decode(value).decode().partition(":")
+            return {
+                **form,
+                "client_id": unquote_plus(client_id),
+                "client_secret": unquote_plus(secret),
+            }
+        return form
+
     async def _token(self, request: web.Request) -> web.Response:
-        form = dict(await request.post())
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        form = self._client_form(request, dict(await request.post()))
         self.token_requests.append({k: str(v) for k, v in form.items()})
         if self.fail_with:
             return web.json_response({"error": "server_error"}, status=self.fail_with)
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(form)
         grant = self.grants.pop(str(form.get("code")), None)
         verifier = str(form.get("code_verifier", ""))
         digest = hashlib.sha256(verifier.encode()).digest()
@@ -109,15 +141,72 @@ class FakeProvider:
             id_token = self._hostile(claims)
         else:
             id_token = jwt.encode(
-                claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": "fake-1"}
+                claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": self.kid}
             )
+        refresh = secrets.token_urlsafe(24)
+        self.refresh_tokens[refresh] = grant.claims
         return web.json_response(
-            {"access_token": "at", "token_type": "Bearer", "id_token": id_token}
+            {
+                "access_token": self._access_token(),
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+                "id_token": id_token,
+                "refresh_token": refresh,
+            }
+        )
+
+    def _access_token(self) -> str:
+        token = "at-" + secrets.token_urlsafe(16)
+        self.access_tokens.append(token)
+        return token
+
+    def _refresh(self, form: dict[str, Any]) -> web.Response:
+        token = str(form.get("refresh_token", ""))
+        self.refresh_requests.append(token)
+        claims = self.refresh_tokens.pop(token, None)
+        authenticated = (
+            form.get("client_id") == self.client_id
+            and form.get("client_secret") == self.client_secret
+        )
+        if claims is None or not authenticated or self.refuse_refresh:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        rotated = secrets.token_urlsafe(24)
+        self.refresh_tokens[rotated] = claims
+        return web.json_response(
+            {
+                "access_token": self._access_token(),
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+                "refresh_token": rotated,
+            }
+        )
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        form = self._client_form(request, dict(await request.post()))
+        if form.get("client_secret") != self.client_secret:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token = str(form.get("token", ""))
+        self.revoked.append(token)
+        self.refresh_tokens.pop(token, None)
+        return web.Response(status=200)
+
+    async def _discovery(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/jwks",
+                "revocation_endpoint": f"{self.issuer}/revoke",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
         )
 
     def _hostile(self, claims: dict[str, Any]) -> str:
         """SECURITY-CHECKLIST item 133 in an ID token: validly signed, hostile JSON."""
-        header = {"alg": "RS256", "kid": "fake-1", "typ": "JWT"}
+        header = {"alg": "RS256", "kid": self.kid, "typ": "JWT"}
         head, body = json.dumps(header), json.dumps(claims)
         if self.jose == "crit":
             head = json.dumps({**header, "crit": ["exp2"], "exp2": 1})
@@ -160,6 +249,8 @@ class FakeProvider:
         app.router.add_post("/token", self._token)
         app.router.add_get("/authorize", self._sign_in_page)
         app.router.add_post("/authorize", self._sign_in)
+        app.router.add_post("/revoke", self._revoke)
+        app.router.add_get("/.well-known/openid-configuration", self._discovery)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
 

@@ -16,25 +16,35 @@ the same use case as ``POST /oauth2/token``, with the client's secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import secrets
+import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from gateway.config.loader import DEFAULT_PROVIDER, LOGIN_CALLBACK
-from gateway.config.model import AppConfig
-from gateway.grants.context import Context
+from gateway.config.model import AppConfig, check_provider_url
+from gateway.grants.context import Context, ExternalCallError
+from gateway.grants.federation import ExternalSignInFailed, verify_id_token
 from gateway.grants.issue import TokenResult
 from gateway.grants.token import token_request
 from gateway.oauth.errors import InvalidGrantError, InvalidRequestError
 from gateway.oauth.params import Params
 from gateway.oauth.rfc7636 import s256
+from gateway.store import external
 from gateway.store import grants as grant_store
-from gateway.tokens.jwt import ID_TOKEN_TYP, TokenInvalid
+from gateway.tokens.external import ExternalTokens, profile
+from gateway.tokens.jwt import ID_TOKEN_TYP, TokenInvalid, inspect
+from gateway.tokens.remote import verify_issued_token
 from gateway.tokens.seal import Sealer, b64url
+
+log = logging.getLogger(__name__)
 
 TRANSACTION_PURPOSE = "cookie:__Host-GW-LOGIN"
 STATE_ISSUER = "gateway:login-state"  # auth.assertion rows that make each state single-use
@@ -133,14 +143,21 @@ def passthrough(params: Params) -> dict[str, str]:
     return chosen
 
 
-def begin(ctx: Context, params: Params) -> tuple[str, Transaction]:
-    """The authorization request to send the browser to, and its transaction."""
+async def begin(ctx: Context, params: Params) -> tuple[str, Transaction]:
+    """The authorization request to send the browser to, and its transaction.
+    ``ExternalSignInFailed`` when an external provider's metadata cannot be had."""
     login = ctx.settings.login
     app = ctx.config.login_app()
     if login is None or app is None:
         raise InvalidRequestError("sign-in through the token handler is not configured")
     return_to = check_return_to(params.get("return_to"), login.return_to, ctx.own_origin, app)
     extra = passthrough(params)
+    endpoint = ctx.endpoint("/oauth2/authorize")
+    if login.provider != DEFAULT_PROVIDER:
+        endpoint = (await external_provider(ctx, app)).authorization_endpoint
+        if "offline_access" in app.scopes and "prompt" not in extra:
+            # OIDC Core 11: a refresh token for offline access is asked for with consent.
+            extra["prompt"] = "consent"
     transaction = Transaction(
         state=b64url(secrets.token_bytes(32)),
         nonce=b64url(secrets.token_bytes(24)),
@@ -163,7 +180,8 @@ def begin(ctx: Context, params: Params) -> tuple[str, Transaction]:
             **extra,
         }
     )
-    return f"{ctx.endpoint('/oauth2/authorize')}?{query}", transaction
+    separator = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{separator}{query}", transaction
 
 
 def restart_url(ctx: Context, transaction: Transaction) -> str:
@@ -208,6 +226,14 @@ async def check_callback(ctx: Context, transaction: Transaction | None, params: 
     return Callback(transaction, code, None)
 
 
+async def redeem(ctx: Context, callback: Callback) -> TokenResult | ExternalTokens:
+    """The tokens of a callback: from this gateway's own authorization server or from the
+    external provider. ``OAuthError`` or ``ExternalSignInFailed`` when none can be had."""
+    if is_own(callback.transaction):
+        return await redeem_own(ctx, callback)
+    return await redeem_external(ctx, callback)
+
+
 async def redeem_own(ctx: Context, callback: Callback) -> TokenResult:
     """Redeem the code at this gateway's own authorization server, as the confidential client,
     through the token endpoint's use case; then check the ID token is this transaction's."""
@@ -246,3 +272,306 @@ def _check_nonce(ctx: Context, id_token: str, client_id: str, nonce: str) -> Non
 
 def is_own(transaction: Transaction) -> bool:
     return transaction.provider == DEFAULT_PROVIDER
+
+
+# --- an external OpenID provider (login.provider names a provider file) --------------------
+
+REFRESH_WAIT = 10  # seconds another request's refresh at the provider is waited for
+EXTERNAL_KEEP = 86400  # seconds a used provider refresh token is remembered (lost responses)
+DEFAULT_EXPIRES_IN = 300  # an access token whose lifetime the provider does not say
+
+
+@dataclass(frozen=True)
+class ExternalProvider:
+    """The provider's endpoints, from its app's explicit URLs or its discovery document."""
+
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    auth_method: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    revocation_endpoint: str | None = None
+
+
+async def external_provider(ctx: Context, app: AppConfig) -> ExternalProvider:
+    """The login app's provider, described by its file and, for what it leaves out, by its
+    discovery document. ``ExternalSignInFailed`` when that cannot be had."""
+    login = ctx.settings.login
+    assert login is not None
+    assert app.client_secret is not None
+    issuer = app.issuers[0]
+    metadata: dict[str, Any] = {}
+    if not (app.auth_uri and app.token_uri and app.keys_url):
+        try:
+            metadata = await ctx.authority.discover(issuer)
+        except ExternalCallError as exc:
+            raise ExternalSignInFailed(f"the provider cannot be reached ({exc})") from None
+    urls: dict[str, str | None] = {
+        "authorization_endpoint": app.auth_uri or _url(metadata, "authorization_endpoint"),
+        "token_endpoint": app.token_uri or _url(metadata, "token_endpoint"),
+        "jwks_uri": app.keys_url or _url(metadata, "jwks_uri"),
+    }
+    missing = [name for name, value in urls.items() if value is None]
+    if missing:
+        raise ExternalSignInFailed(f"the provider names no usable {', '.join(missing)}")
+    method = app.token_endpoint_auth_method or "client_secret_basic"
+    return ExternalProvider(
+        name=login.provider,
+        issuer=issuer,
+        client_id=app.client_id,
+        client_secret=app.client_secret.get_secret_value(),
+        auth_method=method,
+        authorization_endpoint=str(urls["authorization_endpoint"]),
+        token_endpoint=str(urls["token_endpoint"]),
+        jwks_uri=str(urls["jwks_uri"]),
+        revocation_endpoint=_url(metadata, "revocation_endpoint"),
+    )
+
+
+def _url(metadata: Mapping[str, Any], name: str) -> str | None:
+    """An endpoint of a discovery document: https (http only on loopback), else None."""
+    value = metadata.get(name)
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_provider_url(value)
+    except ValueError:
+        return None
+
+
+async def _token_call(
+    ctx: Context, provider: ExternalProvider, form: dict[str, str]
+) -> dict[str, Any]:
+    """POST to the provider's token endpoint as the confidential client."""
+    if provider.auth_method == "client_secret_post":
+        form = {**form, "client_id": provider.client_id, "client_secret": provider.client_secret}
+        return await ctx.authority.external_call(provider.token_endpoint, form)
+    return await ctx.authority.external_call(
+        provider.token_endpoint, form, auth=(provider.client_id, provider.client_secret)
+    )
+
+
+async def redeem_external(ctx: Context, callback: Callback) -> ExternalTokens:
+    """Redeem the code at the external provider; verify its ID token (signature against its
+    keys, issuer, audience, expiry, nonce) and its access token when that is a JWT."""
+    app = ctx.config.login_app()
+    if app is None or callback.code is None:
+        raise ExternalSignInFailed("the login client is not configured")
+    provider = await external_provider(ctx, app)
+    transaction = callback.transaction
+    try:
+        answer = await _token_call(
+            ctx,
+            provider,
+            {
+                "grant_type": "authorization_code",
+                "code": callback.code,
+                "redirect_uri": ctx.endpoint(LOGIN_CALLBACK),
+                "code_verifier": transaction.verifier,
+            },
+        )
+    except ExternalCallError as exc:
+        raise ExternalSignInFailed(f"the provider refused the code ({exc})") from None
+    id_token = answer.get("id_token")
+    if not isinstance(id_token, str):
+        raise ExternalSignInFailed("the provider sent no ID token")
+    claims = await verify_id_token(
+        ctx,
+        id_token,
+        keys_url=provider.jwks_uri,
+        issuers=(provider.issuer,),
+        client_id=provider.client_id,
+        nonce=transaction.nonce,
+    )
+    return await _tokens(ctx, provider, answer, profile(claims), str(uuid.uuid4()), None)
+
+
+async def _tokens(
+    ctx: Context,
+    provider: ExternalProvider,
+    answer: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    session: str,
+    predecessor: str | None,
+    previous_refresh: str | None = None,
+) -> ExternalTokens:
+    """A token response of the provider, checked: a Bearer access token (a JWT one verified
+    against the provider's keys), its lifetime, a refresh token if any."""
+    access = answer.get("access_token")
+    if not isinstance(access, str) or not access or len(access) > 8192:
+        raise ExternalSignInFailed("the provider sent no usable access token")
+    if str(answer.get("token_type", "")).lower() != "bearer":
+        raise ExternalSignInFailed("the provider's access token is not a Bearer token")
+    expires_in = answer.get("expires_in")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+        expires_in = DEFAULT_EXPIRES_IN
+    expires_at = ctx.now + min(expires_in, 86400)
+    jwt_claims = await _verified_access_token(ctx, provider, access)
+    if jwt_claims is not None:
+        expires_at = min(expires_at, int(jwt_claims["exp"]))
+        if str(jwt_claims.get("sub", claims.get("sub"))) != str(claims.get("sub")):
+            raise ExternalSignInFailed("the access token is someone else's (sub)")
+    refresh = answer.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or len(refresh) > 4096):
+        raise ExternalSignInFailed("the provider's refresh token is not usable")
+    scope = answer.get("scope")
+    return ExternalTokens(
+        access_token=access,
+        expires_at=expires_at,
+        expires_in=max(expires_at - ctx.now, 1),
+        session=session,
+        provider=provider.name,
+        client_id=provider.client_id,
+        claims=dict(claims),
+        scope=scope if isinstance(scope, str) else "",
+        refresh_token=refresh or previous_refresh,
+        predecessor=predecessor,
+    )
+
+
+async def _verified_access_token(
+    ctx: Context, provider: ExternalProvider, token: str
+) -> dict[str, Any] | None:
+    """The claims of a JWT access token, verified against the provider's keys (RFC 9068:
+    signature, ``iss``, ``exp``; the audience is the API's to check); None for an opaque one."""
+    try:
+        header, _ = inspect(token)
+    except TokenInvalid:
+        return None  # opaque: trusted for its expires_in, as the provider issued it to us
+    fetch = ctx.authority.remote_keys_at
+    if fetch is None:
+        raise ExternalSignInFailed("the provider's keys cannot be fetched")
+    kid = header.get("kid")
+    keys = await fetch(provider.jwks_uri, kid if isinstance(kid, str) else None)
+    try:
+        return verify_issued_token(token, keys, issuers=(provider.issuer,), now=ctx.now)
+    except TokenInvalid as exc:
+        raise ExternalSignInFailed(f"the access token is not valid: {exc.reason}") from None
+
+
+@dataclass(frozen=True)
+class ExternalRefresh:
+    """What a browser's ``__Secure-RT`` holds for an external provider's session."""
+
+    token: str
+    session_id: str
+    source: str
+    claims: Mapping[str, Any]
+
+
+async def refresh_external(ctx: Context, cookie: ExternalRefresh) -> ExternalTokens:
+    """A transparent refresh at the provider, under the same rules as the gateway's own:
+    single-flight across replicas, the same successor within the grace, a lost response
+    recovered, a replay after a delivered successor refused (sql/functions/065_...).
+
+    ``InvalidGrantError``: sign in again. ``ExternalCallError``: the provider could not be
+    asked (the session is kept)."""
+    app = ctx.config.login_app()
+    if app is None or cookie.source != (ctx.settings.login and ctx.settings.login.provider):
+        raise InvalidGrantError("the provider of this session is no longer configured")
+    digest = hashlib.sha256(cookie.token.encode()).digest()
+    for _ in range(int(REFRESH_WAIT / 0.1)):
+        outcome, sealed = await external.external_refresh_claim(
+            ctx.db, digest, wait=REFRESH_WAIT, keep=EXTERNAL_KEEP
+        )
+        if outcome == "claimed":
+            break
+        if outcome == "done" and sealed is not None:
+            plain = ctx.authority.master.unseal(sealed, purpose=_successor_purpose(digest))
+            tokens = ExternalTokens.from_json(plain.decode()) if plain else None
+            if tokens is None or tokens.session != cookie.session_id:
+                raise InvalidGrantError("the stored successor is not this session's")
+            return tokens
+        if outcome in ("replayed", "refused"):
+            raise InvalidGrantError(f"the refresh token was {outcome}")
+        await asyncio.sleep(0.1)  # another request is refreshing it
+    else:
+        raise ExternalCallError("another refresh of this session did not finish")
+    provider = await _provider_or_release(ctx, app, digest)
+    try:
+        answer = await _token_call(
+            ctx, provider, {"grant_type": "refresh_token", "refresh_token": cookie.token}
+        )
+    except ExternalCallError as exc:
+        if exc.error is not None:  # the provider answered: it refuses this token
+            await external.external_refresh_refused(ctx.db, digest)
+            raise InvalidGrantError(f"the provider refused the refresh ({exc.error})") from None
+        await external.external_refresh_release(ctx.db, digest)
+        raise
+    claims: Mapping[str, Any] = cookie.claims
+    id_token = answer.get("id_token")
+    try:
+        if isinstance(id_token, str):
+            fresh = await verify_id_token(
+                ctx,
+                id_token,
+                keys_url=provider.jwks_uri,
+                issuers=(provider.issuer,),
+                client_id=provider.client_id,
+                nonce=None,
+            )
+            if fresh.get("sub") != claims.get("sub"):
+                raise ExternalSignInFailed("the refreshed ID token is someone else's")
+            claims = profile(fresh)
+        tokens = await _tokens(
+            ctx, provider, answer, claims, cookie.session_id, digest.hex(), cookie.token
+        )
+    except ExternalSignInFailed:
+        await external.external_refresh_refused(ctx.db, digest)
+        raise InvalidGrantError("the provider's answer to the refresh is not usable") from None
+    sealed = ctx.authority.master.seal(
+        tokens.to_json().encode(), purpose=_successor_purpose(digest)
+    )
+    await external.external_refresh_store(
+        ctx.db, digest, sealed, grace=ctx.settings.tokens.refresh_grace
+    )
+    return tokens
+
+
+async def _provider_or_release(ctx: Context, app: AppConfig, digest: bytes) -> ExternalProvider:
+    try:
+        return await external_provider(ctx, app)
+    except ExternalSignInFailed as exc:
+        await external.external_refresh_release(ctx.db, digest)
+        raise ExternalCallError(str(exc)) from None
+
+
+def _successor_purpose(digest: bytes) -> str:
+    return f"external-refresh:{digest.hex()}"
+
+
+async def mark_external_delivered(ctx: Context, predecessor: str) -> None:
+    """A browser presented the access token that the refresh of ``predecessor`` (hex SHA-256)
+    produced: that response arrived."""
+    try:
+        digest = bytes.fromhex(predecessor)
+    except ValueError:
+        return
+    await external.external_refresh_delivered(ctx.db, digest)
+
+
+async def end_external(ctx: Context, refresh_token: str) -> None:
+    """Sign-out of an external provider's session: its refresh token revoked at the provider
+    (RFC 7009) when it has a revocation endpoint. Best effort: the cookies go either way."""
+    app = ctx.config.login_app()
+    if app is None:
+        return
+    try:
+        provider = await external_provider(ctx, app)
+        if provider.revocation_endpoint is None:
+            return
+        form = {"token": refresh_token, "token_type_hint": "refresh_token"}
+        if provider.auth_method == "client_secret_post":
+            form |= {"client_id": provider.client_id, "client_secret": provider.client_secret}
+            await ctx.authority.external_call(provider.revocation_endpoint, form)
+        else:
+            await ctx.authority.external_call(
+                provider.revocation_endpoint,
+                form,
+                auth=(provider.client_id, provider.client_secret),
+            )
+    except (ExternalSignInFailed, ExternalCallError) as exc:
+        log.warning("could not revoke the refresh token at the provider: %s", exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.clock import Budget, Clock
 from gateway.config.loader import Config
@@ -19,17 +19,46 @@ from gateway.tokens.seal import Sealer, derive_key
 
 COOKIE_KEY_INFO = "gateway cookie key v1"
 
-# The published keys of an issuer (remote_keys) or at a key URL (remote_keys_at).
+# The published keys of an issuer (remote_keys).
 RemoteKeys = Callable[[str], Awaitable[dict[str, RemoteKey]]]
-# POST a form to an external provider's endpoint; the JSON object it answers, or ExternalCallError.
-ExternalCall = Callable[[str, dict[str, str]], Awaitable[dict[str, Any]]]
+
+
+class KeysAt(Protocol):
+    """The keys published at a key URL; with ``kid``, fetched again when that key is unknown."""
+
+    async def __call__(self, url: str, kid: str | None = None) -> dict[str, RemoteKey]: ...
+
+
+# An OpenID provider's discovery document (validated: its issuer is the one asked for).
+Discover = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class ExternalCall(Protocol):
+    """POST a form to an external provider's endpoint (with HTTP Basic client authentication
+    when ``auth`` is given); the JSON object of its 200 answer, or ``ExternalCallError``."""
+
+    async def __call__(
+        self, url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
 
 class ExternalCallError(Exception):
-    """An external provider's endpoint could not be reached or gave no usable answer."""
+    """An external provider's endpoint could not be reached or gave no usable answer.
+    ``error``: the OAuth error code it answered with (a 400 or 401 with a JSON body), else None
+    (unreachable, slow, a 5xx): a refusal versus an outage."""
+
+    def __init__(self, reason: str, error: str | None = None) -> None:
+        super().__init__(reason)
+        self.error = error
 
 
-async def _no_external_calls(url: str, form: dict[str, str]) -> dict[str, Any]:
+async def _no_external_calls(
+    url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    raise ExternalCallError("external calls are not configured")
+
+
+async def _no_discovery(issuer: str) -> dict[str, Any]:
     raise ExternalCallError("external calls are not configured")
 
 
@@ -44,7 +73,8 @@ class Authority:
     remote_keys: RemoteKeys
     master_secret: bytes = b""
     external_call: ExternalCall = _no_external_calls
-    remote_keys_at: RemoteKeys | None = None
+    remote_keys_at: KeysAt | None = None
+    discover: Discover = _no_discovery
     clock: Clock = field(default_factory=Clock)
     _verifier: tuple[Config, KeyRing, Verifier] | None = None
     _cookie_sealer: tuple[Config, Sealer] | None = None

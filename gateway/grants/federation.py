@@ -30,7 +30,7 @@ from gateway.oauth.errors import InvalidGrantError
 from gateway.oauth.rfc7636 import s256
 from gateway.store import grants as grant_store
 from gateway.store import identities
-from gateway.tokens.jwt import TokenInvalid
+from gateway.tokens.jwt import TokenInvalid, inspect
 from gateway.tokens.remote import verify_assertion
 
 SCOPE = "openid email profile"
@@ -141,7 +141,17 @@ async def finish(
     id_token = answer.get("id_token")
     if not isinstance(id_token, str):
         raise ExternalSignInFailed("the provider sent no ID token")
-    claims = await _verified_id_token(ctx, app, id_token, attempt)
+    if app.keys_url is None:
+        raise ExternalSignInFailed("the provider has no key URL")
+    claims = await verify_id_token(
+        ctx,
+        id_token,
+        keys_url=app.keys_url,
+        issuers=app.issuers,
+        client_id=app.client_id,
+        nonce=attempt.nonce,
+        fresh_since=attempt.fresh_since,
+    )
     email = claims.get("email")
     identity = ExternalIdentity(
         provider.name,
@@ -154,41 +164,49 @@ async def finish(
     return identity, user_id
 
 
-async def _verified_id_token(
-    ctx: Context, app: AppConfig, id_token: str, attempt: Attempt
+async def verify_id_token(
+    ctx: Context,
+    id_token: str,
+    *,
+    keys_url: str,
+    issuers: tuple[str, ...],
+    client_id: str,
+    nonce: str | None,
+    fresh_since: int | None = None,
 ) -> dict[str, Any]:
-    """OIDC Core 3.1.3.7: signed by a key the provider publishes at its own key URL, issued by one
-    of its issuers, to us alone (``aud``, ``azp``), unexpired, with ``iat`` and our nonce."""
-    keys_url = app.keys_url
+    """OIDC Core 3.1.3.7: signed by a key the provider publishes at its own key URL (fetched
+    again once when the token names a key not seen yet: the provider rotated), issued by one of
+    its issuers, to us alone (``aud``, ``azp``), unexpired, with ``iat`` and our ``nonce``
+    (None: a refreshed ID token, which carries none to check, OIDC Core 12.2)."""
     fetch = ctx.authority.remote_keys_at
-    if keys_url is None or fetch is None:
-        raise ExternalSignInFailed("the provider has no key URL")
+    if fetch is None:
+        raise ExternalSignInFailed("the provider's keys cannot be fetched")
     try:
+        header, _ = inspect(id_token)
+        kid = header.get("kid")
+        keys = await fetch(keys_url, kid if isinstance(kid, str) else None)
         claims = verify_assertion(
-            id_token,
-            await fetch(keys_url),
-            issuers=app.issuers,
-            audiences=(app.client_id,),
-            now=ctx.now,
+            id_token, keys, issuers=issuers, audiences=(client_id,), now=ctx.now
         )
     except TokenInvalid as exc:
         raise ExternalSignInFailed(f"the ID token is not valid: {exc}") from None
     audience = claims["aud"]
-    if isinstance(audience, list) and any(a != app.client_id for a in audience):
+    if isinstance(audience, list) and any(a != client_id for a in audience):
         raise ExternalSignInFailed("the ID token has audiences besides us")
-    if claims.get("azp", app.client_id) != app.client_id:
+    if claims.get("azp", client_id) != client_id:
         raise ExternalSignInFailed("the ID token was issued to another party (azp)")
     if not isinstance(claims.get("iat"), int | float):
         raise ExternalSignInFailed("the ID token has no iat")
     subject = claims["sub"]
     if not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT:
         raise ExternalSignInFailed("the ID token's sub is not usable")
-    nonce = claims.get("nonce")
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce, attempt.nonce):
-        raise ExternalSignInFailed("the ID token's nonce does not match")
-    if attempt.fresh_since is not None:
+    if nonce is not None:
+        presented = claims.get("nonce")
+        if not isinstance(presented, str) or not hmac.compare_digest(presented, nonce):
+            raise ExternalSignInFailed("the ID token's nonce does not match")
+    if fresh_since is not None:
         auth_time = claims.get("auth_time")
-        if not isinstance(auth_time, int | float) or auth_time < attempt.fresh_since - CLOCK_SKEW:
+        if not isinstance(auth_time, int | float) or auth_time < fresh_since - CLOCK_SKEW:
             raise ExternalSignInFailed("the provider did not sign the user in afresh (auth_time)")
     return claims
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hmac
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from gateway.config.model import GatewaySettings
 from gateway.grants.issue import TokenResult
+from gateway.tokens.external import ExternalTokens
 from gateway.tokens.seal import Sealer
 
 ACCESS = "__Secure-AT"
@@ -36,11 +39,14 @@ GATEWAY_COOKIES = frozenset(
 
 @dataclass(frozen=True)
 class RefreshCookie:
-    """What ``__Secure-RT`` carries: the refresh token, its client and its session."""
+    """What ``__Secure-RT`` carries: the refresh token, its client and its session; for an
+    external provider's session also the provider (``source``) and the user's claims."""
 
     token: str
     client_id: str
     session_id: str
+    source: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _set(
@@ -99,6 +105,48 @@ def set_token_cookies(
         set_session_cookie(response, settings, sealer, result.session_id)
 
 
+def set_external_cookies(
+    response: web.StreamResponse,
+    settings: GatewaySettings,
+    sealer: Sealer,
+    tokens: ExternalTokens,
+) -> None:
+    """Cookies for an external provider's tokens (``login.provider``): the access token with
+    what was verified about it, the refresh token with the provider and the user's claims, and
+    the token handler's session."""
+    _set(
+        response,
+        settings,
+        ACCESS,
+        sealer.seal(tokens.access_cookie(), purpose=f"cookie:{ACCESS}"),
+        tokens.expires_in,
+    )
+    if tokens.refresh_token:
+        payload = json.dumps(
+            {
+                "rt": tokens.refresh_token,
+                "cid": tokens.client_id,
+                "sid": tokens.session,
+                "src": tokens.provider,
+                "c": dict(tokens.claims),
+            }
+        ).encode()
+        _set(
+            response,
+            settings,
+            REFRESH,
+            sealer.seal(payload, purpose=f"cookie:{REFRESH}"),
+            settings.tokens.refresh_ttl,
+        )
+    _set(
+        response,
+        settings,
+        SESSION,
+        sealer.seal(tokens.session.encode(), purpose=f"cookie:{SESSION}"),
+        settings.tokens.session_ttl,
+    )
+
+
 def set_session_cookie(
     response: web.StreamResponse, settings: GatewaySettings, sealer: Sealer, session_id: UUID
 ) -> None:
@@ -130,8 +178,16 @@ def parse_refresh(sealer: Sealer, value: str | None) -> RefreshCookie | None:
         return None
     try:
         data = json.loads(plain)
-        return RefreshCookie(str(data["rt"]), str(data["cid"]), str(data["sid"]))
-    except (ValueError, KeyError, TypeError):
+        source = data.get("src")
+        claims = data.get("c", {})
+        return RefreshCookie(
+            str(data["rt"]),
+            str(data["cid"]),
+            str(data["sid"]),
+            str(source) if source else None,
+            dict(claims) if isinstance(claims, dict) else {},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -79,11 +79,12 @@ class CorsPolicy:
         issuer = urlsplit(config.gateway.public_issuer())
         # The gateway's own pages (the demo) call it from its origin: no CORS, and no rejection.
         self.own_origin = f"{issuer.scheme}://{issuer.netloc}"
+        login_app = config.login_app()  # an external provider's app names its SPAs too
         self.client_origins = frozenset(
             origin
             for client in config.clients.values()
             for origin in client.config.javascript_origins
-        )
+        ) | frozenset(login_app.javascript_origins if login_app else ())
         self._oauth = Rule(self.client_origins, ("GET", "POST"), ALLOWED_HEADERS, True)
         self._public = Rule(frozenset(), ("GET",), frozenset(), False)
         self._routes = [

@@ -25,6 +25,7 @@ from gateway.http.cookies import (
     parse_refresh,
     unseal_cookie,
 )
+from gateway.tokens.external import parse_access_cookie, principal_claims
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
 from gateway.tokens.seal import Sealer
 
@@ -143,7 +144,10 @@ def present(
         if principal is None:
             token = unseal_cookie(sealer, ACCESS, sealed_access)
             session = unseal_cookie(sealer, SESSION, sealed_session) if sealed_session else None
-            if token is not None and (sealed_session == "" or session is not None):
+            external = parse_access_cookie(token) if token is not None else None
+            if external is not None:
+                principal = _external(key, external, session, verifier.now(), cache)
+            elif token is not None and (sealed_session == "" or session is not None):
                 principal = _verify(key, token, True, verifier, cache, audience, session)
     sealed_refresh = own.get(REFRESH)
     if principal is not None and revocations.is_revoked(principal.claims):
@@ -169,6 +173,18 @@ def refresh_cookie(
     if revocations.is_revoked({"sid": refresh.session_id}):
         return None
     return refresh
+
+
+def _external(
+    key: str, data: dict[str, Any], session: str | None, now: float, cache: VerifiedTokens
+) -> Principal | None:
+    """An external provider's access token, as the sealed cookie describes it (verified when it
+    was received): unexpired, and of the session ``SID`` names."""
+    if data["exp"] <= now or session is None or data["sid"] != session:
+        return None
+    principal = Principal(data["at"], principal_claims(data), True)
+    cache.put(key, principal)
+    return principal
 
 
 def _verify(

@@ -16,17 +16,17 @@ from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
 from gateway.config.model import Route
 from gateway.grants.context import Authority
-from gateway.grants.issue import TokenResult
 from gateway.grants.revoked import Revocations
-from gateway.http.cookies import RefreshCookie, set_token_cookies
+from gateway.http.cookies import RefreshCookie, set_external_cookies, set_token_cookies
 from gateway.http.forwarded import client_address, forwarded_chain
 from gateway.keys import REQUEST_ID
 from gateway.proxy import headers as hop
 from gateway.proxy.client import Timeouts
 from gateway.proxy.credentials import NOTHING, Presented, Principal, VerifiedTokens, split_cookies
-from gateway.proxy.refresh import Deliveries, Refresher
+from gateway.proxy.refresh import Deliveries, Refresher, Renewed
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.upstreams import Upstreams
+from gateway.tokens.external import ExternalTokens
 
 
 class ProxyConfig:
@@ -106,7 +106,7 @@ class Exchange:
     state: ProxyState
     route: Route
     presented: Presented = NOTHING
-    refreshed: TokenResult | None = None
+    refreshed: Renewed | None = None
     refresh: RefreshCookie | None = None
 
     @property
@@ -167,7 +167,11 @@ def cookie_setter(exchange: Exchange) -> CookieSetter:
         config = exchange.config
         sealer = exchange.authority.cookie_sealer(config)
         client_id = exchange.refresh.client_id
-        set_token_cookies(response, config.gateway, sealer, exchange.refreshed, client_id)
+        refreshed = exchange.refreshed
+        if isinstance(refreshed, ExternalTokens):
+            set_external_cookies(response, config.gateway, sealer, refreshed)
+        else:
+            set_token_cookies(response, config.gateway, sealer, refreshed, client_id)
         response.headers[hdrs.CACHE_CONTROL] = "no-store"
 
     return apply

@@ -17,23 +17,27 @@ from typing import Any
 from uuid import UUID
 
 from gateway.errors import StoreError
-from gateway.grants import sessions
+from gateway.grants import bff, sessions
+from gateway.grants.bff import ExternalRefresh
 from gateway.grants.context import Context
 from gateway.grants.issue import GENERATION_CLAIM, TokenResult
 from gateway.grants.refresh_token import refresh
 from gateway.http.cookies import RefreshCookie
 from gateway.oauth.errors import InvalidClientError
+from gateway.tokens.external import ExternalTokens
 
 MAX_REMEMBERED = 10_000
 log = logging.getLogger(__name__)
+# A transparent refresh: the gateway's own tokens, or an external provider's.
+Renewed = TokenResult | ExternalTokens
 
 
 class Refresher:
     def __init__(self) -> None:
-        self._inflight: dict[str, asyncio.Task[TokenResult]] = {}
-        self._recent: dict[str, tuple[float, TokenResult]] = {}
+        self._inflight: dict[str, asyncio.Task[Renewed]] = {}
+        self._recent: dict[str, tuple[float, Renewed]] = {}
 
-    async def refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
+    async def refresh(self, ctx: Context, cookie: RefreshCookie) -> Renewed:
         key = cookie.token
         remembered = self._recent.get(key)
         if remembered is not None and remembered[0] > ctx.authority.clock.time():
@@ -45,7 +49,14 @@ class Refresher:
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _refresh(self, ctx: Context, cookie: RefreshCookie) -> TokenResult:
+    async def _refresh(self, ctx: Context, cookie: RefreshCookie) -> Renewed:
+        if cookie.source is not None:
+            # Not remembered here: the database keeps the grace of a provider's refresh token
+            # from its first refresh, which a recovered successor must not extend.
+            external = ExternalRefresh(
+                cookie.token, cookie.session_id, cookie.source, cookie.claims
+            )
+            return await bff.refresh_external(ctx, external)
         client = ctx.config.client(cookie.client_id)
         if client is None:
             raise InvalidClientError("the client of this session is no longer configured")
@@ -76,7 +87,10 @@ class Deliveries:
         when there is something to record (the hot path costs two dictionary lookups)."""
         generation, family = claims.get(GENERATION_CLAIM), claims.get("gid")
         if not isinstance(generation, int) or not isinstance(family, str):
-            return
+            predecessor = claims.get("rph")  # an external provider's refreshed token
+            if not isinstance(predecessor, str):
+                return
+            family, generation = predecessor, -1
         key = (family, generation)
         if key in self._seen:
             return
@@ -90,7 +104,10 @@ class Deliveries:
 
     async def _mark(self, ctx: Context, family: str, generation: int, key: tuple[str, int]) -> None:
         try:
-            await sessions.mark_delivered(ctx, UUID(family), generation)
+            if generation == -1:
+                await bff.mark_external_delivered(ctx, family)
+            else:
+                await sessions.mark_delivered(ctx, UUID(family), generation)
         except (StoreError, ValueError) as exc:
             self._seen.discard(key)  # try again on the next request that carries it
             log.debug("could not record a delivered refresh: %s", exc)

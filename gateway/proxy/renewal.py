@@ -8,7 +8,7 @@ from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
 from gateway.errors import StoreError
-from gateway.grants.issue import TokenResult
+from gateway.grants.context import ExternalCallError
 from gateway.http.context import grant_context
 from gateway.http.cookies import clear_session_cookies
 from gateway.http.errors import json_error
@@ -16,6 +16,7 @@ from gateway.http.metrics import METRICS
 from gateway.oauth.errors import OAuthError
 from gateway.proxy.credentials import Principal, refresh_cookie
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.refresh import Renewed
 
 CHALLENGE = 'Bearer realm="gateway"'
 
@@ -28,7 +29,7 @@ def unauthorized(config: Config, description: str, *, clear: bool, error: bool) 
     return response
 
 
-async def renew(exchange: Exchange) -> TokenResult | web.Response:
+async def renew(exchange: Exchange) -> Renewed | web.Response:
     """Renew the tokens (single-flight); the answer to send instead when that is impossible."""
     config = exchange.config
     if exchange.refresh is None:
@@ -44,7 +45,7 @@ async def renew(exchange: Exchange) -> TokenResult | web.Response:
     except OAuthError:
         counter.labels("refused").inc()
         return unauthorized(config, "the session has ended; sign in again", clear=True, error=True)
-    except StoreError:
+    except (StoreError, ExternalCallError):
         counter.labels("unavailable").inc()
         return json_error(
             503,

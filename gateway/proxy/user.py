@@ -7,10 +7,12 @@ the session's times as JSON, never a token. 401 JSON when nobody is signed in.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
+from gateway.config.loader import Config
 from gateway.config.model import Route
 from gateway.grants import sessions
 from gateway.http.context import grant_context
@@ -58,6 +60,10 @@ async def login_user(request: web.Request) -> web.Response:
         stale = presented.has_cookies
         return unauthorized(config, "not signed in", clear=stale, error=stale)
     claims = principal.claims
+    if claims.get("src") is not None:  # an external provider's session: what its ID token said
+        response = web.json_response(_external_user(claims, config), headers=NO_STORE)
+        cookie_setter(exchange)(response)
+        return response
     session = None
     sid = claims.get("sid")
     if isinstance(sid, str):
@@ -81,3 +87,19 @@ async def login_user(request: web.Request) -> web.Response:
     response = web.json_response(body, headers=NO_STORE)
     cookie_setter(exchange)(response)
     return response
+
+
+def _external_user(claims: dict[str, Any], config: Config) -> dict[str, Any]:
+    auth_time = claims.get("auth_time")
+    return {
+        "sub": claims.get("sub"),
+        "preferred_username": claims.get("preferred_username"),
+        "name": claims.get("name"),
+        "email": claims.get("email"),
+        "scope": str(claims.get("scope", "")).split(),
+        "client_id": claims.get("client_id"),
+        "issuer": claims.get("iss"),
+        "auth_time": auth_time if isinstance(auth_time, int) else None,
+        "session_expires_at": None,  # the provider's to decide
+        "access_token_expires_at": claims.get("exp"),
+    }

@@ -75,6 +75,25 @@ def verify_assertion(
     now: float,
 ) -> dict[str, Any]:
     """RFC 7523 section 3: signed by a known key of a trusted issuer, for us, unexpired."""
+    return _verify(token, keys, issuers, audiences, now)
+
+
+def verify_issued_token(
+    token: str, keys: dict[str, RemoteKey], *, issuers: tuple[str, ...], now: float
+) -> dict[str, Any]:
+    """A JWT access token of an external provider (RFC 9068) as its client sees it: signed by
+    a key the provider publishes, by one of its issuers, unexpired. Its audience is for the
+    API that receives it to check, not for the client that forwards it."""
+    return _verify(token, keys, issuers, None, now)
+
+
+def _verify(
+    token: str,
+    keys: dict[str, RemoteKey],
+    issuers: tuple[str, ...],
+    audiences: tuple[str, ...] | None,
+    now: float,
+) -> dict[str, Any]:
     header, unverified = inspect(token)
     alg = header.get("alg")
     if alg not in ASYMMETRIC:
@@ -94,10 +113,13 @@ def verify_assertion(
             token,
             remote.key,
             algorithms=[alg],
-            audience=list(audiences),
+            audience=list(audiences) if audiences is not None else None,
             issuer=unverified["iss"],
             options={
-                "require": ["exp", "iss", "sub", "aud"],
+                "require": ["exp", "iss", "sub", "aud"]
+                if audiences is not None
+                else ["exp", "iss"],
+                "verify_aud": audiences is not None,
                 # pyjwt reads time.time(); check_times reads the application's clock.
                 "verify_exp": False,
                 "verify_iat": False,

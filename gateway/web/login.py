@@ -19,12 +19,20 @@ from aiohttp import hdrs, web
 
 from gateway.grants import bff
 from gateway.grants.context import Context
+from gateway.grants.federation import ExternalSignInFailed
 from gateway.http import pages
 from gateway.http.context import grant_context
-from gateway.http.cookies import LOGIN, clear_login_cookie, set_login_cookie, set_token_cookies
+from gateway.http.cookies import (
+    LOGIN,
+    clear_login_cookie,
+    set_external_cookies,
+    set_login_cookie,
+    set_token_cookies,
+)
 from gateway.http.errors import NO_STORE
 from gateway.oauth.errors import OAuthError
 from gateway.oauth.params import parse_query
+from gateway.tokens.external import ExternalTokens
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -45,9 +53,12 @@ def _with_error(url: str, error: str) -> str:
 async def login_start(request: web.Request) -> web.Response:
     ctx = grant_context(request)
     try:
-        url, transaction = bff.begin(ctx, parse_query(list(request.query.items())))
+        url, transaction = await bff.begin(ctx, parse_query(list(request.query.items())))
     except OAuthError as exc:
         return pages.error_page(request, exc.error, exc.description)
+    except ExternalSignInFailed as exc:
+        log.warning("sign-in through the token handler cannot start: %s", exc)
+        return pages.login_failed_page(request, str(exc), restart=request.path_qs, status=502)
     login = ctx.settings.login
     assert login is not None
     response = _see_other(url)
@@ -79,13 +90,15 @@ async def _complete(request: web.Request, ctx: Context, callback: bff.Callback) 
     if callback.error is not None:
         return _see_other(_with_error(transaction.return_to, callback.error))
     try:
-        result = await bff.redeem_own(ctx, callback)
-    except OAuthError as exc:
-        log.warning("sign-in through the token handler failed: %s", exc.description)
-        return pages.login_failed_page(
-            request, exc.description, restart=bff.restart_url(ctx, transaction)
-        )
+        result = await bff.redeem(ctx, callback)
+    except (OAuthError, ExternalSignInFailed) as exc:
+        reason = exc.description if isinstance(exc, OAuthError) else str(exc)
+        log.warning("sign-in through the token handler failed: %s", reason)
+        return pages.login_failed_page(request, reason, restart=bff.restart_url(ctx, transaction))
     response = _see_other(transaction.return_to)
     sealer = ctx.authority.cookie_sealer(ctx.config)
-    set_token_cookies(response, ctx.settings, sealer, result, transaction.client)
+    if isinstance(result, ExternalTokens):
+        set_external_cookies(response, ctx.settings, sealer, result)
+    else:
+        set_token_cookies(response, ctx.settings, sealer, result, transaction.client)
     return response

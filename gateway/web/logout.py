@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
 
-from gateway.grants import sessions
+from gateway.grants import bff, sessions
 from gateway.grants.context import Context
 from gateway.http import pages
 from gateway.http.context import grant_context
@@ -100,6 +100,8 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     sealer = ctx.authority.cookie_sealer(ctx.config)
     session_id = read_session(request, sealer)
     refresh = read_refresh(request, sealer)
+    if refresh is not None and refresh.source is not None:
+        await bff.end_external(ctx, refresh.token)
     named = {str(session_id) if session_id else None, refresh.session_id if refresh else None}
     for sid in await sessions.end_sessions(ctx, (s for s in named if s), "logout"):
         # This process refuses the session at once; others learn it through NOTIFY.

@@ -9,15 +9,18 @@ no keys yet; after a failure the next attempt waits 5 seconds (the reference's h
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote_plus
 
 import aiohttp
 
+from gateway.clock import Now
 from gateway.config.holder import ConfigHolder
 from gateway.grants.context import ExternalCallError
 from gateway.tokens.remote import REFRESH_SECONDS, RETRY_SECONDS, RemoteKey, parse_key_document
@@ -27,13 +30,17 @@ MAX_DOCUMENT = 1048576
 
 
 class RemoteKeyCache:
-    def __init__(self, holder: ConfigHolder, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, holder: ConfigHolder, session: aiohttp.ClientSession, now: Now = time.time
+    ) -> None:
+        self._now = now  # the application's clock: tests move it instead of waiting
         self._holder = holder
         self._session = session
         self._keys: dict[str, dict[str, RemoteKey]] = {}
         self._fetched: dict[str, float] = {}
         self._failed: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def _sources(self) -> dict[str, str]:
         """issuer -> key URL, for the apps trusted for JWT bearer assertions."""
@@ -60,19 +67,52 @@ class RemoteKeyCache:
         url = self._sources().get(issuer)
         return await self.at(url) if url else {}
 
-    async def at(self, url: str) -> dict[str, RemoteKey]:
-        """The keys published at ``url``: cached, refetched after 30 min, retried after 5 s."""
-        now = time.monotonic()
-        fresh = now - self._fetched.get(url, -REFRESH_SECONDS) < REFRESH_SECONDS
-        if url in self._keys and fresh:
+    async def at(self, url: str, kid: str | None = None) -> dict[str, RemoteKey]:
+        """The keys published at ``url``: cached, refetched after 30 min, retried after 5 s.
+        With ``kid``: a key id the cache does not know is fetched again (the provider rotated
+        its keys), at most every 5 seconds."""
+        if not self._stale(url, kid):
             return self._keys[url]
-        if now - self._failed.get(url, -RETRY_SECONDS) < RETRY_SECONDS:
+        if self._now() - self._failed.get(url, -RETRY_SECONDS) < RETRY_SECONDS:
             return self._keys.get(url, {})
-        lock = self._locks.setdefault(url, asyncio.Lock())
-        async with lock:
-            if time.monotonic() - self._fetched.get(url, -REFRESH_SECONDS) >= REFRESH_SECONDS:
+        async with self._locks.setdefault(url, asyncio.Lock()):
+            if self._stale(url, kid):
                 await self._fetch(url)
         return self._keys.get(url, {})
+
+    def _stale(self, url: str, kid: str | None) -> bool:
+        keys = self._keys.get(url)
+        age = self._now() - self._fetched.get(url, -REFRESH_SECONDS)
+        if keys is None or age >= REFRESH_SECONDS:
+            return True
+        return kid is not None and kid not in keys and age >= RETRY_SECONDS
+
+    async def discover(self, issuer: str) -> dict[str, Any]:
+        """``{issuer}/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0): cached
+        for 30 minutes; its ``issuer`` must be exactly the one asked for (section 4.3). When it
+        cannot be fetched again, the provider is down: ``ExternalCallError`` (for 5 s without
+        asking again), so a sign-in says so at once instead of sending the browser there."""
+        now = self._now()
+        cached = self._metadata.get(issuer)
+        if cached is not None and now - cached[0] < REFRESH_SECONDS:
+            return cached[1]
+        if now - self._failed.get(issuer, -RETRY_SECONDS) < RETRY_SECONDS:
+            raise ExternalCallError("the provider's discovery failed a moment ago")
+        url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            async with self._session.get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise ValueError(f"status {response.status}")
+                document = json.loads(await _bounded_body(response))
+            if not isinstance(document, dict) or document.get("issuer") != issuer:
+                raise ValueError("its issuer is not the one configured")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self._failed[issuer] = self._now()
+            log.warning("cannot read the discovery document of %s: %s", issuer, exc)
+            raise ExternalCallError(f"discovery failed: {exc.__class__.__name__}") from None
+        self._metadata[issuer] = (self._now(), document)
+        self._failed.pop(issuer, None)
+        return document
 
     async def _fetch(self, url: str) -> None:
         try:
@@ -82,23 +122,31 @@ class RemoteKeyCache:
                 body = await _bounded_body(response)
             keys = parse_key_document(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            self._failed[url] = time.monotonic()
+            self._failed[url] = self._now()
             log.warning("cannot fetch the keys at %s: %s", url, exc.__class__.__name__)
             return
         self._keys[url] = keys
-        self._fetched[url] = time.monotonic()
+        self._fetched[url] = self._now()
         self._failed.pop(url, None)
 
-    async def post_form(self, url: str, form: dict[str, str]) -> dict[str, Any]:
+    async def post_form(
+        self, url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """POST ``form`` to ``url`` and return the JSON object of a 200 answer; anything else
-        (a status, a redirect, a non-JSON or oversized body, a timeout) is ``ExternalCallError``."""
+        (a status, a redirect, a non-JSON or oversized body, a timeout) is ``ExternalCallError``,
+        with the OAuth ``error`` code of a 400/401 answer that has one."""
+        headers = {"Accept": "application/json"}
+        if auth is not None:
+            headers["Authorization"] = basic_authorization(*auth)
         try:
             async with self._session.post(
-                url, data=form, headers={"Accept": "application/json"}, allow_redirects=False
+                url, data=form, headers=headers, allow_redirects=False
             ) as response:
                 body = await _bounded_body(response)
                 if response.status != 200:
-                    raise ExternalCallError(f"status {response.status}")
+                    raise ExternalCallError(
+                        f"status {response.status}", _error_code(response.status, body)
+                    )
             answer = json.loads(body)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ExternalCallError(exc.__class__.__name__) from None
@@ -118,6 +166,22 @@ class RemoteKeyCache:
             await asyncio.sleep(RETRY_SECONDS if failed else REFRESH_SECONDS)
 
 
+def basic_authorization(client_id: str, secret: str) -> str:
+    """RFC 6749 section 2.3.1: each part form-encoded, then Basic."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _error_code(status: int, body: bytes) -> str | None:
+    if status not in (400, 401):
+        return None
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, str) and error.isascii() and len(error) < 64 else None
+
+
 async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
     body = b""
     async for chunk in response.content.iter_chunked(65536):
@@ -128,10 +192,12 @@ async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def remote_key_cache(holder: ConfigHolder) -> AsyncIterator[RemoteKeyCache]:
+async def remote_key_cache(
+    holder: ConfigHolder, now: Now = time.time
+) -> AsyncIterator[RemoteKeyCache]:
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        cache = RemoteKeyCache(holder, session)
+        cache = RemoteKeyCache(holder, session, now)
         task = asyncio.create_task(cache.heartbeat())
         try:
             yield cache

@@ -49,6 +49,11 @@ BEGIN
         SELECT issuer, jti FROM auth.assertion WHERE expires_at < v_before LIMIT p_batch)
       AND expires_at < v_before;
     kind := 'assertions'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- An external provider's refresh tokens the token handler has used, once over.
+    DELETE FROM auth.external_refresh WHERE token_hash IN (
+        SELECT token_hash FROM auth.external_refresh WHERE expires_at < v_before LIMIT p_batch)
+      AND expires_at < v_before;
+    kind := 'external refreshes'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Failed-attempt counters that have been quiet and unlocked for p_keep.
     DELETE FROM auth.throttle WHERE key IN (
         SELECT key FROM auth.throttle

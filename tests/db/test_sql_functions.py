@@ -121,9 +121,9 @@ async def test_client_sync_adds_updates_and_disables(
     )
     changed = load_config(conf, environ={})
     third = await sync_configured_clients(db, changed.clients, passwords)
-    assert (third.added, third.updated, third.disabled) == (0, 1, 2)
+    assert (third.added, third.updated, third.disabled) == (0, 1, 3)
     new_hash = await db.fetchval("SELECT secret_hash FROM oauth2.client WHERE client_id = 'web'")
     assert new_hash != web_hash
     assert passwords.verify(new_hash, "rotated-secret")
     disabled = await db.fetch("SELECT client_id FROM oauth2.client WHERE NOT enabled ORDER BY 1")
-    assert [r["client_id"] for r in disabled] == ["service", "spa"]
+    assert [r["client_id"] for r in disabled] == ["bff", "service", "spa"]
