@@ -139,6 +139,7 @@ async def test_prompt_login_hint_and_ui_locales_pass_through(browser: Client) ->
 @pytest.mark.parametrize(
     "return_to",
     [
+        # SECURITY-CHECKLIST item 91 (the post-login return path is no open redirect).
         pytest.param("https://evil.example.test/", id="another-origin"),
         pytest.param("//evil.example.test/x", id="scheme-relative"),
         pytest.param("javascript:alert(1)", id="javascript"),
@@ -224,6 +225,7 @@ async def test_login_user_refreshes_an_expired_access_token(browser: Client) -> 
 async def test_login_user_when_signed_out_or_cross_site(browser: Client) -> None:
     signed_out = await browser.get("/login/user", headers={"Origin": APP})
     assert signed_out.status == 401
+    assert signed_out.headers["WWW-Authenticate"].startswith("Bearer")  # item 91
     assert (await signed_out.json())["error"] == "unauthorized"
     await sign_in(browser)
     foreign = await browser.get("/login/user", headers={"Origin": "https://evil.example.test"})

@@ -2,9 +2,9 @@
 handling (SECURITY-CHECKLIST group G, items 80-91, and item 100), through real HTTP: the gateway,
 a recording upstream and a real PostgreSQL.
 
-Items 76-79 and the login/callback parts of 91 describe a confidential BFF with its own login
-routes; this gateway signs SPAs in through ``POST /oauth2/token`` with a public client, so they do
-not apply here.
+Items 76-79 and the login/callback parts of 91 (the token handler's own sign-in, /login/start
+and /login/callback) are tested in tests/http/test_bff_login.py and, with an external provider,
+tests/http/test_bff_external.py.
 """
 
 from __future__ import annotations
