@@ -414,3 +414,38 @@ async def sign_in_as(browser: Client, user: str, **params: str) -> ClientRespons
 
 def renewed_jar(browser: Client) -> list[tuple[str, str]]:
     return [(cookie.key, cookie.value) for cookie in browser.session.cookie_jar]
+
+
+async def test_a_code_for_another_client_signs_nobody_in(browser: Client) -> None:
+    """Code injection: a code the authorization server issued to another client (conf), put
+    into this browser's callback with the right state, is refused at redemption."""
+    started = await start(browser, return_to=f"{APP}/")
+    state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+    page = await browser.get(
+        "/oauth2/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "conf",
+            "redirect_uri": "https://rp.example.test/cb",
+            "scope": "openid",
+            "state": "rp",
+        },
+    )
+    login = await browser.post(
+        "/oauth2/login",
+        data={
+            "flow": hidden_flow(await page.text()),
+            "username": "alice",
+            "password": USERS["alice"][0],
+        },
+        allow_redirects=False,
+    )
+    foreign_code = parse_qs(urlsplit(login.headers["Location"]).query)["code"][0]
+    browser.session.cookie_jar.clear()
+    browser.session.cookie_jar.update_cookies({LOGIN: renewed(set_cookie_lines(started))[LOGIN]})
+    response = await browser.get(
+        "/login/callback", params={"code": foreign_code, "state": state}, allow_redirects=False
+    )
+    assert response.status == 400
+    assert "Signing in did not work" in await response.text()
+    no_session(response)
