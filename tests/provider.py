@@ -62,6 +62,11 @@ class FakeProvider:
     revoked: list[str] = field(default_factory=list)
     delay: float = 0.0
     access_tokens: list[str] = field(default_factory=list)
+    # JWT access tokens (RFC 9068) instead of opaque ones; signed by ``access_signer`` when set.
+    jwt_access: bool = False
+    access_signer: rsa.RSAPrivateKey | None = None
+    access_lifetime: int | None = None  # a JWT access token's own exp, if not expires_in
+    access_sub: str | None = None  # a JWT access token for someone other than the ID token's
 
     def rotate_key(self) -> None:
         """Sign with a new key from now on; the key set publishes only the new one."""
@@ -147,7 +152,7 @@ class FakeProvider:
         self.refresh_tokens[refresh] = grant.claims
         return web.json_response(
             {
-                "access_token": self._access_token(),
+                "access_token": self._access_token(str(claims.get("sub", ""))),
                 "token_type": "Bearer",
                 "expires_in": self.expires_in,
                 "id_token": id_token,
@@ -155,8 +160,17 @@ class FakeProvider:
             }
         )
 
-    def _access_token(self) -> str:
-        token = "at-" + secrets.token_urlsafe(16)
+    def _access_token(self, sub: str = "") -> str:
+        if self.jwt_access:
+            now = int(time.time())
+            claims = {"iss": self.issuer, "sub": self.access_sub or sub, "aud": "api", "iat": now}
+            lifetime = self.access_lifetime or self.expires_in
+            claims.update(exp=now + lifetime, client_id=self.client_id)
+            key = self.access_signer or self.key
+            headers = {"kid": self.kid, "typ": "at+jwt"}
+            token = jwt.encode(claims, key, algorithm="RS256", headers=headers)
+        else:
+            token = "at-" + secrets.token_urlsafe(16)
         self.access_tokens.append(token)
         return token
 
@@ -174,7 +188,7 @@ class FakeProvider:
         self.refresh_tokens[rotated] = claims
         return web.json_response(
             {
-                "access_token": self._access_token(),
+                "access_token": self._access_token(str(claims.get("sub", ""))),
                 "token_type": "Bearer",
                 "expires_in": self.expires_in,
                 "refresh_token": rotated,

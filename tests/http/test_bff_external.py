@@ -20,12 +20,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import asyncpg
+import jwt
 import pytest
 from aiohttp import ClientResponse
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.http.checklist import serving
 from tests.http.conftest import ISSUER, RELAXED_LIMITS
-from tests.http.proxy_support import Upstream, cleared, poll, renewed
+from tests.http.proxy_support import Upstream, cleared, parse_set_cookies, poll, renewed
 from tests.provider import FakeProvider
 from tests.support import Client, clock_of, write_conf
 
@@ -232,6 +234,51 @@ async def test_the_providers_key_rotation_is_followed(site: Site) -> None:
     site.browser.session.cookie_jar.clear()
     done = await sign_in(site)
     assert {AT, RT, SID} <= set(renewed(lines(done)))
+
+
+def foreign_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+async def test_an_id_token_signed_by_another_key_signs_nobody_in(site: Site) -> None:
+    site.provider.sign_with = foreign_key()  # same kid, someone else's key
+    done = await callback(site, await start(site))
+    assert done.status == 400
+    assert "signature" in (await done.text()).lower()
+    assert not {AT, RT, SID} & set(renewed(lines(done)))
+
+
+async def test_a_jwt_access_token_is_verified_and_bounds_the_cookie(site: Site) -> None:
+    site.provider.jwt_access = True
+    site.provider.expires_in = 3600
+    site.provider.access_lifetime = 120  # the JWT says less than expires_in does
+    done = await sign_in(site)
+    access = parse_set_cookies(lines(done))[AT][AT]
+    token = site.provider.access_tokens[-1]
+    expiry = jwt.decode(token, options={"verify_signature": False})["exp"]
+    # The browser's cookie lives no longer than the provider's token (RFC 9068 exp).
+    assert 0 < int(access["max-age"]) <= expiry - int(time.time()) + 1 <= 122
+    answer = await api(site)
+    assert answer.status == 200, await answer.text()
+    assert site.upstream.requests[-1].bearer == token
+
+
+async def test_a_jwt_access_token_signed_by_another_key_signs_nobody_in(site: Site) -> None:
+    site.provider.jwt_access = True
+    site.provider.access_signer = foreign_key()
+    done = await callback(site, await start(site))
+    assert done.status == 400
+    assert "access token is not valid" in await done.text()
+    assert not {AT, RT, SID} & set(renewed(lines(done)))
+
+
+async def test_a_jwt_access_token_for_someone_else_signs_nobody_in(site: Site) -> None:
+    site.provider.jwt_access = True
+    site.provider.access_sub = "op-mallory"
+    done = await callback(site, await start(site))
+    assert done.status == 400
+    assert "someone else" in await done.text()
+    assert not {AT, RT, SID} & set(renewed(lines(done)))
 
 
 # --- refreshing at the provider ------------------------------------------------------------
