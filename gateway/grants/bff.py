@@ -66,7 +66,8 @@ RELAYED_ERRORS = frozenset(
 
 class LoginRefused(Exception):  # noqa: N818 - a refusal, raised for the handler to render
     """A callback that cannot sign anyone in. ``reason``: ``missing`` (no transaction in this
-    browser), ``forged`` (state or transaction not ours), ``expired``, ``replayed``; ``restart``
+    browser), ``other_sign_in`` (the state is not this transaction's: another tab's, an old
+    link's or a forger's), ``expired``, ``replayed``; ``restart``
     is where the browser may start again (None when the transaction was unreadable)."""
 
     def __init__(self, reason: str, restart: str | None = None) -> None:
@@ -205,7 +206,7 @@ async def check_callback(ctx: Context, transaction: Transaction | None, params: 
     restart = restart_url(ctx, transaction)
     state = params.get("state") or ""
     if not secrets.compare_digest(state.encode(), transaction.state.encode()):
-        raise LoginRefused("forged", restart)
+        raise LoginRefused("other_sign_in", restart)
     if transaction.expires < ctx.now:
         raise LoginRefused("expired", restart)
     try:

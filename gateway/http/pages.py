@@ -56,6 +56,10 @@ TEXT = {
             "site's cookies. Allow cookies for this site and sign in again."
         ),
         "refused_replayed": "This sign-in has been completed already.",
+        "refused_other_sign_in": (
+            "This answer is not for the sign-in this browser is waiting for: another tab started "
+            "a newer one, or the link is old. Finish signing in there, or start again."
+        ),
         "login_failed": "Signing in did not work: {reason}.",
         "refused_restart": "Start again",
         "refused_back": "Go back to the application and sign in again.",
@@ -114,6 +118,10 @@ TEXT = {
             "Разрешите cookie для этого сайта и войдите снова."
         ),
         "refused_replayed": "Этот вход уже завершён.",
+        "refused_other_sign_in": (
+            "Этот ответ не относится ко входу, которого ждёт браузер: в другой вкладке начат "
+            "более новый вход, или ссылка устарела. Завершите вход там или начните заново."
+        ),
         "login_failed": "Войти не удалось: {reason}.",
         "refused_restart": "Начать заново",
         "refused_back": "Вернитесь в приложение и войдите снова.",

@@ -77,6 +77,10 @@ async def login_callback(request: web.Request) -> web.Response:
         callback = await bff.check_callback(ctx, transaction, params)
     except bff.LoginRefused as refused:
         response = pages.refused_page(request, refused.reason, restart=refused.restart, status=400)
+        if refused.reason == "other_sign_in":
+            # Not this transaction's answer (another tab's sign-in, or someone else's): the
+            # transaction stays for the answer it is waiting for; its state is still secret.
+            return response
     except OAuthError:
         response = pages.refused_page(request, "forged", status=400)
     else:

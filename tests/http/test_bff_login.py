@@ -252,7 +252,12 @@ async def test_an_altered_state_is_refused(browser: Client) -> None:
     response = await browser.get(altered, allow_redirects=False)
     assert response.status == 400
     assert response.content_type == "text/html"
+    assert "not for the sign-in this browser is waiting for" in await response.text()
     no_session(response)
+    assert LOGIN not in cleared(set_cookie_lines(response))
+    # A foreign answer does not end the transaction it was not for: the real one finishes.
+    done = await browser.get(url, allow_redirects=False)
+    assert done.status == 303
 
 
 async def test_a_callback_in_another_browser_is_refused(
