@@ -22,6 +22,7 @@ from gateway.config.model import (
     AppConfig,
     GatewaySettings,
     SiteConfig,
+    check_provider_url,
     is_path,
     strip_comments,
 )
@@ -270,6 +271,11 @@ def _check_login(
         source = provider_sources[login.provider]
         if not app.issuers:
             issues.append(ConfigIssue(source, f"{where}.issuers", "name the provider's issuer URL"))
+        for index, issuer in enumerate(app.issuers):
+            try:  # discovery, the code, the client secret and the keys travel over it
+                check_provider_url(issuer)
+            except ValueError as exc:
+                issues.append(ConfigIssue(source, f"{where}.issuers[{index}]", str(exc)))
     if app.client_secret is None:
         issues.append(
             ConfigIssue(

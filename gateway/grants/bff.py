@@ -554,11 +554,13 @@ async def mark_external_delivered(ctx: Context, predecessor: str) -> None:
     await external.external_refresh_delivered(ctx.db, digest)
 
 
-async def end_external(ctx: Context, refresh_token: str) -> None:
+async def end_external(ctx: Context, refresh_token: str, source: str) -> None:
     """Sign-out of an external provider's session: its refresh token revoked at the provider
-    (RFC 7009) when it has a revocation endpoint. Best effort: the cookies go either way."""
+    (RFC 7009) when it has a revocation endpoint. Best effort: the cookies go either way. A
+    token of a provider that is no longer the configured one is not sent anywhere."""
     app = ctx.config.login_app()
-    if app is None:
+    login = ctx.settings.login
+    if app is None or login is None or source != login.provider:
         return
     try:
         provider = await external_provider(ctx, app)

@@ -5,6 +5,8 @@
   ``javascript_origins`` plus the route's ``origins``); it is reflected with
   ``Access-Control-Allow-Credentials: true``. Unknown origins, ``null`` and look-alikes get no CORS
   headers at all. ``Vary: Origin`` is on every answer, errors included.
+* ``/login/user``: likewise, but only for the origins of the token handler's own client
+  (``login``), as ``return_to`` is.
 * Public metadata (discovery, JWKS): ``Access-Control-Allow-Origin: *`` without credentials.
 * Everything else, ``/oauth2/authorize`` in particular (RFC 9700 section 2.6): no CORS.
 
@@ -35,9 +37,11 @@ CREDENTIALED_PATHS = frozenset(
         "/oauth2/logout",
         "/oauth2/revoke",
         "/oauth2/introspect",
-        "/login/user",
     }
 )
+# Who is signed in: only for the token handler's own applications (the login client's
+# javascript_origins), not for every client's, whose pages have no business reading it.
+LOGIN_USER_PATH = "/login/user"
 PUBLIC_PATHS = frozenset(
     {
         "/.well-known/openid-configuration",
@@ -86,6 +90,12 @@ class CorsPolicy:
             for origin in client.config.javascript_origins
         ) | frozenset(login_app.javascript_origins if login_app else ())
         self._oauth = Rule(self.client_origins, ("GET", "POST"), ALLOWED_HEADERS, True)
+        self._login_user = Rule(
+            frozenset(login_app.javascript_origins if login_app else ()),
+            ("GET",),
+            ALLOWED_HEADERS,
+            True,
+        )
         self._public = Rule(frozenset(), ("GET",), frozenset(), False)
         self._routes = [
             (
@@ -104,6 +114,8 @@ class CorsPolicy:
     def rule_for(self, path: str) -> Rule | None:
         if path in CREDENTIALED_PATHS:
             return self._oauth
+        if path == LOGIN_USER_PATH:
+            return self._login_user
         if path in PUBLIC_PATHS:
             return self._public
         for prefix, rule in self._routes:

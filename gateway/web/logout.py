@@ -101,7 +101,7 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     session_id = read_session(request, sealer)
     refresh = read_refresh(request, sealer)
     if refresh is not None and refresh.source is not None:
-        await bff.end_external(ctx, refresh.token)
+        await bff.end_external(ctx, refresh.token, refresh.source)
     named = {str(session_id) if session_id else None, refresh.session_id if refresh else None}
     for sid in await sessions.end_sessions(ctx, (s for s in named if s), "logout"):
         # This process refuses the session at once; others learn it through NOTIFY.

@@ -25,6 +25,7 @@ import pytest
 from aiohttp import ClientResponse
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.keys import CONFIG
 from tests.http.checklist import serving
 from tests.http.conftest import ISSUER, RELAXED_LIMITS
 from tests.http.proxy_support import Upstream, cleared, parse_set_cookies, poll, renewed
@@ -380,3 +381,34 @@ async def test_sign_out_revokes_the_refresh_token_at_the_provider(site: Site) ->
     assert renewed(lines(done))  # it had a session before
     user = await site.browser.get("/login/user", headers={"Origin": APP})
     assert user.status == 401
+
+
+async def test_sign_out_after_the_provider_changed_sends_the_token_nowhere(site: Site) -> None:
+    """A session of provider A, signed out after the configuration switched the token handler to
+    provider B: A's refresh token must travel neither to A (no longer configured) nor to B,
+    and the sign-out still completes."""
+    await sign_in(site)
+    second = FakeProvider("bff", SECRET, f"{ISSUER}/login/callback")
+    await second.start()
+    try:
+        holder = site.browser.server.app[CONFIG]
+        conf = holder.current.path
+        other = {
+            "client_id": "bff",
+            "client_secret": SECRET,
+            "issuers": [second.issuer],
+            "javascript_origins": [APP],
+        }
+        (conf.parent / "oauth2" / "op2.json").write_text(json.dumps({"bff": other}))
+        settings = json.loads(conf.read_text())
+        settings["login"]["provider"] = "op2"
+        conf.write_text(json.dumps(settings))
+        assert holder.reload()
+        out = await site.browser.post("/oauth2/logout", headers={"Origin": APP})
+        assert out.status == 200, await out.text()
+        assert {AT, RT, SID} <= cleared(lines(out))
+        assert site.provider.revoked == []
+        assert second.revoked == []
+    finally:
+        assert second.server is not None
+        await second.server.close()

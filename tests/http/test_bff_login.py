@@ -30,6 +30,14 @@ BFF = {
     "scopes": ["openid", "profile", "email", "offline_access"],
     "grant_types": ["authorization_code", "refresh_token"],
 }
+# A third-party app of the same authorization server, with its own origin.
+CRM = {
+    "client_id": "crm",
+    "redirect_uris": ["https://crm.example.test/cb"],
+    "javascript_origins": ["https://crm.example.test"],
+    "scopes": ["openid", "profile"],
+    "grant_types": ["authorization_code"],
+}
 
 
 def bff_config(directory: Path, **login: Any) -> Path:
@@ -41,7 +49,7 @@ def bff_config(directory: Path, **login: Any) -> Path:
             "tokens": {"access_ttl": 60},
             "login": {"client": "bff", **login},
         },
-        clients={**CLIENTS, "bff": BFF},
+        clients={**CLIENTS, "bff": BFF, "crm": CRM},
     )
 
 
@@ -231,6 +239,14 @@ async def test_login_user_when_signed_out_or_cross_site(browser: Client) -> None
     foreign = await browser.get("/login/user", headers={"Origin": "https://evil.example.test"})
     assert foreign.status == 403
     assert "Access-Control-Allow-Origin" not in foreign.headers
+    # Another client's pages may call the authorization server, but not read who is signed
+    # in to the token handler's applications.
+    other_app = await browser.get("/login/user", headers={"Origin": "https://crm.example.test"})
+    assert other_app.status == 403
+    assert "Access-Control-Allow-Origin" not in other_app.headers
+    own = await browser.get("/login/user", headers={"Origin": APP})
+    assert own.status == 200
+    assert own.headers["Access-Control-Allow-Origin"] == APP
 
 
 # --- item 78 --------------------------------------------------------------------------------

@@ -268,6 +268,28 @@ def test_provider_endpoints_must_be_https(tmp_path: Path, url: str, ok: bool) ->
         assert any("token_uri" in p for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    ("issuer", "ok"),
+    [
+        ("https://op.example.com", True),
+        ("http://127.0.0.1:9000", True),
+        ("http://op.example.com", False),
+        ("op.example.com", False),
+    ],
+)
+def test_the_login_providers_issuer_must_be_https(tmp_path: Path, issuer: str, ok: bool) -> None:
+    """login.provider: discovery, the code and the client secret travel to the issuer's
+    endpoints, so a plain-http issuer would hand them to anyone on the path."""
+    path = write_conf(tmp_path, gateway={"login": {"client": "bff", "provider": "op"}})
+    app = {"client_id": "bff", "client_secret": "s" * 24, "issuers": [issuer]}
+    (tmp_path / "oauth2" / "op.json").write_text(json.dumps({"web": app}))
+    if ok:
+        assert load_config(path, environ={}).login_app() is not None
+    else:
+        problems = issues_of(path)
+        assert any("web.issuers[0]" in p for p in problems), problems
+
+
 # --- the reference's own client files ----------------------------------------------------------
 
 REFERENCE_WEB = {
