@@ -391,7 +391,7 @@ async def test_sign_out_after_the_provider_changed_sends_the_token_nowhere(site:
     second = FakeProvider("bff", SECRET, f"{ISSUER}/login/callback")
     await second.start()
     try:
-        holder = site.browser.server.app[CONFIG]
+        holder = site.browser.app[CONFIG]
         conf = holder.current.path
         other = {
             "client_id": "bff",
