@@ -66,7 +66,10 @@ class FakeProvider:
     jwt_access: bool = False
     access_signer: rsa.RSAPrivateKey | None = None
     access_lifetime: int | None = None  # a JWT access token's own exp, if not expires_in
-    access_sub: str | None = None  # a JWT access token for someone other than the ID token's
+    access_sub: str | None = None
+    rotate_refresh: bool = True  # False: one refresh token for the whole session (Google's way)
+    access_token_size: int = 0  # opaque access tokens padded to this many characters
+    jwks_down: bool = False  # a JWT access token for someone other than the ID token's
 
     def rotate_key(self) -> None:
         """Sign with a new key from now on; the key set publishes only the new one."""
@@ -95,6 +98,8 @@ class FakeProvider:
         return {"code": code, "state": query["state"]}
 
     async def _jwks(self, _request: web.Request) -> web.Response:
+        if self.jwks_down:
+            return web.json_response({"error": "unavailable"}, status=503)
         jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
         jwk.update(kid=self.kid, alg="RS256", use="sig")
         return web.json_response({"keys": [jwk]})
@@ -171,6 +176,7 @@ class FakeProvider:
             token = jwt.encode(claims, key, algorithm="RS256", headers=headers)
         else:
             token = "at-" + secrets.token_urlsafe(16)
+            token += "x" * max(self.access_token_size - len(token), 0)
         self.access_tokens.append(token)
         return token
 
@@ -184,16 +190,18 @@ class FakeProvider:
         )
         if claims is None or not authenticated or self.refuse_refresh:
             return web.json_response({"error": "invalid_grant"}, status=400)
-        rotated = secrets.token_urlsafe(24)
-        self.refresh_tokens[rotated] = claims
-        return web.json_response(
-            {
-                "access_token": self._access_token(str(claims.get("sub", ""))),
-                "token_type": "Bearer",
-                "expires_in": self.expires_in,
-                "refresh_token": rotated,
-            }
-        )
+        answer = {
+            "access_token": self._access_token(str(claims.get("sub", ""))),
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+        if self.rotate_refresh:
+            rotated = secrets.token_urlsafe(24)
+            self.refresh_tokens[rotated] = claims
+            answer["refresh_token"] = rotated
+        else:
+            self.refresh_tokens[token] = claims
+        return web.json_response(answer)
 
     async def _revoke(self, request: web.Request) -> web.Response:
         form = self._client_form(request, dict(await request.post()))

@@ -488,6 +488,7 @@ class AppConfig(Strict):
     jwks_uri: Endpoint | None = None
     auth_provider_x509_cert_url: Endpoint | None = None
     userinfo_uri: Endpoint | None = None
+    revocation_uri: Endpoint | None = None  # RFC 7009, for the token handler's sign-out
     # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
     # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
     # not also mint grants for whatever sub its tokens carry.

@@ -23,13 +23,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from gateway.config.loader import DEFAULT_PROVIDER, LOGIN_CALLBACK
 from gateway.config.model import AppConfig, check_provider_url
+from gateway.errors import StoreError
 from gateway.grants.context import Context, ExternalCallError
 from gateway.grants.federation import ExternalSignInFailed, verify_id_token
 from gateway.grants.issue import TokenResult
@@ -278,6 +279,10 @@ def is_own(transaction: Transaction) -> bool:
 # --- an external OpenID provider (login.provider names a provider file) --------------------
 
 REFRESH_WAIT = 10  # seconds another request's refresh at the provider is waited for
+# Seconds after which an unanswered claim is taken over (its holder died): longer than the
+# holder's own budget (discovery, token call, key fetch: ExternalCall's timeout each).
+CLAIM_TAKEOVER = 30
+STALE_SUCCESSOR = 5  # seconds: a stored successor whose access token expires sooner is spent
 EXTERNAL_KEEP = 86400  # seconds a used provider refresh token is remembered (lost responses)
 DEFAULT_EXPIRES_IN = 300  # an access token whose lifetime the provider does not say
 
@@ -328,7 +333,7 @@ async def external_provider(ctx: Context, app: AppConfig) -> ExternalProvider:
         authorization_endpoint=str(urls["authorization_endpoint"]),
         token_endpoint=str(urls["token_endpoint"]),
         jwks_uri=str(urls["jwks_uri"]),
-        revocation_endpoint=_url(metadata, "revocation_endpoint"),
+        revocation_endpoint=app.revocation_uri or _url(metadata, "revocation_endpoint"),
     )
 
 
@@ -387,7 +392,16 @@ async def redeem_external(ctx: Context, callback: Callback) -> ExternalTokens:
         client_id=provider.client_id,
         nonce=transaction.nonce,
     )
-    return await _tokens(ctx, provider, answer, profile(claims), str(uuid.uuid4()), None)
+    session = uuid.uuid4()
+    tokens = await _tokens(ctx, provider, answer, profile(claims), str(session), None)
+    expires = await external.external_session_start(
+        ctx.db,
+        session,
+        provider=provider.name,
+        subject=str(claims["sub"]),
+        ttl=ctx.settings.tokens.session_ttl,
+    )
+    return replace(tokens, session_expires=int(expires.timestamp()))
 
 
 async def _tokens(
@@ -400,7 +414,10 @@ async def _tokens(
     previous_refresh: str | None = None,
 ) -> ExternalTokens:
     """A token response of the provider, checked: a Bearer access token (a JWT one verified
-    against the provider's keys), its lifetime, a refresh token if any."""
+    against the provider's keys), its lifetime, a refresh token if any. In a refresh
+    (``previous_refresh`` set) keys that cannot be fetched do not lose the answer: it came
+    straight from the provider's token endpoint over TLS (OIDC Core 3.1.3.7 (6)), and the
+    access token counts for its ``expires_in``."""
     access = answer.get("access_token")
     if not isinstance(access, str) or not access or len(access) > 8192:
         raise ExternalSignInFailed("the provider sent no usable access token")
@@ -410,7 +427,13 @@ async def _tokens(
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
         expires_in = DEFAULT_EXPIRES_IN
     expires_at = ctx.now + min(expires_in, 86400)
-    jwt_claims = await _verified_access_token(ctx, provider, access)
+    try:
+        jwt_claims = await _verified_access_token(ctx, provider, access)
+    except ExternalCallError as exc:
+        if previous_refresh is None:
+            raise ExternalSignInFailed(f"the provider's keys cannot be fetched ({exc})") from None
+        log.warning("refreshed access token kept unverified: keys unavailable (%s)", exc)
+        jwt_claims = None
     if jwt_claims is not None:
         expires_at = min(expires_at, int(jwt_claims["exp"]))
         if str(jwt_claims.get("sub", claims.get("sub"))) != str(claims.get("sub")):
@@ -446,7 +469,7 @@ async def _verified_access_token(
     if fetch is None:
         raise ExternalSignInFailed("the provider's keys cannot be fetched")
     kid = header.get("kid")
-    keys = await fetch(provider.jwks_uri, kid if isinstance(kid, str) else None)
+    keys = await fetch(provider.jwks_uri, kid if isinstance(kid, str) else None, must_answer=True)
     try:
         return verify_issued_token(token, keys, issuers=(provider.issuer,), now=ctx.now)
     except TokenInvalid as exc:
@@ -463,7 +486,7 @@ class ExternalRefresh:
     claims: Mapping[str, Any]
 
 
-async def refresh_external(ctx: Context, cookie: ExternalRefresh) -> ExternalTokens:
+async def refresh_external(ctx: Context, cookie: ExternalRefresh, depth: int = 0) -> ExternalTokens:
     """A transparent refresh at the provider, under the same rules as the gateway's own:
     single-flight across replicas, the same successor within the grace, a lost response
     recovered, a replay after a delivered successor refused (sql/functions/065_...).
@@ -473,21 +496,36 @@ async def refresh_external(ctx: Context, cookie: ExternalRefresh) -> ExternalTok
     app = ctx.config.login_app()
     if app is None or cookie.source != (ctx.settings.login and ctx.settings.login.provider):
         raise InvalidGrantError("the provider of this session is no longer configured")
+    try:
+        session = uuid.UUID(cookie.session_id)
+    except ValueError:
+        raise InvalidGrantError("the session is not readable") from None
     digest = hashlib.sha256(cookie.token.encode()).digest()
     for _ in range(int(REFRESH_WAIT / 0.1)):
-        outcome, sealed = await external.external_refresh_claim(
-            ctx.db, digest, wait=REFRESH_WAIT, keep=EXTERNAL_KEEP
+        claim = await external.external_refresh_claim(
+            ctx.db, digest, session, wait=CLAIM_TAKEOVER, keep=EXTERNAL_KEEP
         )
-        if outcome == "claimed":
+        ends = int(claim.session_expires.timestamp()) if claim.session_expires else None
+        if claim.outcome == "claimed":
             break
-        if outcome == "done" and sealed is not None:
+        if claim.outcome == "done" and claim.successor_sealed is not None:
+            sealed = claim.successor_sealed
             plain = ctx.authority.master.unseal(sealed, purpose=_successor_purpose(digest))
             tokens = ExternalTokens.from_json(plain.decode()) if plain else None
             if tokens is None or tokens.session != cookie.session_id:
                 raise InvalidGrantError("the stored successor is not this session's")
-            return tokens
-        if outcome in ("replayed", "refused"):
-            raise InvalidGrantError(f"the refresh token was {outcome}")
+            fresh = tokens.expires_at > ctx.now + STALE_SUCCESSOR
+            if fresh or depth > 0 or tokens.refresh_token is None:
+                return replace(tokens, session_expires=ends)
+            # The stored answer's access token is spent (a response lost long ago): go on from
+            # its refresh token, or, when the provider kept the same one, refresh again.
+            if tokens.refresh_token != cookie.token:
+                successor = replace(cookie, token=tokens.refresh_token)
+                return await refresh_external(ctx, successor, depth=1)
+            await external.external_refresh_delivered(ctx.db, digest)  # drops the unrotated row
+            continue
+        if claim.outcome in ("replayed", "refused", "ended"):
+            raise InvalidGrantError(f"the refresh token was {claim.outcome}")
         await asyncio.sleep(0.1)  # another request is refreshing it
     else:
         raise ExternalCallError("another refresh of this session did not finish")
@@ -506,30 +544,58 @@ async def refresh_external(ctx: Context, cookie: ExternalRefresh) -> ExternalTok
     id_token = answer.get("id_token")
     try:
         if isinstance(id_token, str):
-            fresh = await verify_id_token(
-                ctx,
-                id_token,
-                keys_url=provider.jwks_uri,
-                issuers=(provider.issuer,),
-                client_id=provider.client_id,
-                nonce=None,
-            )
-            if fresh.get("sub") != claims.get("sub"):
-                raise ExternalSignInFailed("the refreshed ID token is someone else's")
-            claims = profile(fresh)
+            claims = await _refreshed_claims(ctx, provider, id_token, claims)
         tokens = await _tokens(
             ctx, provider, answer, claims, cookie.session_id, digest.hex(), cookie.token
         )
     except ExternalSignInFailed:
         await external.external_refresh_refused(ctx.db, digest)
         raise InvalidGrantError("the provider's answer to the refresh is not usable") from None
+    tokens = replace(tokens, session_expires=ends)
     sealed = ctx.authority.master.seal(
         tokens.to_json().encode(), purpose=_successor_purpose(digest)
     )
-    await external.external_refresh_store(
-        ctx.db, digest, sealed, grace=ctx.settings.tokens.refresh_grace
-    )
+    try:
+        await external.external_refresh_store(
+            ctx.db,
+            digest,
+            sealed,
+            grace=ctx.settings.tokens.refresh_grace,
+            rotated=tokens.refresh_token != cookie.token,
+        )
+    except StoreError as exc:
+        # The provider has answered (and may have rotated the token): this browser keeps the
+        # answer; only the recovery of a lost response is not possible for it.
+        log.warning("the successor of an external refresh could not be stored: %s", exc)
     return tokens
+
+
+async def _refreshed_claims(
+    ctx: Context, provider: ExternalProvider, id_token: str, claims: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The user's claims after a refresh that returned an ID token (OIDC Core 12.2): the same
+    ``sub``; kept as they were when the provider's keys cannot be fetched just now."""
+    fetch = ctx.authority.remote_keys_at
+    try:
+        kid = inspect(id_token)[0].get("kid")
+        if fetch is not None:  # fetched now, so that unavailable keys can be told apart
+            await fetch(provider.jwks_uri, kid if isinstance(kid, str) else None, must_answer=True)
+    except TokenInvalid:
+        raise ExternalSignInFailed("the refreshed ID token is not a JWT") from None
+    except ExternalCallError as exc:
+        log.warning("refreshed ID token not checked: the provider's keys unavailable (%s)", exc)
+        return claims
+    fresh = await verify_id_token(
+        ctx,
+        id_token,
+        keys_url=provider.jwks_uri,
+        issuers=(provider.issuer,),
+        client_id=provider.client_id,
+        nonce=None,
+    )
+    if fresh.get("sub") != claims.get("sub"):
+        raise ExternalSignInFailed("the refreshed ID token is someone else's")
+    return profile(fresh)
 
 
 async def _provider_or_release(ctx: Context, app: AppConfig, digest: bytes) -> ExternalProvider:
@@ -554,6 +620,11 @@ async def mark_external_delivered(ctx: Context, predecessor: str) -> None:
     await external.external_refresh_delivered(ctx.db, digest)
 
 
+async def end_session(ctx: Context, session: str) -> None:
+    """End an external session that was started but cannot be used."""
+    await external.external_session_end(ctx.db, uuid.UUID(session), "unusable")
+
+
 async def end_external(ctx: Context, refresh_token: str, source: str) -> None:
     """Sign-out of an external provider's session: its refresh token revoked at the provider
     (RFC 7009) when it has a revocation endpoint. Best effort: the cookies go either way. A
@@ -569,12 +640,13 @@ async def end_external(ctx: Context, refresh_token: str, source: str) -> None:
         form = {"token": refresh_token, "token_type_hint": "refresh_token"}
         if provider.auth_method == "client_secret_post":
             form |= {"client_id": provider.client_id, "client_secret": provider.client_secret}
-            await ctx.authority.external_call(provider.revocation_endpoint, form)
+            await ctx.authority.external_call(provider.revocation_endpoint, form, body_ignored=True)
         else:
             await ctx.authority.external_call(
                 provider.revocation_endpoint,
                 form,
                 auth=(provider.client_id, provider.client_secret),
+                body_ignored=True,
             )
     except (ExternalSignInFailed, ExternalCallError) as exc:
         log.warning("could not revoke the refresh token at the provider: %s", exc)

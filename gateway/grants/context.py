@@ -26,7 +26,9 @@ RemoteKeys = Callable[[str], Awaitable[dict[str, RemoteKey]]]
 class KeysAt(Protocol):
     """The keys published at a key URL; with ``kid``, fetched again when that key is unknown."""
 
-    async def __call__(self, url: str, kid: str | None = None) -> dict[str, RemoteKey]: ...
+    async def __call__(
+        self, url: str, kid: str | None = None, *, must_answer: bool = False
+    ) -> dict[str, RemoteKey]: ...
 
 
 # An OpenID provider's discovery document (validated: its issuer is the one asked for).
@@ -35,10 +37,16 @@ Discover = Callable[[str], Awaitable[dict[str, Any]]]
 
 class ExternalCall(Protocol):
     """POST a form to an external provider's endpoint (with HTTP Basic client authentication
-    when ``auth`` is given); the JSON object of its 200 answer, or ``ExternalCallError``."""
+    when ``auth`` is given); the JSON object of its 200 answer, or ``ExternalCallError``.
+    ``body_ignored``: any 200 will do, its body is not read as JSON (RFC 7009 revocation)."""
 
     async def __call__(
-        self, url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+        self,
+        url: str,
+        form: dict[str, str],
+        *,
+        auth: tuple[str, str] | None = None,
+        body_ignored: bool = False,
     ) -> dict[str, Any]: ...
 
 
@@ -53,7 +61,11 @@ class ExternalCallError(Exception):
 
 
 async def _no_external_calls(
-    url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+    url: str,
+    form: dict[str, str],
+    *,
+    auth: tuple[str, str] | None = None,
+    body_ignored: bool = False,
 ) -> dict[str, Any]:
     raise ExternalCallError("external calls are not configured")
 

@@ -14,6 +14,9 @@ FEED_GRACE = 5.0
 async def unready_reason(pool: Pool, revocations: Revocations) -> str | None:
     """Why the process is not ready, or None when it is."""
     feed = revocations.feed
+    if feed is not None and not feed.loaded:
+        # Until then a session ended a moment ago elsewhere would be honoured here.
+        return "the recent revocations are not loaded yet"
     if feed is not None and feed.down_for() > FEED_GRACE:
         return f"not listening for revocations for {feed.down_for():.0f} s"
     if not await database_answers(pool, DATABASE_TIMEOUT):

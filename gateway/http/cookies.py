@@ -105,6 +105,15 @@ def set_token_cookies(
         set_session_cookie(response, settings, sealer, result.session_id)
 
 
+MAX_COOKIE_BYTES = 4096  # what browsers keep of one cookie, name and attributes included
+
+
+def oversized_cookies(response: web.StreamResponse) -> dict[str, int]:
+    """Cookies set on ``response`` that a browser would drop: name -> size in bytes."""
+    sizes = {name: len(m.OutputString().encode()) for name, m in response.cookies.items()}
+    return {name: size for name, size in sizes.items() if size > MAX_COOKIE_BYTES}
+
+
 def set_external_cookies(
     response: web.StreamResponse,
     settings: GatewaySettings,
@@ -136,14 +145,14 @@ def set_external_cookies(
             settings,
             REFRESH,
             sealer.seal(payload, purpose=f"cookie:{REFRESH}"),
-            settings.tokens.refresh_ttl,
+            tokens.session_seconds(settings.tokens.refresh_ttl),
         )
     _set(
         response,
         settings,
         SESSION,
         sealer.seal(tokens.session.encode(), purpose=f"cookie:{SESSION}"),
-        settings.tokens.session_ttl,
+        tokens.session_seconds(settings.tokens.session_ttl),
     )
 
 

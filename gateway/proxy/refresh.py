@@ -86,12 +86,18 @@ class Deliveries:
         """``claims`` of a cookie's access token; ``context`` makes the request's context, only
         when there is something to record (the hot path costs two dictionary lookups)."""
         generation, family = claims.get(GENERATION_CLAIM), claims.get("gid")
+        key: tuple[str, int]
         if not isinstance(generation, int) or not isinstance(family, str):
             predecessor = claims.get("rph")  # an external provider's refreshed token
-            if not isinstance(predecessor, str):
+            expires = claims.get("exp")
+            if not isinstance(predecessor, str) or not isinstance(expires, int):
                 return
+            # A provider that keeps its refresh token makes the same predecessor again at
+            # every refresh: each new access token (its exp) is a delivery of its own.
             family, generation = predecessor, -1
-        key = (family, generation)
+            key = (predecessor, -expires)
+        else:
+            key = (family, generation)
         if key in self._seen:
             return
         ctx = context()

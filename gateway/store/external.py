@@ -1,30 +1,73 @@
-"""Refreshes at an external OpenID provider: the store functions named after
-``daemon.external_refresh_*`` (sql/functions/065_external_refresh.sql)."""
+"""Sessions and refreshes at an external OpenID provider: the store functions named after
+``daemon.external_session_*`` and ``daemon.external_refresh_*``
+(sql/functions/065_external_refresh.sql)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
 
+async def external_session_start(
+    db: Executor, session_id: UUID, *, provider: str, subject: str, ttl: int
+) -> datetime:
+    """Record a new session; when it ends at the latest."""
+    with sql_errors():
+        expires: datetime = await db.fetchval(
+            "SELECT daemon.external_session_start($1, $2, $3, $4)",
+            session_id,
+            provider,
+            subject,
+            ttl,
+        )
+    return expires
+
+
+async def external_session_end(db: Executor, session_id: UUID, reason: str) -> bool:
+    """End a session (as ``daemon.session_revoke`` does for any session); False if it was over."""
+    with sql_errors():
+        ended: bool = await db.fetchval("SELECT daemon.session_revoke($1, $2)", session_id, reason)
+    return ended
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``outcome``: claimed, pending, done, replayed, refused or ended (the session is over)."""
+
+    outcome: str
+    successor_sealed: str | None
+    session_expires: datetime | None
+
+
 async def external_refresh_claim(
-    db: Executor, token_hash: bytes, *, wait: int, keep: int
-) -> tuple[str, str | None]:
-    """(outcome, sealed successor): claimed, pending, done, replayed or refused."""
+    db: Executor, token_hash: bytes, session_id: UUID, *, wait: int, keep: int
+) -> Claim:
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.external_refresh_claim($1, $2, $3)", token_hash, wait, keep
+            "SELECT * FROM daemon.external_refresh_claim($1, $2, $3, $4)",
+            token_hash,
+            session_id,
+            wait,
+            keep,
         )
     assert row is not None
-    return str(row["outcome"]), row["successor_sealed"]
+    return Claim(str(row["outcome"]), row["successor_sealed"], row["session_expires"])
 
 
 async def external_refresh_store(
-    db: Executor, token_hash: bytes, successor_sealed: str, *, grace: int
+    db: Executor, token_hash: bytes, successor_sealed: str, *, grace: int, rotated: bool
 ) -> None:
     with sql_errors():
         await db.execute(
-            "SELECT daemon.external_refresh_store($1, $2, $3)", token_hash, successor_sealed, grace
+            "SELECT daemon.external_refresh_store($1, $2, $3, $4)",
+            token_hash,
+            successor_sealed,
+            grace,
+            rotated,
         )
 
 

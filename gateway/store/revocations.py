@@ -29,6 +29,7 @@ HEARTBEAT_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+STARTUP_WAIT = CONNECT_TIMEOUT  # seconds a starting process waits for the first load
 
 Revoked = Callable[[str, str], None]
 
@@ -65,6 +66,18 @@ class RevocationFeed:
         self._on_revoked = on_revoked
         self._down_since: float | None = time.monotonic()
         self.reconnects = 0
+        self._loaded = asyncio.Event()  # the recent revocations have been read at least once
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    async def wait_loaded(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until the recent revocations are read."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._loaded.wait()
+        return self.loaded
 
     @property
     def up(self) -> bool:
@@ -91,6 +104,7 @@ class RevocationFeed:
                     # Listening first, then the reload: nothing revoked in between is missed.
                     for kind, ident in await revocations_since(conn, self._horizon()):
                         self._on_revoked(kind, str(ident))
+                    self._loaded.set()
                 if self._down_since is not None:
                     log.info("revocation feed listening (down %.1f s)", self.down_for())
                 self._down_since = None
@@ -123,6 +137,9 @@ async def following(feed: RevocationFeed) -> AsyncIterator[RevocationFeed]:
     """Run ``feed`` for the duration of the block (an application's cleanup context)."""
     task = asyncio.create_task(feed.run())
     try:
+        # Serve nothing before the recent revocations are known, unless the database does not
+        # answer (then /readyz says why until it does).
+        await feed.wait_loaded(STARTUP_WAIT)
         yield feed
     finally:
         task.cancel()

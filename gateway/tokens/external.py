@@ -41,6 +41,15 @@ class ExternalTokens:
     scope: str = ""
     refresh_token: str | None = None
     predecessor: str | None = None  # hex SHA-256 of the refresh token this response came from
+    session_expires: int | None = None  # when the session ends at the latest (epoch seconds)
+
+    def session_seconds(self, ttl: int) -> int:
+        """Seconds the session cookies may live: ``ttl`` at most, and no longer than the
+        session (counted from when this answer was made, ``expires_at - expires_in``)."""
+        if self.session_expires is None:
+            return ttl
+        made = self.expires_at - self.expires_in
+        return max(min(ttl, self.session_expires - made), 0)
 
     @property
     def access_claims(self) -> dict[str, Any]:
@@ -83,6 +92,7 @@ class ExternalTokens:
                 "scope": self.scope,
                 "rt": self.refresh_token,
                 "p": self.predecessor,
+                "sx": self.session_expires,
             }
         )
 
@@ -101,6 +111,7 @@ class ExternalTokens:
                 scope=str(data["scope"]),
                 refresh_token=str(data["rt"]) if data.get("rt") else None,
                 predecessor=str(data["p"]) if data.get("p") else None,
+                session_expires=int(data["sx"]) if data.get("sx") else None,
             )
         except (ValueError, KeyError, TypeError):
             return None

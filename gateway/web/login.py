@@ -25,6 +25,7 @@ from gateway.http.context import grant_context
 from gateway.http.cookies import (
     LOGIN,
     clear_login_cookie,
+    oversized_cookies,
     set_external_cookies,
     set_login_cookie,
     set_token_cookies,
@@ -103,6 +104,18 @@ async def _complete(request: web.Request, ctx: Context, callback: bff.Callback) 
     sealer = ctx.authority.cookie_sealer(ctx.config)
     if isinstance(result, ExternalTokens):
         set_external_cookies(response, ctx.settings, sealer, result)
+        too_big = oversized_cookies(response)
+        if too_big:
+            # A browser would drop it and the session would not work: say so now (the
+            # provider can issue smaller tokens: fewer claims, or opaque access tokens).
+            reason = "the provider's tokens are too large for browser cookies ({})".format(
+                ", ".join(f"{name} {size} bytes" for name, size in too_big.items())
+            )
+            log.warning("sign-in through the token handler failed: %s", reason)
+            await bff.end_session(ctx, result.session)
+            return pages.login_failed_page(
+                request, reason, restart=bff.restart_url(ctx, transaction)
+            )
     else:
         set_token_cookies(response, ctx.settings, sealer, result, transaction.client)
     return response

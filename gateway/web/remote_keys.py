@@ -67,18 +67,25 @@ class RemoteKeyCache:
         url = self._sources().get(issuer)
         return await self.at(url) if url else {}
 
-    async def at(self, url: str, kid: str | None = None) -> dict[str, RemoteKey]:
+    async def at(
+        self, url: str, kid: str | None = None, *, must_answer: bool = False
+    ) -> dict[str, RemoteKey]:
         """The keys published at ``url``: cached, refetched after 30 min, retried after 5 s.
         With ``kid``: a key id the cache does not know is fetched again (the provider rotated
-        its keys), at most every 5 seconds."""
+        its keys), at most every 5 seconds. ``must_answer``: when the last fetch failed and
+        the keys asked for are not known, ``ExternalCallError`` (the provider is down) rather
+        than the keys as they are (which refuse the token)."""
         if not self._stale(url, kid):
             return self._keys[url]
-        if self._now() - self._failed.get(url, -RETRY_SECONDS) < RETRY_SECONDS:
-            return self._keys.get(url, {})
-        async with self._locks.setdefault(url, asyncio.Lock()):
-            if self._stale(url, kid):
-                await self._fetch(url)
-        return self._keys.get(url, {})
+        if self._now() - self._failed.get(url, -RETRY_SECONDS) >= RETRY_SECONDS:
+            async with self._locks.setdefault(url, asyncio.Lock()):
+                if self._stale(url, kid):
+                    await self._fetch(url)
+        keys = self._keys.get(url, {})
+        unknown = not keys or (kid is not None and kid not in keys)
+        if must_answer and unknown and url in self._failed:
+            raise ExternalCallError("the provider's keys cannot be fetched")
+        return keys
 
     def _stale(self, url: str, kid: str | None) -> bool:
         keys = self._keys.get(url)
@@ -130,11 +137,17 @@ class RemoteKeyCache:
         self._failed.pop(url, None)
 
     async def post_form(
-        self, url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None
+        self,
+        url: str,
+        form: dict[str, str],
+        *,
+        auth: tuple[str, str] | None = None,
+        body_ignored: bool = False,
     ) -> dict[str, Any]:
         """POST ``form`` to ``url`` and return the JSON object of a 200 answer; anything else
         (a status, a redirect, a non-JSON or oversized body, a timeout) is ``ExternalCallError``,
-        with the OAuth ``error`` code of a 400/401 answer that has one."""
+        with the OAuth ``error`` code of a 400/401 answer that has one. ``body_ignored``: a
+        200 is enough, whatever its body (RFC 7009 section 2.2: the content is ignored)."""
         headers = {"Accept": "application/json"}
         if auth is not None:
             headers["Authorization"] = basic_authorization(*auth)
@@ -147,6 +160,8 @@ class RemoteKeyCache:
                     raise ExternalCallError(
                         f"status {response.status}", _error_code(response.status, body)
                     )
+            if body_ignored:
+                return {}
             answer = json.loads(body)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ExternalCallError(exc.__class__.__name__) from None

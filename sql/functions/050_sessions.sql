@@ -174,7 +174,16 @@ BEGIN
     WHERE id = p_session_id AND revoked_at IS NULL
     RETURNING user_id INTO v_user;
     IF NOT FOUND THEN
-        RETURN false;
+        -- A session of the token handler at an external provider (migration 0008)?
+        UPDATE auth.external_session SET ended_at = daemon.now(), ended_reason = p_reason
+        WHERE id = p_session_id AND ended_at IS NULL;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        PERFORM daemon.audit('session.revoke', NULL, NULL, p_session_id, NULL,
+                             jsonb_build_object('reason', p_reason, 'external', true));
+        PERFORM pg_notify('gateway_revocation', 's:' || p_session_id);
+        RETURN true;
     END IF;
     UPDATE auth.token_family SET revoked_at = daemon.now(), revoked_reason = p_reason, successor_sealed = NULL
     WHERE session_id = p_session_id AND revoked_at IS NULL;

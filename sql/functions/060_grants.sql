@@ -361,7 +361,10 @@ AS $$
     UNION ALL
     SELECT 'f', f.id FROM auth.token_family f
     WHERE f.revoked_at > daemon.now() - make_interval(secs => p_seconds)
-      AND f.revoked_reason IS DISTINCT FROM 'logout';
+      AND f.revoked_reason IS DISTINCT FROM 'logout'
+    UNION ALL
+    SELECT 's', e.id FROM auth.external_session e
+    WHERE e.ended_at > daemon.now() - make_interval(secs => p_seconds);
 $$;
 COMMENT ON FUNCTION daemon.revocations_since(integer) IS
     'Sessions (s) and token families (f) revoked in the last p_seconds: what a token handler must '

@@ -54,6 +54,11 @@ BEGIN
         SELECT token_hash FROM auth.external_refresh WHERE expires_at < v_before LIMIT p_batch)
       AND expires_at < v_before;
     kind := 'external refreshes'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- Sessions at an external provider, over (expired or ended) for longer than the keep.
+    DELETE FROM auth.external_session WHERE id IN (
+        SELECT id FROM auth.external_session
+        WHERE least(ended_at, expires_at) < v_before LIMIT p_batch);
+    kind := 'external sessions'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Failed-attempt counters that have been quiet and unlocked for p_keep.
     DELETE FROM auth.throttle WHERE key IN (
         SELECT key FROM auth.throttle

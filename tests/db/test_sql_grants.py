@@ -446,13 +446,26 @@ async def test_housekeep_deletes_only_what_is_long_over(world: World) -> None:
         "('hk.old', now() - interval '40 days', $1, '{}'), ('hk.new', now(), $1, '{}')",
         world.user_id,
     )
+    # Sessions at an external provider: expired long ago, ended long ago, ended just now, live.
+    await db.execute(
+        "INSERT INTO auth.external_session (id, provider, subject, expires_at, ended_at) VALUES "
+        "('00000000-0000-0000-0000-00000000e001', 'op', 'a', now() - interval '2 days', NULL), "
+        "('00000000-0000-0000-0000-00000000e002', 'op', 'b', now() + interval '9 days', "
+        " now() - interval '2 days'), "
+        "('00000000-0000-0000-0000-00000000e003', 'op', 'c', now() + interval '9 days', now()), "
+        "('00000000-0000-0000-0000-00000000e004', 'op', 'd', now() + interval '9 days', NULL)"
+    )
 
     deleted = await housekeeping.housekeep(db, keep=86400, audit_days=30, batch=10_000)
 
     assert set(deleted) == {
         "sessions", "token families", "refresh tokens", "codes", "assertions",
-        "external refreshes", "throttle counters", "audit events",
+        "external refreshes", "external sessions", "throttle counters", "audit events",
     }  # fmt: skip
+    external_left = {
+        r["subject"] for r in await db.fetch("SELECT subject FROM auth.external_session")
+    }
+    assert external_left == {"c", "d"}
     assert deleted["sessions"] >= 1
     assert deleted["codes"] >= 1
     sessions_left = {

@@ -51,13 +51,15 @@ class Site:
     database_url: str
 
 
-def external_config(directory: Path, provider: FakeProvider, upstream: Upstream) -> Path:
+def external_config(
+    directory: Path, provider: FakeProvider, upstream: Upstream, **tokens: int
+) -> Path:
     path = write_conf(
         directory,
         gateway={
             "issuer": ISSUER,
             "limits": RELAXED_LIMITS,
-            "tokens": {"refresh_grace": 2},
+            "tokens": {"refresh_grace": 2, **tokens},
             "login": {"client": "bff", "provider": "op"},
             "routes": [
                 {
@@ -371,13 +373,16 @@ async def test_a_lost_refresh_response_is_recovered_and_a_replay_refused(site: S
     assert len(site.provider.refresh_requests) == 1
 
 
-async def test_sign_out_revokes_the_refresh_token_at_the_provider(site: Site) -> None:
+async def test_sign_out_revokes_the_refresh_token_at_the_provider(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
     done = await sign_in(site)
     refresh_token = next(iter(site.provider.refresh_tokens))
     out = await site.browser.post("/oauth2/logout", headers={"Origin": APP})
     assert out.status == 200, await out.text()
     assert {AT, RT, SID} <= cleared(lines(out))
     assert site.provider.revoked == [refresh_token]
+    assert "could not revoke" not in caplog.text  # an empty 200 is the RFC 7009 answer
     assert renewed(lines(done))  # it had a session before
     user = await site.browser.get("/login/user", headers={"Origin": APP})
     assert user.status == 401
@@ -412,3 +417,113 @@ async def test_sign_out_after_the_provider_changed_sends_the_token_nowhere(site:
     finally:
         assert second.server is not None
         await second.server.close()
+
+
+# --- the session in the database (review of issue 11) ---------------------------------------
+
+
+async def test_a_provider_that_keeps_its_refresh_token_refreshes_again_and_again(
+    site: Site,
+) -> None:
+    """Google (by default), Okta and Auth0 without rotation answer a refresh without a new
+    refresh token: the same one is presented at the next expiry, and that is no replay."""
+    site.provider.rotate_refresh = False
+    await sign_in(site)
+    token = next(iter(site.provider.refresh_tokens))
+    for round_ in range(3):
+        clock_of(site.browser).advance(61)
+        answer = await api(site)
+        assert answer.status == 200, (round_, await answer.text())
+        again = await api(site)  # the browser shows it received the new access token
+        assert again.status == 200
+    assert site.provider.refresh_requests == [token, token, token]
+
+
+async def test_a_signed_out_sessions_cookies_are_refused_by_every_replica(
+    site: Site, tmp_path: Path
+) -> None:
+    """Item 87: cookies copied before sign-out do not work afterwards, on a replica that was
+    not the one signed out at (nor one started after it), by access token or by refresh."""
+    await sign_in(site)
+    copied = jar(site)
+    out = await site.browser.post("/oauth2/logout", headers={"Origin": APP})
+    assert out.status == 200
+    conf = site.browser.app[CONFIG].current.path
+    async with serving(conf, site.database_url) as replica:
+
+        async def ready() -> bool:  # a balancer sends nothing to a replica before this
+            return (await replica.get("/readyz")).status == 200
+
+        assert await poll(ready, timeout=10.0)
+        answer = await replica.get("/api/orders", headers={"Origin": APP, "Cookie": copied})
+        assert answer.status == 401, await answer.text()
+        clock_of(replica).advance(61)  # the access token expires: a refresh is refused too
+        again = await replica.get("/api/orders", headers={"Origin": APP, "Cookie": copied})
+        assert again.status == 401
+    assert site.provider.refresh_requests == []
+
+
+async def test_a_session_ends_at_its_absolute_lifetime(
+    tmp_path: Path, database_url: str, provider: FakeProvider
+) -> None:
+    upstream = Upstream()
+    await upstream.start()
+    try:
+        conf = external_config(tmp_path / "conf", provider, upstream, session_ttl=100)
+        async with serving(conf, database_url) as browser:
+            site = Site(browser, provider, upstream, database_url)
+            done = await sign_in(site)
+            session = parse_set_cookies(lines(done))[SID][SID]
+            assert 0 < int(session["max-age"]) <= 100
+            clock_of(browser).advance(61)
+            refreshed = await api(site)
+            assert refreshed.status == 200
+            assert int(parse_set_cookies(lines(refreshed))[SID][SID]["max-age"]) <= 39
+            clock_of(browser).advance(61)
+            over = await api(site)
+            assert over.status == 401
+            assert len(provider.refresh_requests) == 1  # the provider is not asked again
+    finally:
+        await upstream.close()
+
+
+async def test_keys_unavailable_during_a_refresh_keep_the_providers_answer(site: Site) -> None:
+    """The provider has answered a refresh (and may have rotated its refresh token): keys that
+    cannot be fetched just then must not throw that answer away (OIDC Core 3.1.3.7 (6))."""
+    site.provider.jwt_access = True
+    await sign_in(site)
+    site.provider.rotate_key()  # the new access token names a key the gateway has not seen
+    site.provider.jwks_down = True
+    clock_of(site.browser).advance(61)
+    answer = await api(site)
+    assert answer.status == 200, await answer.text()
+    assert site.upstream.requests[-1].bearer == site.provider.access_tokens[-1]
+    assert {AT, RT} <= set(renewed(lines(answer)))
+
+
+async def test_tokens_too_large_for_a_cookie_sign_nobody_in(site: Site) -> None:
+    site.provider.access_token_size = 5000
+    done = await callback(site, await start(site))
+    assert done.status == 400
+    text = await done.text()
+    assert "too large for browser cookies" in text
+    assert 'id="restart"' in text
+    assert not {AT, RT, SID} & set(renewed(lines(done)))
+
+
+async def test_a_response_lost_long_ago_continues_from_its_refresh_token(site: Site) -> None:
+    """The stored successor's access token has expired too by the time the old cookies come
+    back: the token handler goes on from the successor's refresh token (the provider rotated
+    it), and the API gets a live access token, not a spent one."""
+    await sign_in(site)
+    old = jar(site)
+    clock_of(site.browser).advance(61)
+    assert (await api(site, old)).status == 200  # its answer never reaches the browser
+    assert len(site.provider.refresh_requests) == 1
+    successor_token = next(iter(site.provider.refresh_tokens))
+
+    clock_of(site.browser).advance(120)  # the successor's access token has expired as well
+    later = await api(site, old)
+    assert later.status == 200, await later.text()
+    assert site.provider.refresh_requests[1:] == [successor_token]
+    assert site.upstream.requests[-1].bearer == site.provider.access_tokens[-1]
