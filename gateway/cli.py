@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import sys
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from collections.abc import Sequence
 
 from gateway.authority import build_master, ensure_signing_keys
+from gateway.command import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Parser,
+)
+from gateway.command import connected as _connected
+from gateway.command import load as _load
+from gateway.command import locate as _locate
+from gateway.command import print_table as _print_table
 from gateway.config import origins
-from gateway.config.loader import DEFAULT_CONFIG, Config, config_path_from_env, load_config
-from gateway.errors import ConfigError, GatewayError, StoreError
+from gateway.config.loader import Config
+from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
@@ -27,50 +34,12 @@ from gateway.store import users as user_store
 from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.migrate import MigrationResult, migrate
-from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
 from gateway.tokens.keys import KeyRing
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("gateway.cli")
 
 
-class CommandError(Exception):
-    """A readable failure of a command: printed as ``error: ...`` with its exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
-    explicit = getattr(args, "config", None)
-    path = config_path_from_env(explicit)
-    if not path.is_file():
-        source = (
-            "given with --config"
-            if explicit
-            else "from GATEWAY_CONFIG"
-            if os.environ.get("GATEWAY_CONFIG")
-            else f"the default ./{DEFAULT_CONFIG} of the working directory {Path.cwd()}"
-        )
-        raise CommandError(
-            f"no configuration file at {path.absolute()} ({source}); run the command where "
-            "conf/ is, or name the file with --config PATH or GATEWAY_CONFIG",
-            EXIT_USAGE,
-        )
-    try:
-        return load_config(path, overrides=overrides)
-    except ConfigError as exc:
-        raise CommandError(
-            "the configuration is invalid:\n  " + "\n  ".join(str(i) for i in exc.issues),
-            EXIT_USAGE,
-        ) from exc
 
 
 async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
@@ -82,16 +51,6 @@ async def _prepare_database(config: Config, dsn: str) -> MigrationResult:
         _, master = build_master(config)
         await ensure_signing_keys(conn, config, master)
     return result
-
-
-@contextlib.asynccontextmanager
-async def _connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
-    """One database connection for a command, closed however the command ends."""
-    conn = await connect(dsn, config.gateway.database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -325,31 +284,11 @@ async def _rotate(config: Config, dsn: str) -> KeyRing:
         return await ensure_signing_keys(conn, config, master, force=True)
 
 
-def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
 def _short_grant(grant: str) -> str:
     return grant.rsplit(":", 1)[-1]
 
 
-def _locate(config: Config) -> DatabaseLocation:
-    try:
-        return locate_database(config.gateway.database, Path.cwd())
-    except StoreError as exc:
-        raise CommandError(str(exc)) from exc
-
-
 # --- parser -----------------------------------------------------------------------------------
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors as one line that says what to do (exit code 2), like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
 
 
 def port_number(value: str) -> int:
@@ -463,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="delete sessions, tokens and codes that are over (serve does it hourly)",
     ).set_defaults(func=cmd_housekeep)
+
+    from gateway import cli_org  # it builds on this module's helpers
+
+    cli_org.add_parsers(sub, common, Parser)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(

@@ -125,6 +125,16 @@ def check_provider_url(value: str) -> str:
     return value
 
 
+def check_initiate_login_uri(value: str) -> str:
+    """OIDC Registration 2: https (http only on loopback), no fragment; or a path of this
+    gateway such as ``/login/start`` (the token handler's own sign-in)."""
+    if value.startswith("/") and not value.startswith("//"):
+        if any(ch in value for ch in "#\\") or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError("must be a plain path such as /login/start, or an https URL")
+        return value
+    return check_provider_url(value)
+
+
 def check_endpoint(value: str) -> str:
     """An app's endpoint key: an https URL (an external provider's endpoint), or an absolute path
     such as ``/oauth2/token``, the reference's way of naming this gateway's own endpoint (only
@@ -376,6 +386,16 @@ class Login(Strict):
     transaction_ttl: int = Field(600, ge=60, le=600)
 
 
+class Organizations(Strict):
+    """Organisations and invitations by email (issue 12)."""
+
+    # Seconds an invitation link stays valid (Keycloak's default is 12 hours; seed 002's
+    # admins invite for a week).
+    invitation_ttl: int = Field(7 * 86400, ge=300, le=90 * 86400)
+    # The scope a service client (client_credentials) needs for /admin/v1/organizations.
+    manage_scope: str = Field("organizations.manage", pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+
+
 class GatewaySettings(Strict):
     """``conf/gateway.json``."""
 
@@ -397,6 +417,7 @@ class GatewaySettings(Strict):
     sites_dir: str = "sites"
     demo: bool = False
     login: Login | None = None
+    organizations: Organizations = Organizations()
 
     @field_validator("issuer")
     @classmethod
@@ -489,6 +510,9 @@ class AppConfig(Strict):
     auth_provider_x509_cert_url: Endpoint | None = None
     userinfo_uri: Endpoint | None = None
     revocation_uri: Endpoint | None = None  # RFC 7009, for the token handler's sign-out
+    # Where this app starts its own sign-in (OIDC Core 4, third-party initiated login): after an
+    # invitation is accepted the browser goes there with iss and login_hint.
+    initiate_login_uri: Annotated[str, AfterValidator(check_initiate_login_uri)] | None = None
     # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
     # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
     # not also mint grants for whatever sub its tokens carry.

@@ -40,7 +40,9 @@ async def authorization_code_grant(ctx: Context, client: Client, params: Params)
     assert redeemed.session_id is not None
     assert redeemed.user_id is not None
     assert redeemed.auth_time is not None
-    holder = issue.Holder(redeemed.user_id, redeemed.username, redeemed.email, redeemed.name)
+    holder = await issue.holder(
+        ctx, redeemed.scope, redeemed.user_id, redeemed.username, redeemed.email, redeemed.name
+    )
     return issue.user_tokens(
         ctx,
         client,

@@ -102,6 +102,9 @@ async def _issue(
             origin="implicit",
         )
         access = None
+        holder = await issue.holder(
+            ctx, request.scope, session.user_id, session.username, session.email, session.name
+        )
         if "token" in request.response_types:
             ttl = issue.access_ttl(ctx, client, service=False)
             access = issue.mint_access_token(
@@ -113,6 +116,7 @@ async def _issue(
                 family_id=family_id,
                 ttl=ttl,
                 username=session.username,
+                organizations=holder.organizations,
             )
             params.update(access_token=access, expires_in=str(ttl))
             params["token_type"] = "Bearer"  # noqa: S105
@@ -122,7 +126,11 @@ async def _issue(
                 ctx,
                 client,
                 user=issue.user_profile(
-                    session.user_id, session.username, session.email, session.name
+                    session.user_id,
+                    session.username,
+                    session.email,
+                    session.name,
+                    holder.organizations,
                 ),
                 scope=request.scope,
                 session_id=session.session_id,

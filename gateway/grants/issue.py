@@ -19,6 +19,7 @@ from gateway.config.model import GRANT_REFRESH_TOKEN
 from gateway.grants.context import Context
 from gateway.oauth import oidc
 from gateway.oauth.rfc6749 import format_scope
+from gateway.store import organizations as org_store
 from gateway.store import sessions as session_store
 from gateway.store.sessions import Login
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint, mint_hs256
@@ -99,6 +100,7 @@ def mint_access_token(
     username: str | None = None,
     audience: tuple[str, ...] = (),
     actor: Mapping[str, Any] | None = None,
+    organizations: tuple[str, ...] | None = None,
 ) -> str:
     claims = access_token_claims(
         ctx,
@@ -112,6 +114,8 @@ def mint_access_token(
         audience=audience,
         actor=actor,
     )
+    if organizations is not None:
+        claims[oidc.ORGANIZATION_CLAIM] = list(organizations)
     return _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
 
 
@@ -187,19 +191,49 @@ def _sign(ctx: Context, client: Client, claims: dict[str, Any], typ: str) -> str
 
 
 def user_profile(
-    user_id: UUID, username: str | None, email: str | None, name: str | None
+    user_id: UUID,
+    username: str | None,
+    email: str | None,
+    name: str | None,
+    organizations: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    return {"sub": str(user_id), "username": username, "email": email, "name": name}
+    profile: dict[str, Any] = {
+        "sub": str(user_id),
+        "username": username,
+        "email": email,
+        "name": name,
+    }
+    if organizations is not None:
+        profile["organization"] = list(organizations)
+    return profile
 
 
 @dataclass(frozen=True)
 class Holder:
-    """Whom user tokens are for: the user's id and the claims tokens may carry."""
+    """Whom user tokens are for: the user's id and the claims tokens may carry
+    (``organizations``: the aliases, when the ``organization`` scope was granted)."""
 
     user_id: UUID
     username: str | None
     email: str | None
     name: str | None
+    organizations: tuple[str, ...] | None = None
+
+
+async def holder(
+    ctx: Context,
+    scope: tuple[str, ...],
+    user_id: UUID,
+    username: str | None,
+    email: str | None,
+    name: str | None,
+) -> Holder:
+    """The holder of user tokens; with the ``organization`` scope, the organisations the user
+    belongs to now (Keycloak 26's ``organization`` claim: a list of aliases)."""
+    organizations = None
+    if oidc.ORGANIZATION_SCOPE in scope:
+        organizations = await org_store.user_organizations(ctx.db, user_id)
+    return Holder(user_id, username, email, name, organizations)
 
 
 def user_tokens(
@@ -236,13 +270,17 @@ def user_tokens(
     )
     if generation is not None:
         claims[GENERATION_CLAIM] = generation
+    if holder.organizations is not None:
+        claims[oidc.ORGANIZATION_CLAIM] = list(holder.organizations)
     access = _sign(ctx, client, claims, ACCESS_TOKEN_TYP)
     id_token = None
     if "openid" in scope and with_id_token:
         id_token = mint_id_token(
             ctx,
             client,
-            user=user_profile(holder.user_id, holder.username, holder.email, holder.name),
+            user=user_profile(
+                holder.user_id, holder.username, holder.email, holder.name, holder.organizations
+            ),
             scope=scope,
             session_id=session_id,
             family_id=family_id,

@@ -76,7 +76,9 @@ async def jwt_bearer_grant(ctx: Context, client: Client, params: Params) -> Toke
         origin="jwt_bearer",
         refresh_token=refresh,
     )
-    holder = issue.Holder(account.user_id, account.username, account.email, account.name)
+    holder = await issue.holder(
+        ctx, scope, account.user_id, account.username, account.email, account.name
+    )
     return issue.user_tokens(
         ctx,
         client,

@@ -84,7 +84,7 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
             ttl=ctx.settings.tokens.code_ttl,
         )
         extra["code"] = code
-    holder = issue.Holder(user_id, session.username, session.email, session.name)
+    holder = await issue.holder(ctx, scope, user_id, session.username, session.email, session.name)
     return issue.user_tokens(
         ctx,
         client,

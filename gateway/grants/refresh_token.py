@@ -68,7 +68,9 @@ async def refresh(
     assert rotation.auth_time is not None
     if rotation.user_id is not None:
         # daemon.refresh_token checked family, session and user, and returned the user's names.
-        holder = issue.Holder(rotation.user_id, rotation.username, rotation.email, rotation.name)
+        holder = await issue.holder(
+            ctx, rotation.scope, rotation.user_id, rotation.username, rotation.email, rotation.name
+        )
         return issue.user_tokens(
             ctx,
             client,

@@ -34,7 +34,12 @@ async def userinfo(ctx: Context, token: str) -> dict[str, Any]:
         raise InsufficientScopeError("this token does not represent a user")
     if "openid" not in scope:
         raise InsufficientScopeError("the openid scope is required")
-    user = issue.user_profile(status.user_id, status.username, status.email, status.name)
+    holder = await issue.holder(
+        ctx, scope, status.user_id, status.username, status.email, status.name
+    )
+    user = issue.user_profile(
+        holder.user_id, holder.username, holder.email, holder.name, holder.organizations
+    )
     return oidc.user_claims(user, scope)
 
 

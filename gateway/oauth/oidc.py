@@ -10,6 +10,9 @@ from gateway.tokens.seal import b64url
 
 PROFILE_CLAIMS = ("name", "preferred_username")
 EMAIL_CLAIMS = ("email",)
+# Keycloak 26's organisation scope and claim: the aliases of the user's organisations.
+ORGANIZATION_SCOPE = "organization"
+ORGANIZATION_CLAIM = "organization"
 
 
 def half_hash(value: str) -> str:
@@ -29,6 +32,8 @@ def user_claims(user: Mapping[str, Any], scope: Iterable[str]) -> dict[str, Any]
     if "email" in scopes and user.get("email"):
         claims["email"] = user["email"]
         claims["email_verified"] = False
+    if ORGANIZATION_SCOPE in scopes and user.get(ORGANIZATION_CLAIM) is not None:
+        claims[ORGANIZATION_CLAIM] = list(user[ORGANIZATION_CLAIM])
     return claims
 
 

@@ -79,6 +79,7 @@ def metadata(config: Config) -> dict[str, Any]:
             "preferred_username",
             "email",
             "email_verified",
+            "organization",
         ],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": True,

@@ -37,6 +37,91 @@ class UnknownUserError(StoreError):
     """GW003: there is no user by that name."""
 
 
+class OrganizationError(GatewayError):
+    """A change to organisations that cannot be made: ``status`` and ``error`` for the admin
+    API's JSON answer, the message for it and for the command line."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class OrganizationExistsError(OrganizationError):
+    """GO001."""
+
+    status, error = 409, "conflict"
+
+
+class UnknownOrganizationError(OrganizationError):
+    """GO002."""
+
+    status, error = 404, "not_found"
+
+
+class AlreadyMemberError(OrganizationError):
+    """GO003."""
+
+    status, error = 409, "conflict"
+
+
+class NotMemberError(OrganizationError):
+    """GO004."""
+
+    status, error = 404, "not_found"
+
+
+class NoPendingInvitationError(OrganizationError):
+    """GO005."""
+
+    status, error = 404, "not_found"
+
+
+class InvitationUnusable(GatewayError):  # noqa: N818 - a state of the invitation, not a fault
+    """An invitation link that cannot be redeemed; ``state`` says why (the page says it too)."""
+
+    state = "unknown"
+
+
+class InvitationUnknown(InvitationUnusable):
+    """GI001: no invitation has this token (forged, truncated, or deleted)."""
+
+
+class InvitationExpired(InvitationUnusable):
+    """GI002."""
+
+    state = "expired"
+
+
+class InvitationUsed(InvitationUnusable):
+    """GI003."""
+
+    state = "used"
+
+
+class InvitationRevoked(InvitationUnusable):
+    """GI004."""
+
+    state = "revoked"
+
+
+class InvitationOrganizationRemoved(InvitationUnusable):
+    """GI005."""
+
+    state = "organization_removed"
+
+
+class InvitationAccountExists(InvitationUnusable):
+    """GI006: registering, but an account with the invited email exists (it self-registered
+    in between): sign in and accept instead."""
+
+    state = "account_exists"
+
+
+class InvitationForAnotherEmail(InvitationUnusable):
+    """GI007: accepting while signed in with an account of another email."""
+
+    state = "other_email"
+
+
 class SessionEndedError(oauth.InvalidGrantError):
     """GS001: the session a code, token or sign-in belongs to is over (revoked or expired):
     ``invalid_grant`` at the token endpoint, ``login_required`` to an authorization request."""
@@ -94,6 +179,19 @@ CAUSES: Mapping[str, Cause] = MappingProxyType(
         ),
         # JWT bearer assertions (RFC 7523 3).
         "GA001": Cause(oauth.InvalidGrantError, 400, "the assertion was already used"),
+        # Organisations and invitations (sql/functions/090_organizations.sql).
+        "GO001": Cause(OrganizationExistsError, 409, "an organisation with this alias exists"),
+        "GO002": Cause(UnknownOrganizationError, 404, "there is no such organisation"),
+        "GO003": Cause(AlreadyMemberError, 409, "this email belongs to a member already"),
+        "GO004": Cause(NotMemberError, 404, "this user is not a member"),
+        "GO005": Cause(NoPendingInvitationError, 404, "no pending invitation for this email"),
+        "GI001": Cause(InvitationUnknown, 404, "this invitation link is not valid"),
+        "GI002": Cause(InvitationExpired, 410, "this invitation has expired"),
+        "GI003": Cause(InvitationUsed, 410, "this invitation has been used"),
+        "GI004": Cause(InvitationRevoked, 410, "this invitation was withdrawn"),
+        "GI005": Cause(InvitationOrganizationRemoved, 410, "the organisation no longer exists"),
+        "GI006": Cause(InvitationAccountExists, 409, "an account with this email exists"),
+        "GI007": Cause(InvitationForAnotherEmail, 403, "the invitation is for another email"),
     }
 )
 

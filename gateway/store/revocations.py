@@ -72,10 +72,10 @@ class RevocationFeed:
     def loaded(self) -> bool:
         return self._loaded.is_set()
 
-    async def wait_loaded(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) until the recent revocations are read."""
+    async def wait_loaded(self, seconds: float) -> bool:
+        """Wait (at most ``seconds``) until the recent revocations are read."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._loaded.wait()
         return self.loaded
 

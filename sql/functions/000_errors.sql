@@ -14,4 +14,10 @@
 --   GR003  refresh token no longer valid (revoked, over)     GR004  refresh token expired
 --   GR005  scope exceeds the granted scope
 --   GA001  assertion already used
+--   GO001  organisation alias taken                          GO002  no such organisation
+--   GO003  the email belongs to a member already             GO004  not a member
+--   GO005  no pending invitation for the email
+--   GI001  unknown invitation  GI002  invitation expired     GI003  invitation used
+--   GI004  invitation revoked  GI005  organisation removed   GI006  an account has the email
+--   GI007  the invitation is for another email
 SELECT 1;

@@ -1,0 +1,82 @@
+"""What every ``gateway`` command shares: exit codes, the one-line error, loading the
+configuration, finding and connecting to the database, printing a table."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gateway.config.loader import DEFAULT_CONFIG, Config, config_path_from_env, load_config
+from gateway.errors import ConfigError, StoreError
+from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A readable failure of a command: printed as ``error: ...`` with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
+    explicit = getattr(args, "config", None)
+    path = config_path_from_env(explicit)
+    if not path.is_file():
+        source = (
+            "given with --config"
+            if explicit
+            else "from GATEWAY_CONFIG"
+            if os.environ.get("GATEWAY_CONFIG")
+            else f"the default ./{DEFAULT_CONFIG} of the working directory {Path.cwd()}"
+        )
+        raise CommandError(
+            f"no configuration file at {path.absolute()} ({source}); run the command where "
+            "conf/ is, or name the file with --config PATH or GATEWAY_CONFIG",
+            EXIT_USAGE,
+        )
+    try:
+        return load_config(path, overrides=overrides)
+    except ConfigError as exc:
+        raise CommandError(
+            "the configuration is invalid:\n  " + "\n  ".join(str(i) for i in exc.issues),
+            EXIT_USAGE,
+        ) from exc
+
+
+@contextlib.asynccontextmanager
+async def connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
+    """One database connection for a command, closed however the command ends."""
+    conn = await connect(dsn, config.gateway.database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def locate(config: Config) -> DatabaseLocation:
+    try:
+        return locate_database(config.gateway.database, Path.cwd())
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line that says what to do (exit code 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")

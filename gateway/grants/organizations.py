@@ -1,0 +1,168 @@
+"""Organisations and invitations by email (issue 12; seed 002's story, done the way its team
+wished Keycloak 26 did it): validation of what people type, invitation tokens, the link, and
+where the browser goes once an invitation is accepted.
+
+An invitation token is 256 random bits; only its SHA-256 is stored. The link is
+``{issuer}/oauth2/invitation?token=...``: single use, bound to the organisation and the email,
+expiring after ``organizations.invitation_ttl``. Who may invite is decided by the callers (an
+operator on the command line, the admin API's authorisation); what an invitation does is decided
+in SQL (sql/functions/090_organizations.sql).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode, urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from gateway.config.loader import Config
+from gateway.store import organizations as store
+from gateway.store.pool import Executor
+
+INVITATION_PATH = "/oauth2/invitation"
+ROLES = ("member", "admin")
+ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{0,61}[a-z0-9]")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+class BadValue(ValueError):  # noqa: N818 - raised for the caller to show as it is
+    """A value a person typed that cannot be used; the message says why, in plain words."""
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.fullmatch(alias):
+        raise BadValue(
+            f"the alias {alias[:80]!r} must be 2 to 63 lower-case letters, digits or hyphens, "
+            "starting and ending with a letter or digit (it appears in tokens and URLs)"
+        )
+    return alias
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise BadValue("the name must be 1 to 200 characters, without control characters")
+    return name
+
+
+def check_domain(domain: str) -> str:
+    value = domain.strip().lower().rstrip(".")
+    try:
+        value = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BadValue(f"{domain[:80]!r} is not a domain name") from None
+    if not DOMAIN.fullmatch(value):
+        raise BadValue(f"{domain[:80]!r} is not a domain name such as example.com")
+    return value
+
+
+def check_email(email: str) -> str:
+    """An email address as it will be stored and compared (domain normalised, IDN allowed);
+    ``BadValue`` with the reason for anything else."""
+    try:
+        return str(validate_email(email.strip(), check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise BadValue(f"{email[:120]!r} is not an email address: {exc}") from None
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise BadValue(f"the role must be member or admin, not {role[:40]!r}")
+    return role
+
+
+def new_token() -> tuple[str, bytes]:
+    """An invitation token and the hash the database keeps."""
+    token = secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def well_formed(token: str | None) -> bool:
+    """Whether ``token`` can be an invitation token at all (checked before any lookup)."""
+    return token is not None and TOKEN.fullmatch(token) is not None
+
+
+def invitation_link(issuer: str, token: str) -> str:
+    return f"{issuer}{INVITATION_PATH}?{urlencode({'token': token})}"
+
+
+@dataclass(frozen=True)
+class NewInvitation:
+    """An invitation just made: what the CLI prints and the email says."""
+
+    alias: str
+    organization_name: str
+    email: str
+    role: str
+    client_id: str | None
+    link: str
+    expires_at: datetime
+    replaced: bool
+
+
+async def invite(
+    db: Executor,
+    config: Config,
+    *,
+    alias: str,
+    email: str,
+    role: str = "member",
+    client_id: str | None = None,
+    actor: str,
+) -> NewInvitation:
+    """Invite ``email`` to the organisation; ``BadValue`` for input, store errors for the rest
+    (unknown organisation, already a member)."""
+    check_alias(alias)
+    email = check_email(email)
+    check_role(role)
+    if client_id is not None and client_id not in config.clients:
+        raise BadValue(f"there is no client {client_id[:80]!r}")
+    organization = await store.org_get(db, alias)
+    token, digest = new_token()
+    invited = await store.org_invite(
+        db,
+        alias,
+        email,
+        role=role,
+        client_id=client_id,
+        token_hash=digest,
+        ttl=config.gateway.organizations.invitation_ttl,
+        actor=actor,
+    )
+    return NewInvitation(
+        alias=alias,
+        organization_name=organization.name if organization else alias,
+        email=email,
+        role=role,
+        client_id=client_id,
+        link=invitation_link(config.gateway.public_issuer(), token),
+        expires_at=invited.expires_at,
+        replaced=invited.replaced,
+    )
+
+
+def initiate_login_url(config: Config, client_id: str | None, login_hint: str) -> str | None:
+    """Where the browser goes once an invitation is accepted: the inviting client's
+    ``initiate_login_uri`` with ``iss`` and ``login_hint`` (OIDC Core 4), so the application
+    starts its own authorization request (its own PKCE); None without one."""
+    if client_id is None:
+        return None
+    client = config.clients.get(client_id)
+    uri = client.config.initiate_login_uri if client is not None else None
+    if uri is None:
+        return None
+    issuer = config.gateway.public_issuer()
+    if uri.startswith("/"):
+        uri = issuer + uri
+    query = urlencode({"iss": issuer, "login_hint": login_hint})
+    return f"{uri}{'&' if urlsplit(uri).query else '?'}{query}"
