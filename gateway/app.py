@@ -36,6 +36,7 @@ from gateway.store.errors import UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.pool import BoundedPool, create_pool
 from gateway.web import (
+    admin,
     authorize,
     demo,
     discovery,
@@ -185,7 +186,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
 
 # Everything but the gateway's own paths may be a proxied route (matched at request time, so
 # routes can change without a restart).
-PROXIED_PATHS = r"/{tail:(?!oauth2/|\.well-known/|login/|healthz$|readyz$|metrics$).*}"
+PROXIED_PATHS = r"/{tail:(?!oauth2/|\.well-known/|login/|admin/v1/|healthz$|readyz$|metrics$).*}"
 
 
 async def _demo_user(app: web.Application) -> None:
@@ -235,6 +236,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         federation,
         logout,
         login,
+        admin,
     ):
         app.router.add_routes(module.routes)
     if config.demo:

@@ -459,7 +459,7 @@ class GatewaySettings(Strict):
             if route.prefix in seen:
                 raise ValueError(f"prefix {route.prefix} is configured twice")
             if route.prefix.startswith(
-                ("/oauth2/", "/.well-known/", "/login/")
+                ("/oauth2/", "/.well-known/", "/login/", "/admin/v1/")
             ) or route.prefix in (
                 "/healthz/",
                 "/readyz/",

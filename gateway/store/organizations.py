@@ -84,15 +84,16 @@ async def org_remove(db: Executor, alias: str, actor: str) -> None:
         await db.execute("SELECT daemon.org_remove($1, $2)", alias, actor)
 
 
-async def org_list(db: Executor) -> list[Organization]:
+async def org_list(db: Executor, admin: UUID | None = None) -> list[Organization]:
+    """The live organisations; with ``admin``, those that user is an admin of."""
     with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.org_list()")
+        rows = await db.fetch("SELECT * FROM daemon.org_list($1)", admin)
     return [_organization(row) for row in rows]
 
 
 async def org_get(db: Executor, alias: str) -> Organization | None:
     with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.org_list() WHERE alias = $1", alias)
+        rows = await db.fetch("SELECT * FROM daemon.org_list(NULL) WHERE alias = $1", alias)
     return _organization(rows[0]) if rows else None
 
 

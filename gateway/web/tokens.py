@@ -31,11 +31,11 @@ TOKEN = frozenset({"token"})
 @routes.get("/oauth2/userinfo")
 @routes.post("/oauth2/userinfo")
 async def userinfo(request: web.Request) -> web.Response:
-    claims = await tokens.userinfo(grant_context(request), await _bearer(request))
+    claims = await tokens.userinfo(grant_context(request), await bearer_token(request))
     return web.json_response(claims, headers=NO_STORE)
 
 
-async def _bearer(request: web.Request) -> str:
+async def bearer_token(request: web.Request) -> str:
     """RFC 6750 section 2: the header, or a form body; never two methods at once."""
     header = request.headers.get(hdrs.AUTHORIZATION)
     found: list[str] = []

@@ -71,7 +71,7 @@ $$;
 COMMENT ON FUNCTION daemon.org_remove(text, text) IS
     'Remove an organisation: its members leave it; its invitations say it is gone';
 
-CREATE OR REPLACE FUNCTION daemon.org_list()
+CREATE OR REPLACE FUNCTION daemon.org_list(p_admin uuid)
 RETURNS TABLE (alias text, name text, domains text[], members bigint, pending bigint,
                created_at timestamptz)
 LANGUAGE sql STABLE
@@ -82,9 +82,15 @@ AS $$
            (SELECT count(*) FROM auth.invitation i WHERE i.organization_id = o.id
               AND i.used_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > daemon.now()),
            o.created_at
-    FROM auth.organization o WHERE o.removed_at IS NULL ORDER BY o.alias;
+    FROM auth.organization o
+    WHERE o.removed_at IS NULL
+      AND (p_admin IS NULL OR EXISTS (
+          SELECT 1 FROM auth.membership a
+          WHERE a.organization_id = o.id AND a.user_id = p_admin AND a.role = 'admin'))
+    ORDER BY o.alias;
 $$;
-COMMENT ON FUNCTION daemon.org_list() IS 'The live organisations with their counts';
+COMMENT ON FUNCTION daemon.org_list(uuid) IS
+    'The live organisations with their counts (those p_admin administers, when given)';
 
 CREATE OR REPLACE FUNCTION daemon.org_members(p_alias text)
 RETURNS TABLE (user_id uuid, username text, email text, name text, role text,
