@@ -133,10 +133,13 @@ class Config:
 
 
 def host_name(host: str) -> str:
-    """The host of a ``Host`` value without its port, lower case, IPv6 without brackets."""
+    """The host of a ``Host`` value (or of a site's ``hosts`` entry) without its port, lower
+    case, an IPv6 address without brackets."""
     value = host.strip().lower()
     if value.startswith("["):
         return value[1:].partition("]")[0]
+    if value.count(":") > 1:
+        return value  # a bare IPv6 address has no port
     return value.partition(":")[0]
 
 
