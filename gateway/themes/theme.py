@@ -21,6 +21,8 @@ files too). Rendering through an override that fails for any reason (an undefine
 a way that fails, a message whose placeholders do not match) is logged once per problem and
 answered with the built-in template instead: a broken theme never turns a page into a 500.
 The built-in templates render with ``StrictUndefined``, so a typo in them fails their tests.
+Templates of theme directories run in Jinja's immutable sandbox: a theme is trusted to say what
+a page shows, not to run code in the gateway.
 
 This module imports no aiohttp: the mail sender uses it without a request.
 """
@@ -50,6 +52,7 @@ from jinja2 import (
     nodes,
     select_autoescape,
 )
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.errors import ConfigIssue
 
@@ -77,8 +80,11 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _environment(loader: BaseLoader, undefined: type[Undefined]) -> Environment:
-    env = Environment(
+def _environment(loader: BaseLoader, undefined: type[Undefined], *, sandboxed: bool) -> Environment:
+    """``sandboxed`` for theme directories: their templates reach no Python internals (no
+    ``__class__``, no unsafe methods) and change no value they are given."""
+    kind = ImmutableSandboxedEnvironment if sandboxed else Environment
+    env = kind(
         loader=loader,
         # HTML templates are autoescaped; .txt ones (email subject and text body) are not.
         autoescape=select_autoescape(
@@ -207,7 +213,7 @@ def _builtin_rendering() -> Rendering:
     messages = read_messages(BUILTIN_DIR, issues)
     if issues or FALLBACK_LANGUAGE not in messages:  # pragma: no cover - shipped files
         raise RuntimeError(f"the built-in theme is broken: {issues}")
-    env = _environment(FileSystemLoader(BUILTIN_DIR), StrictUndefined)
+    env = _environment(FileSystemLoader(BUILTIN_DIR), StrictUndefined, sandboxed=False)
     for name in env.list_templates(filter_func=_is_template):
         env.get_template(name)  # a broken built-in template fails here, at start-up
     return Rendering(env, _merge([messages]))
@@ -245,7 +251,7 @@ class Theme:
             layers = [read_messages(d, issues) for d in reversed(self.overrides)]
             for issue in issues:  # the files changed after validation: leave them out
                 log.warning("%s: %s", self.label, issue)
-            env = _environment(_override_loader(self.overrides), Undefined)
+            env = _environment(_override_loader(self.overrides), Undefined, sandboxed=True)
             for name in env.list_templates(filter_func=_is_template):
                 try:
                     env.get_template(name)
@@ -358,7 +364,7 @@ def check_theme(directory: Path, below: Sequence[Path] = ()) -> list[ConfigIssue
     ``include`` or ``import`` that neither it, the themes ``below`` it nor the built-in one
     have, and unreadable message files."""
     issues: list[ConfigIssue] = []
-    env = _environment(_override_loader((directory, *below)), Undefined)
+    env = _environment(_override_loader((directory, *below)), Undefined, sandboxed=True)
     known = set(env.list_templates())
     for path in theme_files(directory):
         if path.parent.name == MESSAGES_DIR and path.suffix == ".json":

@@ -346,6 +346,26 @@ def test_a_failing_override_falls_back_and_is_logged_once(
     assert "ZeroDivisionError" in lines[1]
 
 
+def test_theme_templates_are_sandboxed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A theme says what a page shows; it cannot reach Python internals or change the values
+    it is given (Jinja's immutable sandbox): such a template falls back like a broken one."""
+    directory = write_theme(
+        tmp_path / "theme",
+        {
+            "pages/error.html": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+            "pages/logout.html": "{{ hidden.clear() }}{{ hidden }}",
+        },
+    )
+    theme = Themes(directory).gateway
+    hidden = {"flow": "sealed"}
+    caplog.set_level(logging.WARNING, logger="gateway.themes.theme")
+    assert "The request cannot be completed" in page(theme, "error.html", **PAGES["error.html"])
+    logout = page(theme, "logout.html", action="/oauth2/logout", hidden=hidden)
+    assert 'name="flow" value="sealed"' in logout
+    assert hidden == {"flow": "sealed"}
+    assert ["SecurityError" in r.getMessage() for r in caplog.records] == [True, True]
+
+
 def test_an_unknown_template_is_the_callers_mistake(tmp_path: Path) -> None:
     theme = Themes(write_theme(tmp_path / "theme", {"pages/x.html": "x"})).gateway
     with pytest.raises(TemplateNotFound, match=r"pages/nowhere\.html"):
