@@ -16,9 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from bs4 import BeautifulSoup
+from pytest_aiohttp.plugin import AiohttpClient
 
+from gateway.app import create_app
+from gateway.config import ConfigHolder, load_config
+from gateway.http import pages
 from gateway.keys import CONFIG
+from tests.conftest import start_client
 from tests.http.checklist import serving
 from tests.http.conftest import as_config, authz_params, location_params
 from tests.support import USERS, Client, gateway_env, named_input, run_gateway
@@ -309,3 +315,43 @@ def test_config_check_reports_a_template_syntax_error_with_file_and_line(tmp_pat
     login = tmp_path / "conf" / "theme" / "pages" / "login.html"
     assert f"  {login}:6: template syntax error: unexpected '}}'\n" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_render_is_the_entry_point_for_new_pages(
+    tmp_path: Path, database_url: str, aiohttp_client: AiohttpClient
+) -> None:
+    """``pages.render``, as a new page (say, registration) will use it: the theme's template
+    under pages/, ``t`` in the chosen language with the theme's own texts, ``lang``, ``title``
+    from ``title_key``, the caller's variables escaped (item 67), the page headers (item 14) and
+    the status asked for."""
+    conf = themed_conf(tmp_path / "conf")
+    write_files(
+        tmp_path / "conf" / "theme",
+        {
+            "pages/register.html": '{% extends "pages/base.html" %}{% block content %}'
+            '<h1>{{ t.register_title }}</h1><p id="org">{{ organization }}</p>'
+            '<p id="lang">{{ lang }}</p>{% endblock %}',
+            "messages/en.json": json.dumps({**MESSAGES["en"], "register_title": "Join"}),
+            "messages/ru.json": json.dumps({**MESSAGES["ru"], "register_title": "Регистрация"}),
+        },
+    )
+    app = create_app(ConfigHolder(load_config(conf, environ={})), database_url=database_url)
+
+    async def register(request: web.Request) -> web.Response:
+        return pages.render(
+            request, "register.html", title_key="register_title", status=201, organization=SCRIPT
+        )
+
+    app.router.add_get("/test-register", register)
+    client = await start_client(aiohttp_client, app)
+    for language, title in (("en", "Join"), ("ru", "Регистрация")):
+        response = await client.get("/test-register", headers={"Accept-Language": language})
+        soup = BeautifulSoup(await response.text(), "html.parser")
+        assert response.status == 201
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert soup.title is not None
+        assert soup.title.get_text() == title
+        assert text_of(soup, "lang") == language
+        assert text_of(soup, "org") == SCRIPT
+        assert soup.find("script") is None
