@@ -23,6 +23,7 @@ from gateway.grants.revoked import revocation_listener
 from gateway.http.cors import setup_cors
 from gateway.http.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
 from gateway.http.metrics import METRICS, Metrics
+from gateway.http.pages import setup_themes
 from gateway.passwords import Passwords
 from gateway.proxy.exchange import PROXY, ProxyState
 from gateway.proxy.forward import proxy
@@ -216,6 +217,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app[keys.DATABASE_URL] = database_url
     app[keys.CLOCK] = Clock()
     setup_cors(app)
+    setup_themes(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_authority)
     app.cleanup_ctx.append(_proxy)

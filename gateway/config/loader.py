@@ -27,6 +27,7 @@ from gateway.config.model import (
     strip_comments,
 )
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.themes import check_theme
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,6 +95,30 @@ class Config:
         return next((a for a in apps.values() if a.client_id == login.client), None)
 
     @property
+    def gateway_theme_dir(self) -> Path | None:
+        """The gateway's theme directory (``theme_dir``), if any."""
+        name = self.gateway.theme_dir
+        return self.base_dir / name if name else None
+
+    @property
+    def site_theme_dirs(self) -> dict[str, Path]:
+        """Site name -> its theme directory, for the sites that have one."""
+        return {
+            name: self.base_dir / site.theme_dir
+            for name, site in self.sites.items()
+            if site.theme_dir
+        }
+
+    def site_for_host(self, host: str) -> str | None:
+        """The site (its file's name) whose ``hosts`` has the host of ``host``, a ``Host``
+        header value (port and letter case ignored); the first in file-name order."""
+        wanted = host_name(host)
+        for name, site in self.sites.items():
+            if any(host_name(h) == wanted for h in site.hosts):
+                return name
+        return None
+
+    @property
     def external_providers(self) -> dict[str, Mapping[str, AppConfig]]:
         """The provider files that describe other identity providers (all but default.json,
         whose endpoint keys name this gateway's own endpoints)."""
@@ -106,6 +131,17 @@ class Config:
         tokens = self.gateway.tokens
         per_client = (c.config.access_ttl or 0 for c in self.clients.values())
         return max(tokens.access_ttl, tokens.service_access_ttl, *per_client) + 60
+
+
+def host_name(host: str) -> str:
+    """The host of a ``Host`` value (or of a site's ``hosts`` entry) without its port, lower
+    case, an IPv6 address without brackets."""
+    value = host.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") > 1:
+        return value  # a bare IPv6 address has no port
+    return value.partition(":")[0]
 
 
 def config_path_from_env(explicit: str | None = None) -> Path:
@@ -183,6 +219,7 @@ def load_config(
                 clients[app.client_id] = Client(provider, name, str(file), app)
 
     sites: dict[str, SiteConfig] = {}
+    site_sources: dict[str, str] = {}
     sites_dir = base / sites_name
     if sites_dir.exists() and not sites_dir.is_dir():
         issues.append(ConfigIssue(str(sites_dir), "", "must be a directory (sites_dir)"))
@@ -198,6 +235,17 @@ def load_config(
         site = _validate(SiteConfig, site_value, str(file), "", issues)
         if site is not None:
             sites[file.stem] = site
+            site_sources[file.stem] = str(file)
+
+    theme_name = gateway.theme_dir if gateway else dirs.get("theme_dir")
+    _check_themes(
+        base,
+        theme_name if isinstance(theme_name, str) else None,
+        str(path),
+        sites,
+        site_sources,
+        issues,
+    )
 
     if gateway is not None and gateway.login is not None:
         _check_login(gateway, providers, provider_sources, clients, str(path), issues)
@@ -217,6 +265,38 @@ def load_config(
 
 
 LOGIN_CALLBACK = "/login/callback"
+
+
+def _check_themes(
+    base: Path,
+    gateway_theme: str | None,
+    file: str,
+    sites: Mapping[str, SiteConfig],
+    site_sources: Mapping[str, str],
+    issues: list[ConfigIssue],
+) -> None:
+    """Each ``theme_dir`` exists and its templates compile (syntax errors as ``file:line``);
+    a site's theme is checked over the gateway's, which its templates may extend."""
+    below: tuple[Path, ...] = ()
+    if gateway_theme:
+        directory = base / gateway_theme
+        if directory.is_dir():
+            issues.extend(check_theme(directory))
+            below = (directory,)
+        else:
+            issues.append(ConfigIssue(file, "theme_dir", f"directory not found: {directory}"))
+    checked: set[Path] = set(below)
+    for name, site in sites.items():
+        if site.theme_dir is None:
+            continue
+        directory = base / site.theme_dir
+        if not directory.is_dir():
+            issues.append(
+                ConfigIssue(site_sources[name], "theme_dir", f"directory not found: {directory}")
+            )
+        elif directory not in checked:
+            checked.add(directory)
+            issues.extend(check_theme(directory, below))
 
 
 def _check_login(

@@ -415,6 +415,9 @@ class GatewaySettings(Strict):
     routes: tuple[Route, ...] = ()
     oauth2_dir: str = "oauth2"
     sites_dir: str = "sites"
+    # A theme directory laid over the built-in pages and emails (gateway/themes/), relative to
+    # this file's directory; unset: the built-in theme alone.
+    theme_dir: str | None = Field(None, min_length=1)
     demo: bool = False
     login: Login | None = None
     organizations: Organizations = Organizations()
@@ -614,6 +617,9 @@ class SitePages(Strict):
 class SiteConfig(Strict):
     hosts: tuple[str, ...] = ()
     oauth2: SitePages = SitePages()
+    # This site's theme, over the gateway's theme_dir, for requests to its hosts; relative to
+    # the directory of gateway.json, like the gateway's.
+    theme_dir: str | None = Field(None, min_length=1)
 
 
 def strip_comments(value: Any) -> Any:

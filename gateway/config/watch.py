@@ -1,6 +1,7 @@
-"""Hot reload: the configuration files are polled once a second and reloaded when one changes,
-appears or disappears (SIGHUP does the same at once). An invalid edit is rejected with a logged
-reason and the old configuration keeps serving (``ConfigHolder.reload``).
+"""Hot reload: the configuration files, theme templates and message files included, are polled
+once a second and reloaded when one changes, appears or disappears (SIGHUP does the same at
+once). An invalid edit is rejected with a logged reason and the old configuration keeps serving
+(``ConfigHolder.reload``).
 
 Polling ``stat`` of a handful of files costs microseconds and needs no platform support, unlike
 inotify, and works the same on every file system the configuration may live on.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config
+from gateway.themes import theme_files
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -27,6 +29,11 @@ def watched_paths(config: Config) -> list[Path]:
     for directory in (base / config.gateway.oauth2_dir, base / config.gateway.sites_dir):
         if directory.is_dir():
             paths.update(directory.glob("*.json"))
+    # Templates and message files of every theme: an edit reloads (and so re-validates) the
+    # configuration, and the pages and emails follow.
+    for theme in (config.gateway_theme_dir, *config.site_theme_dirs.values()):
+        if theme is not None and theme.is_dir():
+            paths.update(theme_files(theme))
     return sorted(paths)
 
 

@@ -1,140 +1,28 @@
 """The built-in pages: login, consent, error, logout. Plain HTML forms, no JavaScript, in English or
-Russian by ``Accept-Language``. Every page forbids framing (RFC 9700 4.16), is never cached, and
-sends its referrer to the gateway itself only (``same-origin``: never to another site, RFC 9700
-4.2.4, while the browser still puts the real ``Origin`` on the page's own form POSTs); every
-reflected value is HTML-escaped."""
+Russian (or a language a theme adds) by ``Accept-Language``. Every page forbids framing (RFC 9700
+4.16), is never cached, and sends its referrer to the gateway itself only (``same-origin``: never
+to another site, RFC 9700 4.2.4, while the browser still puts the real ``Origin`` on the page's
+own form POSTs); every reflected value is HTML-escaped (Jinja2 autoescaping).
+
+Each page is a template of the theme (``gateway/themes/default/pages/``) that the gateway's or the
+request's site's ``theme_dir`` may override; ``render`` is the entry point for new pages. The
+themes of a configuration are compiled once per configuration snapshot (``THEMES``), never per
+request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from html import escape
+import re
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import hdrs, web
 
-TEXT = {
-    "en": {
-        "title": "Sign in",
-        "heading": "Sign in to continue to {client}",
-        "username": "User name or email",
-        "password": "Password",
-        "submit": "Sign in",
-        "wrong": "The user name or password is wrong.",
-        "throttled": "Too many attempts. Try again in {seconds} seconds.",
-        "consent_title": "Allow access",
-        "consent_heading": "{client} asks for access to your account",
-        "consent_scopes": "It will be able to use:",
-        "allow": "Allow",
-        "deny": "Deny",
-        "error_title": "Sign-in error",
-        "error_heading": "The request cannot be completed",
-        "logout_title": "Sign out",
-        "logout_heading": "Sign out of all applications?",
-        "logout_submit": "Sign out",
-        "signed_out": "You are signed out.",
-        "external": "Sign in with {provider}",
-        "external_failed": "Signing in with {provider} did not work. Try again or use a password.",
-        "external_link": (
-            "Sign in with your password once to link your {provider} account ({account})."
-        ),
-        "external_denied": "This {provider} account cannot be used to sign in here.",
-        "refused_title": "Sign-in interrupted",
-        "refused_forged": (
-            "This form could not be read: it was changed, or it comes from an older version of "
-            "the page."
-        ),
-        "refused_foreign": (
-            "This form was opened in another browser, or your browser did not send this site's "
-            "cookies. Allow cookies for this site and try again."
-        ),
-        "refused_cross_origin": "This form was sent from another web site, so it was ignored.",
-        "refused_expired": "This page was open too long and has expired.",
-        "refused_session_changed": (
-            "You signed in or out in another window since this page was opened."
-        ),
-        "refused_missing": (
-            "This sign-in was started in another browser, or your browser did not send this "
-            "site's cookies. Allow cookies for this site and sign in again."
-        ),
-        "refused_replayed": "This sign-in has been completed already.",
-        "refused_other_sign_in": (
-            "This answer is not for the sign-in this browser is waiting for: another tab started "
-            "a newer one, or the link is old. Finish signing in there, or start again."
-        ),
-        "login_failed": "Signing in did not work: {reason}.",
-        "refused_restart": "Start again",
-        "refused_back": "Go back to the application and sign in again.",
-        "error_help": (
-            "Go back to the application and try again. If this keeps happening, tell the "
-            "application's developers what this page says."
-        ),
-        "unavailable_title": "Temporarily unavailable",
-        "unavailable": (
-            "Signing in is not possible at the moment. Nothing was lost: try again in a minute."
-        ),
-    },
-    "ru": {
-        "title": "Вход",
-        "heading": "Войдите, чтобы продолжить в {client}",
-        "username": "Имя пользователя или email",
-        "password": "Пароль",
-        "submit": "Войти",
-        "wrong": "Неверное имя пользователя или пароль.",
-        "throttled": "Слишком много попыток. Повторите через {seconds} сек.",
-        "consent_title": "Разрешить доступ",
-        "consent_heading": "{client} запрашивает доступ к вашей учётной записи",
-        "consent_scopes": "Приложение получит:",
-        "allow": "Разрешить",
-        "deny": "Отклонить",
-        "error_title": "Ошибка входа",
-        "error_heading": "Запрос не может быть выполнен",
-        "logout_title": "Выход",
-        "logout_heading": "Выйти из всех приложений?",
-        "logout_submit": "Выйти",
-        "signed_out": "Вы вышли из системы.",
-        "external": "Войти через {provider}",
-        "external_failed": (
-            "Вход через {provider} не удался. Попробуйте снова или войдите по паролю."
-        ),
-        "external_link": (
-            "Войдите по паролю один раз, чтобы привязать учётную запись {provider} ({account})."
-        ),
-        "external_denied": "Эту учётную запись {provider} нельзя использовать для входа.",
-        "refused_title": "Вход прерван",
-        "refused_forged": (
-            "Эту форму не удалось прочитать: она была изменена или осталась от старой версии "
-            "страницы."
-        ),
-        "refused_foreign": (
-            "Эта форма была открыта в другом браузере, или браузер не отправил cookie этого "
-            "сайта. Разрешите cookie для этого сайта и попробуйте снова."
-        ),
-        "refused_cross_origin": "Эту форму отправил другой сайт, поэтому она не принята.",
-        "refused_expired": "Страница была открыта слишком долго, и срок её действия истёк.",
-        "refused_session_changed": (
-            "После открытия этой страницы вы вошли или вышли в другом окне."
-        ),
-        "refused_missing": (
-            "Этот вход начат в другом браузере, или браузер не отправил cookie этого сайта. "
-            "Разрешите cookie для этого сайта и войдите снова."
-        ),
-        "refused_replayed": "Этот вход уже завершён.",
-        "refused_other_sign_in": (
-            "Этот ответ не относится ко входу, которого ждёт браузер: в другой вкладке начат "
-            "более новый вход, или ссылка устарела. Завершите вход там или начните заново."
-        ),
-        "login_failed": "Войти не удалось: {reason}.",
-        "refused_restart": "Начать заново",
-        "refused_back": "Вернитесь в приложение и войдите снова.",
-        "error_help": (
-            "Вернитесь в приложение и попробуйте снова. Если ошибка повторяется, сообщите "
-            "разработчикам приложения, что написано на этой странице."
-        ),
-        "unavailable_title": "Временно недоступно",
-        "unavailable": (
-            "Войти сейчас невозможно. Ничего не потеряно: попробуйте снова через минуту."
-        ),
-    },
-}
+from gateway.config.holder import PerConfig
+from gateway.config.loader import Config
+from gateway.keys import CONFIG
+from gateway.themes import Theme, Themes
+from gateway.themes.theme import Rendering, Texts
+
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
@@ -144,19 +32,46 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
-STYLE = (
-    "body{font:16px system-ui,sans-serif;background:#f4f5f7;margin:0}"
-    "main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;"
-    "box-shadow:0 1px 4px #0002}h1{font-size:1.3rem}label{display:block;margin:.8rem 0 .2rem}"
-    "input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}"
-    "button{margin-top:1.2rem;padding:.6rem 1.2rem}.error{color:#b00020}"
-    "a.button{display:inline-block;margin-top:1.2rem;padding:.6rem 1.2rem;border:1px solid;"
-    "border-radius:4px;text-decoration:none}"
-)
+# A page template's name under the theme's pages/: autoescaped HTML, no way out of the directory.
+PAGE_NAME = re.compile(r"^(?:[A-Za-z0-9_-]+/)*[A-Za-z0-9_-]+\.html$")
+RESERVED = frozenset({"t", "lang", "title"})
+
+THEMES = web.AppKey("themes", PerConfig[Themes])
+
+
+def configured_themes(config: Config) -> Themes:
+    """The themes of one configuration snapshot."""
+    return Themes(config.gateway_theme_dir, config.site_theme_dirs)
+
+
+def setup_themes(app: web.Application) -> None:
+    """The application's themes, rebuilt with each configuration snapshot; compiled at start-up
+    (a broken built-in template stops the start, not a request)."""
+    app[THEMES] = PerConfig(configured_themes)
+
+    async def compile_now(app: web.Application) -> None:
+        app[THEMES].get(app[CONFIG].current)
+
+    app.on_startup.append(compile_now)
+
+
+def theme_of(request: web.BaseRequest) -> Theme:
+    """The theme for this request: its site's (by ``Host``), else the gateway's. A request
+    outside the gateway application (none today) gets the built-in theme."""
+    if isinstance(request, web.Request) and THEMES in request.config_dict:
+        config = request.config_dict[CONFIG].current
+        themes = request.config_dict[THEMES].get(config)
+        return themes.theme(config.site_for_host(request.host or ""))
+    return Themes().builtin
 
 
 def language(request: web.BaseRequest) -> str:
-    """``ru`` or ``en``, whichever ``Accept-Language`` prefers (English by default)."""
+    """``ru`` or ``en`` (or a language the theme adds), whichever ``Accept-Language`` prefers
+    (English by default)."""
+    return _language(request, theme_of(request).languages)
+
+
+def _language(request: web.BaseRequest, available: frozenset[str]) -> str:
     best, best_q = "en", -1.0
     for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
         tag, _, params = part.strip().partition(";")
@@ -167,26 +82,55 @@ def language(request: web.BaseRequest) -> str:
                 q = float(params.strip()[2:])
             except ValueError:
                 q = 0.0
-        if lang in TEXT and q > best_q:
+        if lang in available and q > best_q:
             best, best_q = lang, q
     return best
 
 
-def _page(lang: str, title: str, body: str, status: int) -> web.Response:
-    html = (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>"
-    )
+def render(
+    request: web.BaseRequest,
+    template: str,
+    *,
+    title_key: str,
+    status: int = 200,
+    **context: object,
+) -> web.Response:
+    """Page ``template`` (a name under the theme's ``pages/``, e.g. ``register.html``) with the
+    page headers; its context is ``t`` (the texts of the chosen language), ``lang``, ``title``
+    (``t[title_key]``) and ``context``. Values are autoescaped."""
+    reserved = RESERVED & context.keys()
+    if reserved:
+        raise TypeError(f"reserved template variables: {', '.join(sorted(reserved))}")
+    return _respond(request, template, title_key, status, lambda _t: context)
+
+
+def _respond(
+    request: web.BaseRequest,
+    template: str,
+    title_key: str,
+    status: int,
+    build: Callable[[Texts], Mapping[str, object]],
+) -> web.Response:
+    """Render ``template`` with the context ``build`` makes from the texts in use (the theme's,
+    or the built-in ones when the theme's template fails and the built-in one is used)."""
+    if not PAGE_NAME.match(template):
+        raise ValueError(f"not a page template name: {template!r}")
+    theme = theme_of(request)
+    lang = _language(request, theme.languages)
+    name = f"pages/{template}"
+
+    def page(rendering: Rendering) -> str:
+        used = rendering.language(lang)
+        t = rendering.texts(used)
+        values = {**build(t), "t": t, "lang": used, "title": t[title_key]}
+        return rendering.render(name, values)
+
     return web.Response(
-        text=html, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
-    )
-
-
-def _hidden(fields: dict[str, str]) -> str:
-    return "".join(
-        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items()
+        text=theme.attempt(page, what=name),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=PAGE_HEADERS,
     )
 
 
@@ -205,32 +149,22 @@ def login_page(
 ) -> web.Response:
     """The sign-in form; ``providers`` are (name, action) pairs, one button each, posting the same
     hidden fields to sign in with that external provider instead."""
-    lang = language(request)
-    t = TEXT[lang]
-    error = (
-        f'<p class="error" role="alert">{escape(t[message].format(**(fmt or {})))}</p>'
-        if message
-        else ""
-    )
-    if notice:
-        error += f'<p class="notice">{escape(t[notice].format(**(fmt or {})))}</p>'
-    body = (
-        f"<h1>{escape(t['heading'].format(client=client_name))}</h1>{error}"
-        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
-        f'<label for="username">{t["username"]}</label>'
-        f'<input type="text" id="username" name="username" value="{escape(username)}" '
-        f'autocomplete="username" required autofocus>'
-        f'<label for="password">{t["password"]}</label>'
-        f'<input type="password" id="password" name="password" autocomplete="current-password" '
-        f"required>"
-        f'<button type="submit">{t["submit"]}</button></form>'
-    )
-    for name, provider_action in providers:
-        body += (
-            f'<form method="post" action="{escape(provider_action)}">{_hidden(hidden)}'
-            f'<button type="submit">{escape(t["external"].format(provider=name))}</button></form>'
-        )
-    return _page(lang, t["title"], body, status)
+    values = dict(fmt or {})
+
+    def build(t: Texts) -> Mapping[str, object]:
+        return {
+            "client_name": client_name,
+            "action": action,
+            "hidden": hidden,
+            "username": username,
+            "message": message,
+            "error": t[message].format(**values) if message else None,
+            "notice": notice,
+            "notice_text": t[notice].format(**values) if notice else None,
+            "providers": list(providers),
+        }
+
+    return _respond(request, "login.html", "title", status, build)
 
 
 def consent_page(
@@ -241,30 +175,15 @@ def consent_page(
     hidden: dict[str, str],
     scope: tuple[str, ...],
 ) -> web.Response:
-    lang = language(request)
-    t = TEXT[lang]
-    items = "".join(f"<li>{escape(s)}</li>" for s in scope)
-    body = (
-        f"<h1>{escape(t['consent_heading'].format(client=client_name))}</h1>"
-        f"<p>{t['consent_scopes']}</p><ul>{items}</ul>"
-        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
-        f'<button type="submit" name="decision" value="allow">{t["allow"]}</button> '
-        f'<button type="submit" name="decision" value="deny">{t["deny"]}</button></form>'
-    )
-    return _page(lang, t["consent_title"], body, 200)
+    context = {"client_name": client_name, "action": action, "hidden": hidden, "scope": scope}
+    return _respond(request, "consent.html", "consent_title", 200, lambda _t: context)
 
 
 def error_page(
     request: web.BaseRequest, error: str, description: str, status: int = 400
 ) -> web.Response:
-    lang = language(request)
-    t = TEXT[lang]
-    body = (
-        f"<h1>{t['error_heading']}</h1>"
-        f'<p class="error" role="alert"><code>{escape(error)}</code></p>'
-        f"<p>{escape(description)}</p><p>{t['error_help']}</p>"
-    )
-    return _page(lang, t["error_title"], body, status)
+    context = {"error": error, "description": description}
+    return _respond(request, "error.html", "error_title", status, lambda _t: context)
 
 
 def refused_page(
@@ -272,18 +191,11 @@ def refused_page(
 ) -> web.Response:
     """A form that was not accepted (``forms.Refusal``): what happened and how to go on; with
     ``restart``, a link that starts the same request again in this browser."""
-    lang = language(request)
-    t = TEXT[lang]
-    action = (
-        f'<a class="button" id="restart" href="{escape(restart)}">{t["refused_restart"]}</a>'
-        if restart
-        else f"<p>{t['refused_back']}</p>"
-    )
-    body = (
-        f"<h1>{t['refused_title']}</h1>"
-        f'<p class="error" role="alert">{t["refused_" + reason]}</p>{action}'
-    )
-    return _page(lang, t["refused_title"], body, status)
+
+    def build(t: Texts) -> Mapping[str, object]:
+        return {"reason": reason, "reason_text": t["refused_" + reason], "restart": restart}
+
+    return _respond(request, "refused.html", "refused_title", status, build)
 
 
 def login_failed_page(
@@ -291,38 +203,28 @@ def login_failed_page(
 ) -> web.Response:
     """The token handler could not complete a sign-in (the code was refused, the provider did
     not answer): what happened, and a link that starts again."""
-    lang = language(request)
-    t = TEXT[lang]
-    body = (
-        f"<h1>{t['refused_title']}</h1>"
-        f'<p class="error" role="alert">{escape(t["login_failed"].format(reason=reason))}</p>'
-        f'<a class="button" id="restart" href="{escape(restart)}">{t["refused_restart"]}</a>'
-    )
-    return _page(lang, t["refused_title"], body, status)
+
+    def build(t: Texts) -> Mapping[str, object]:
+        text = t["login_failed"].format(reason=reason)
+        return {"reason": reason, "reason_text": text, "restart": restart}
+
+    return _respond(request, "login_failed.html", "refused_title", status, build)
 
 
 def message_page(request: web.BaseRequest, key: str, status: int = 200) -> web.Response:
-    lang = language(request)
-    t = TEXT[lang]
-    return _page(lang, t["title"], f"<p>{escape(t[key])}</p>", status)
+    return _respond(
+        request, "message.html", "title", status, lambda t: {"key": key, "text": t[key]}
+    )
 
 
 def logout_page(request: web.BaseRequest, *, action: str, hidden: dict[str, str]) -> web.Response:
-    lang = language(request)
-    t = TEXT[lang]
-    body = (
-        f"<h1>{t['logout_heading']}</h1>"
-        f'<form method="post" action="{escape(action)}">{_hidden(hidden)}'
-        f'<button type="submit">{t["logout_submit"]}</button></form>'
-    )
-    return _page(lang, t["logout_title"], body, 200)
+    context = {"action": action, "hidden": hidden}
+    return _respond(request, "logout.html", "logout_title", 200, lambda _t: context)
 
 
 def unavailable_page(request: web.BaseRequest, retry_after: int) -> web.Response:
     """A page a browser gets when the database does not answer (503, ``Retry-After``)."""
-    lang = language(request)
-    t = TEXT[lang]
-    body = f'<h1>{t["unavailable_title"]}</h1><p role="alert">{t["unavailable"]}</p>'
-    response = _page(lang, t["unavailable_title"], body, 503)
+    context = {"retry_after": retry_after}
+    response = _respond(request, "unavailable.html", "unavailable_title", 503, lambda _t: context)
     response.headers[hdrs.RETRY_AFTER] = str(retry_after)
     return response

@@ -213,13 +213,12 @@ def _site_login_page(
     request: web.Request, config: Config, auth_request: AuthorizationRequest
 ) -> str | None:
     """A site's own login page (``conf/sites``) for this host, if it has one."""
-    host = (request.host or "").split(":", 1)[0].lower()
-    for site in config.sites.values():
-        if host in (h.lower() for h in site.hosts):
-            pages_ = site.oauth2
-            page = pages_.secret if "secret" in auth_request.prompt else None
-            return page or pages_.identifier
-    return None
+    name = config.site_for_host(request.host or "")
+    if name is None:
+        return None
+    site_pages = config.sites[name].oauth2
+    page = site_pages.secret if "secret" in auth_request.prompt else None
+    return page or site_pages.identifier
 
 
 # --- the sealed flow --------------------------------------------------------------------------

@@ -42,6 +42,12 @@ FORBIDDEN: dict[str, set[str]] = {
     "gateway.web": {"asyncpg", "gateway.store", "gateway.proxy"} | ENTRY,
     "gateway.proxy": {"asyncpg", "gateway.store", "gateway.web"} | ENTRY,
     "gateway.app": {"gateway.cli", "gateway.server"},
+    # Templates and their messages: used by config (validation), http (pages) and the mail
+    # sender, so it stands below all of them and imports none.
+    "gateway.themes": {"aiohttp", "asyncpg", "aiocache", "gateway.store", "gateway.grants"}
+    | {"gateway.http", "gateway.config", "gateway.oauth", "gateway.tokens"}
+    | FACES
+    | ENTRY,
 }
 
 
