@@ -43,6 +43,7 @@ from gateway.web import (
     discovery,
     federation,
     health,
+    invitation,
     login,
     logout,
     metrics,
@@ -239,6 +240,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         logout,
         login,
         admin,
+        invitation,
     ):
         app.router.add_routes(module.routes)
     if config.demo:

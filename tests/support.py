@@ -64,6 +64,9 @@ async def _admin(dsn: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, timeout=10)
 
 
+KEEP_OTHER_TEMPLATES = 4
+
+
 async def ensure_template(admin_dsn: str, name: str) -> None:
     from gateway.store.migrate import migrate
 
@@ -82,10 +85,14 @@ async def ensure_template(admin_dsn: str, name: str) -> None:
                 finally:
                     await db.close()
                 await conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+            # Templates of other schemas: the newest few stay, since another checkout (a
+            # branch with other migrations) may be running its tests on this server right now.
             stale = await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'gw\\_tmpl\\_%' "
-                "AND datname <> $1 AND datname NOT LIKE '%\\_build'",
+                "AND datname <> $1 AND datname NOT LIKE '%\\_build' "
+                "ORDER BY oid DESC OFFSET $2",
                 name,
+                KEEP_OTHER_TEMPLATES,
             )
             for row in stale:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')

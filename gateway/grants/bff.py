@@ -153,6 +153,11 @@ async def begin(ctx: Context, params: Params) -> tuple[str, Transaction]:
     if login is None or app is None:
         raise InvalidRequestError("sign-in through the token handler is not configured")
     return_to = check_return_to(params.get("return_to"), login.return_to, ctx.own_origin, app)
+    # Third-party initiated login (OIDC Core 4): iss names the provider the sign-in starts at.
+    iss = params.get("iss")
+    expected = ctx.issuer if login.provider == DEFAULT_PROVIDER else app.issuers[0]
+    if iss is not None and iss != expected:
+        raise InvalidRequestError("iss is not the provider this token handler signs in with")
     extra = passthrough(params)
     endpoint = ctx.endpoint("/oauth2/authorize")
     if login.provider != DEFAULT_PROVIDER:

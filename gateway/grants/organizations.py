@@ -11,6 +11,7 @@ in SQL (sql/functions/090_organizations.sql).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -25,6 +26,8 @@ from gateway.config.loader import Config
 from gateway.grants.context import Context
 from gateway.grants.live import live_token
 from gateway.oauth.errors import InsufficientScopeError, InvalidTokenError
+from gateway.passwords import check_new_password
+from gateway.store import errors as store_errors
 from gateway.store import organizations as store
 from gateway.store.pool import Executor
 
@@ -219,3 +222,49 @@ async def require_admin_of(ctx: Context, actor: Actor, alias: str) -> None:
 def require_service(actor: Actor) -> None:
     if actor.user_id is not None:
         raise InsufficientScopeError("only a service client may do this")
+
+
+# --- the invitation link ------------------------------------------------------------------------
+
+UNUSABLE = {
+    "used": store_errors.InvitationUsed,
+    "revoked": store_errors.InvitationRevoked,
+    "expired": store_errors.InvitationExpired,
+    "organization_removed": store_errors.InvitationOrganizationRemoved,
+}
+
+
+async def open_invitation(ctx: Context, token: str | None) -> store.InvitationView:
+    """The pending invitation a link names; ``InvitationUnusable`` (with its ``state``) for a
+    malformed, unknown, used, revoked or expired one, or one of a removed organisation."""
+    if token is None or not well_formed(token):
+        raise store_errors.InvitationUnknown("this invitation link is not valid")
+    view = await store.invitation_lookup(ctx.db, token_hash(token))
+    if view is None:
+        raise store_errors.InvitationUnknown("this invitation link is not valid")
+    unusable = UNUSABLE.get(view.state)
+    if unusable is not None:
+        raise unusable(view.state)
+    return view
+
+
+async def register(ctx: Context, token: str, *, username: str, name: str, password: str) -> UUID:
+    """Redeem an invitation by registering (``daemon.invitation_register``): the new user's id.
+    ``BadValue`` for a name or password that cannot be used."""
+    username = username.strip()
+    if not 1 <= len(username) <= 128 or any(ord(ch) < 0x21 for ch in username):
+        raise BadValue("the user name must be 1 to 128 characters without spaces")
+    name = check_name(name)
+    problem = check_new_password(password)
+    if problem:
+        raise BadValue(problem)
+    loop = asyncio.get_running_loop()
+    password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
+    return await store.invitation_register(
+        ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
+    )
+
+
+async def accept(ctx: Context, token: str, user_id: UUID) -> str:
+    """Redeem an invitation with the signed-in account whose email it names; the alias."""
+    return await store.invitation_accept(ctx.db, token_hash(token), user_id)

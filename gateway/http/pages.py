@@ -71,6 +71,15 @@ def language(request: web.BaseRequest) -> str:
     return _language(request, theme_of(request).languages)
 
 
+def texts(request: web.BaseRequest) -> Texts:
+    """The texts of the request's theme in its language, for a message a handler puts on a
+    page itself."""
+    theme = theme_of(request)
+    lang = _language(request, theme.languages)
+    rendering = theme.override or theme.builtin
+    return rendering.texts(rendering.language(lang))
+
+
 def _language(request: web.BaseRequest, available: frozenset[str]) -> str:
     best, best_q = "en", -1.0
     for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
