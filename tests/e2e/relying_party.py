@@ -52,6 +52,7 @@ class RelyingParty:
     errors: list[dict[str, str]] = field(default_factory=list)
     goodbyes: list[dict[str, str]] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)  # authorization URLs the browser was sent to
+    initiated: list[dict[str, str]] = field(default_factory=list)  # /login queries
 
     @property
     def origin(self) -> str:
@@ -78,6 +79,11 @@ class RelyingParty:
         )
 
     async def _login(self, request: web.Request) -> web.Response:
+        """Also the app's ``initiate_login_uri`` (OpenID Connect Core 4): a sign-in someone
+        else started names the provider in ``iss``, which must be the one this app trusts."""
+        if "iss" in request.query and request.query["iss"] != self.gateway:
+            return _page("Refused", '<p id="error">unknown issuer</p>', 400)
+        self.initiated.append(dict(request.query))
         verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
         extra = {k: v for k, v in request.query.items() if k in ("prompt", "login_hint")}
         async with self._client() as client:
@@ -108,7 +114,12 @@ class RelyingParty:
             return _page("Refused", '<p id="error">wrong nonce</p>', 400)
         self.sign_ins.append(SignedIn(state, claims, dict(tokens)))
         name = escape(str(claims.get("preferred_username") or claims["sub"]))
-        return _page("Signed in", f'<p>Signed in as <span id="user">{name}</span></p>')
+        organizations = escape(" ".join(claims.get("organization", [])))
+        return _page(
+            "Signed in",
+            f'<p>Signed in as <span id="user">{name}</span></p>'
+            f'<p>Organisations: <span id="organizations">{organizations}</span></p>',
+        )
 
     async def verify_id_token(self, token: str) -> dict[str, Any]:
         """The ID token verified as a careful relying party does: signature, iss, aud, exp."""
