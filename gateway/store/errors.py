@@ -21,7 +21,9 @@ from gateway.oauth import errors as oauth
 __all__ = [
     "CAUSES",
     "InvalidInputError",
+    "MailAlreadySentError",
     "SessionEndedError",
+    "UnknownMailError",
     "UnknownUserError",
     "UserExistsError",
     "sql_errors",
@@ -35,6 +37,14 @@ class UserExistsError(StoreError):
 
 class UnknownUserError(StoreError):
     """GW003: there is no user by that name."""
+
+
+class UnknownMailError(StoreError):
+    """GM001: there is no message with that id in the outbox."""
+
+
+class MailAlreadySentError(StoreError):
+    """GM002: the message was sent, or a sender holds it right now: nothing to retry."""
 
 
 class SessionEndedError(oauth.InvalidGrantError):
@@ -94,6 +104,9 @@ CAUSES: Mapping[str, Cause] = MappingProxyType(
         ),
         # JWT bearer assertions (RFC 7523 3).
         "GA001": Cause(oauth.InvalidGrantError, 400, "the assertion was already used"),
+        # The mail outbox (an operator's retry).
+        "GM001": Cause(UnknownMailError, 404, "there is no such message"),
+        "GM002": Cause(MailAlreadySentError, 409, "the message was sent or is being sent"),
     }
 )
 

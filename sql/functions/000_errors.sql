@@ -14,4 +14,5 @@
 --   GR003  refresh token no longer valid (revoked, over)     GR004  refresh token expired
 --   GR005  scope exceeds the granted scope
 --   GA001  assertion already used
+--   GM001  no such message (mail.outbox)                     GM002  the message was sent or is being sent
 SELECT 1;

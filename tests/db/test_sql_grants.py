@@ -451,7 +451,7 @@ async def test_housekeep_deletes_only_what_is_long_over(world: World) -> None:
 
     assert set(deleted) == {
         "sessions", "token families", "refresh tokens", "codes", "assertions",
-        "external refreshes", "throttle counters", "audit events",
+        "external refreshes", "throttle counters", "sent mails", "audit events",
     }  # fmt: skip
     assert deleted["sessions"] >= 1
     assert deleted["codes"] >= 1
