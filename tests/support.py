@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
+KEEP_OTHER_TEMPLATES = 3
 # Users of the HTTP and browser tests (carol is locked by the `users` fixture).
 USERS = {
     "alice": ("Correct-Horse-9", "alice@example.test", "Alice Liddell"),
@@ -82,10 +83,15 @@ async def ensure_template(admin_dsn: str, name: str) -> None:
                 finally:
                     await db.close()
                 await conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+            # Templates of other schemas (an older checkout): dropped, but the newest few
+            # are kept, since other branches' test runs may share this server right now and
+            # clone theirs at any moment.
             stale = await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'gw\\_tmpl\\_%' "
-                "AND datname <> $1 AND datname NOT LIKE '%\\_build'",
+                "AND datname <> $1 AND datname NOT LIKE '%\\_build' "
+                "ORDER BY oid DESC OFFSET $2",
                 name,
+                KEEP_OTHER_TEMPLATES,
             )
             for row in stale:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
