@@ -12,6 +12,7 @@ import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -38,7 +39,7 @@ from tests.http.mail_support import (
     smtp_server,
     smtp_url,
 )
-from tests.support import clock_of, free_port
+from tests.support import clock_of, dsn_with_database, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -358,8 +359,8 @@ async def test_the_sender_outlives_a_database_outage(
     """The database refuses connections for a while (every connection of the gateway ended):
     the sender backs off, says so once, and delivers what is queued once it can."""
     inbox = Inbox()
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+    name = urlsplit(database_url).path.lstrip("/")
+    admin_url = dsn_with_database(database_url, "postgres")
     caplog.set_level(logging.INFO, logger="gateway")
     admin = await asyncpg.connect(admin_url)
     try:
