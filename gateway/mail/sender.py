@@ -279,6 +279,7 @@ class MailSender:
             await asyncio.gather(*(self._send(c, transport, settings) for c in claimed))
             if len(claimed) < BATCH:
                 return
+        self._wake.set()  # a backlog (after an outage): go on at once, after a look around
 
     async def _send(self, claimed: ClaimedMail, transport: Transport, settings: Mail) -> None:
         outcome = await self._attempt(claimed, transport, settings)
