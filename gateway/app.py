@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from gateway.http.cors import setup_cors
 from gateway.http.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
 from gateway.http.metrics import METRICS, Metrics
 from gateway.http.pages import setup_themes
+from gateway.mail.sender import MailSender, sending
 from gateway.passwords import Passwords
 from gateway.proxy.exchange import PROXY, ProxyState
 from gateway.proxy.forward import proxy
@@ -136,6 +138,17 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _mail(app: web.Application) -> AsyncIterator[None]:
+    """The outbox's sender (every process: the claims' leases keep replicas from sending one
+    message twice). Last in ``cleanup_ctx``, so it stops first, while the pool still works."""
+    holder = app[keys.CONFIG]
+    database = holder.current.gateway.database
+    db = BoundedPool(app[keys.POOL], database.command_timeout, clock=app[keys.CLOCK])
+    sender = MailSender(holder, db, app[keys.AUTHORITY].master, workdir=Path.cwd())
+    async with sending(sender, app[keys.DATABASE_URL]):
+        yield
+
+
 async def _reload(app: web.Application) -> AsyncIterator[None]:
     """Watch the configuration files; after a reload, store new and changed clients."""
     holder = app[keys.CONFIG]
@@ -224,6 +237,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
+    app.cleanup_ctx.append(_mail)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
     app[METRICS] = Metrics()

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from gateway.authority import build_master, ensure_signing_keys
 from gateway.command import (
@@ -30,8 +34,15 @@ from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
+from gateway.store import mail as mail_store
 from gateway.store import users as user_store
-from gateway.store.errors import InvalidInputError, UnknownUserError, UserExistsError
+from gateway.store.errors import (
+    InvalidInputError,
+    MailAlreadySentError,
+    UnknownMailError,
+    UnknownUserError,
+    UserExistsError,
+)
 from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.migrate import MigrationResult, migrate
 from gateway.tokens.keys import KeyRing
@@ -284,6 +295,128 @@ async def _rotate(config: Config, dsn: str) -> KeyRing:
         return await ensure_signing_keys(conn, config, master, force=True)
 
 
+OUTBOX_COLUMNS = (
+    "ID",
+    "KIND",
+    "RECIPIENT",
+    "STATE",
+    "ATTEMPTS",
+    "LAST ERROR",
+    "NEXT ATTEMPT",
+    "CREATED",
+)
+
+
+def cmd_mail_outbox(args: argparse.Namespace) -> int:
+    """The outbox: messages not sent yet (queued, being sent, failed), or ``--all``."""
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1", EXIT_USAGE)
+    config = _load(args)
+    location = _locate(config)
+    try:
+        entries = asyncio.run(_mail_outbox(config, location.dsn, args.all, args.limit))
+    finally:
+        location.close()
+    if args.json:
+        print(json.dumps([_outbox_json(e) for e in entries], indent=2))
+        return EXIT_OK
+    if not entries:
+        print("the outbox holds no messages" if args.all else "no messages waiting or failed")
+        return EXIT_OK
+    rows = [OUTBOX_COLUMNS]
+    for e in entries:
+        rows.append(
+            (
+                str(e.id),
+                e.kind,
+                e.recipient,
+                e.state,
+                str(e.attempts),
+                _cell(e.last_error, 60),
+                _when(e.next_attempt_at),
+                _when(e.created_at),
+            )
+        )
+    _print_table(rows)
+    if len(entries) == args.limit:
+        print(f"(the first {args.limit}; see more with --limit)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _mail_outbox(
+    config: Config, dsn: str, include_sent: bool, limit: int
+) -> list[mail_store.OutboxEntry]:
+    async with _connected(config, dsn) as conn:
+        await migrate(conn)
+        return await mail_store.mail_outbox(conn, include_sent=include_sent, limit=limit)
+
+
+def _outbox_json(entry: mail_store.OutboxEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "kind": entry.kind,
+        "recipient": entry.recipient,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "next_attempt_at": _iso(entry.next_attempt_at),
+        "created_at": _iso(entry.created_at),
+        "sent_at": _iso(entry.sent_at),
+        "failed_at": _iso(entry.failed_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment is not None else "-"
+
+
+def _cell(text: str | None, width: int) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def cmd_mail_retry(args: argparse.Namespace) -> int:
+    """Queue a message again now (``ID``), or every failed one (``--failed``)."""
+    mail_id: UUID | None = None
+    if args.id is not None:
+        try:
+            mail_id = UUID(args.id)
+        except ValueError:
+            raise CommandError(
+                f"{args.id!r} is not a message id (see: gateway mail outbox)", EXIT_USAGE
+            ) from None
+    config = _load(args)
+    location = _locate(config)
+    try:
+        count = asyncio.run(_mail_retry(config, location.dsn, mail_id))
+    except UnknownMailError as exc:
+        raise CommandError(f"there is no message {mail_id} (see: gateway mail outbox)") from exc
+    except MailAlreadySentError as exc:
+        raise CommandError(
+            f"message {mail_id} was sent or is being sent right now: nothing to retry"
+        ) from exc
+    finally:
+        location.close()
+    if mail_id is not None:
+        print(f"message {mail_id} queued again; it goes out within seconds")
+    elif count:
+        print(f"{count} failed message{'' if count == 1 else 's'} queued again")
+    else:
+        print("no failed messages")
+    return EXIT_OK
+
+
+async def _mail_retry(config: Config, dsn: str, mail_id: UUID | None) -> int:
+    async with _connected(config, dsn) as conn:
+        await migrate(conn)
+        return await mail_store.mail_requeue(conn, mail_id)
+
+
 def _short_grant(grant: str) -> str:
     return grant.rsplit(":", 1)[-1]
 
@@ -406,6 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway import cli_org  # it builds on this module's helpers
 
     cli_org.add_parsers(sub, common, Parser)
+    mail = sub.add_parser("mail", help="the outgoing mail queue")
+    mail_sub = mail.add_subparsers(
+        dest="mail_command", required=True, metavar="ACTION", parser_class=Parser
+    )
+    outbox = mail_sub.add_parser(
+        "outbox", parents=[common], help="messages waiting or failed (--all: sent ones too)"
+    )
+    outbox.add_argument("--all", action="store_true", help="include sent messages")
+    outbox.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    outbox.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="at most N messages (default: 1000)"
+    )
+    outbox.set_defaults(func=cmd_mail_outbox)
+    retry = mail_sub.add_parser(
+        "retry", parents=[common], help="send a queued or failed message now, or every failed one"
+    )
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", metavar="ID", help="the message id (gateway mail outbox)")
+    which.add_argument("--failed", action="store_true", help="every failed message")
+    retry.set_defaults(func=cmd_mail_retry)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(

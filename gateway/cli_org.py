@@ -12,16 +12,16 @@ import asyncio
 import json
 from typing import Any
 
+from gateway import errors
 from gateway.command import EXIT_OK, EXIT_USAGE, CommandError
 from gateway.command import connected as _connected
 from gateway.command import load as _load
 from gateway.command import locate as _locate
 from gateway.command import print_table as _print_table
 from gateway.config.loader import Config
+from gateway.errors import InvitationUnusable, OrganizationError
 from gateway.grants import organizations as orgs
-from gateway.store import errors as store_errors
 from gateway.store import organizations as store
-from gateway.store.errors import InvitationUnusable, OrganizationError
 from gateway.store.migrate import migrate
 
 ACTOR = "cli"
@@ -49,15 +49,15 @@ def _run(args: argparse.Namespace, work: Any) -> Any:
 
 def _explain(exc: Exception, args: argparse.Namespace) -> str:
     alias = getattr(args, "alias", "")
-    if isinstance(exc, store_errors.UnknownOrganizationError):
+    if isinstance(exc, errors.UnknownOrganizationError):
         return f"there is no organisation {alias!r} (see: gateway org list)"
-    if isinstance(exc, store_errors.OrganizationExistsError):
+    if isinstance(exc, errors.OrganizationExistsError):
         return f"an organisation with the alias {alias!r} exists already"
-    if isinstance(exc, store_errors.AlreadyMemberError):
+    if isinstance(exc, errors.AlreadyMemberError):
         return f"{args.email} is a member of {alias!r} already"
-    if isinstance(exc, store_errors.NotMemberError):
+    if isinstance(exc, errors.NotMemberError):
         return f"{args.user!r} is not a member of {alias!r}"
-    if isinstance(exc, store_errors.NoPendingInvitationError):
+    if isinstance(exc, errors.NoPendingInvitationError):
         return f"there is no pending invitation of {args.email} to {alias!r}"
     return str(exc)
 

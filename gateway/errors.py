@@ -61,3 +61,102 @@ class UpstreamError(GatewayError):
         self.error = error
         self.description = description
         super().__init__(description)
+
+
+# --- organisations and invitations (sql/functions/090_organizations.sql) -----------------------
+
+
+class OrganizationError(GatewayError):
+    """A change to organisations that cannot be made: ``status`` and ``error`` for the admin
+    API's JSON answer, the message for it and for the command line."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class OrganizationExistsError(OrganizationError):
+    """GO001."""
+
+    status, error = 409, "conflict"
+
+
+class UnknownOrganizationError(OrganizationError):
+    """GO002."""
+
+    status, error = 404, "not_found"
+
+
+class AlreadyMemberError(OrganizationError):
+    """GO003."""
+
+    status, error = 409, "conflict"
+
+
+class NotMemberError(OrganizationError):
+    """GO004."""
+
+    status, error = 404, "not_found"
+
+
+class NoPendingInvitationError(OrganizationError):
+    """GO005."""
+
+    status, error = 404, "not_found"
+
+
+class InvitationUnusable(GatewayError):  # noqa: N818 - a state of the invitation, not a fault
+    """An invitation link that cannot be redeemed; ``state`` says why (the page says it too)."""
+
+    state = "unknown"
+
+
+class InvitationUnknown(InvitationUnusable):
+    """GI001: no invitation has this token (forged, truncated, or deleted)."""
+
+
+class InvitationExpired(InvitationUnusable):
+    """GI002."""
+
+    state = "expired"
+
+
+class InvitationUsed(InvitationUnusable):
+    """GI003."""
+
+    state = "used"
+
+
+class InvitationRevoked(InvitationUnusable):
+    """GI004."""
+
+    state = "revoked"
+
+
+class InvitationOrganizationRemoved(InvitationUnusable):
+    """GI005."""
+
+    state = "organization_removed"
+
+
+class InvitationAccountExists(InvitationUnusable):
+    """GI006: registering, but an account with the invited email exists (it self-registered
+    in between): sign in and accept instead."""
+
+    state = "account_exists"
+
+
+class InvitationForAnotherEmail(InvitationUnusable):
+    """GI007: accepting while signed in with an account of another email."""
+
+    state = "other_email"
+
+
+# --- mail (sql/functions/090_mail.sql) ---------------------------------------------------------
+
+
+class UnknownMailError(StoreError):
+    """GM001: there is no message with that id in the outbox."""
+
+
+class MailAlreadySentError(StoreError):
+    """GM002: the message was sent, or a sender holds it right now: nothing to retry."""

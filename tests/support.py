@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_LOCK = 0x6777_7465_7374  # "gwtest"
+KEEP_OTHER_TEMPLATES = 3
 # Users of the HTTP and browser tests (carol is locked by the `users` fixture).
 USERS = {
     "alice": ("Correct-Horse-9", "alice@example.test", "Alice Liddell"),
@@ -62,9 +63,6 @@ def dsn_with_database(dsn: str, database: str) -> str:
 
 async def _admin(dsn: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, timeout=10)
-
-
-KEEP_OTHER_TEMPLATES = 4
 
 
 async def ensure_template(admin_dsn: str, name: str) -> None:

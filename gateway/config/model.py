@@ -9,6 +9,10 @@ Which keys need a restart: ``listen.*`` and ``database.*`` (see README, "Hot rel
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.headerregistry import Address, HeaderRegistry
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -196,6 +200,88 @@ def check_upstream(value: str) -> str:
         raise ValueError("the port must be a number from 1 to 65535") from None
     if port == 0:
         raise ValueError("the port must be a number from 1 to 65535")
+    return value
+
+
+def parse_mail_address(value: str) -> Address:
+    """One RFC 5322 mailbox, ``alice@example.com`` or ``Alice <alice@example.com>``: no groups,
+    no lists, no line breaks (a header injection)."""
+    if not value or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must be one email address, without line breaks or control characters")
+    try:
+        # An AddressHeader (typeshed types the registry's result as its base class).
+        header: Any = HeaderRegistry()("to", value)
+    except Exception:  # the parser raises assorted errors on some malformed input
+        raise ValueError(f"{value!r} is not an email address") from None
+    groups = header.groups
+    if header.defects or len(groups) != 1 or groups[0].display_name is not None:
+        raise ValueError(f"{value!r} is not one email address such as Name <name@example.com>")
+    (address,) = groups[0].addresses
+    if not isinstance(address, Address) or not (address.username and address.domain):
+        raise ValueError(f"{value!r} is not an email address such as name@example.com")
+    if len(address.addr_spec) > 320:
+        raise ValueError(f"{value!r} is not an email address such as name@example.com")
+    return address
+
+
+def check_mail_address(value: str) -> str:
+    parse_mail_address(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class MailServer:
+    """Where ``mail.url`` points: host, port and how the connection is protected."""
+
+    host: str
+    port: int
+    security: Literal["starttls", "tls", "plain"]
+
+
+# scheme -> (protection, default port)
+MAIL_SCHEMES: Mapping[str, tuple[Literal["starttls", "tls", "plain"], int]] = MappingProxyType(
+    {
+        "smtp": ("starttls", 587),
+        "smtps": ("tls", 465),
+        "smtp+plain": ("plain", 25),
+    }
+)
+
+
+def parse_mail_url(value: str) -> MailServer:
+    """``smtp://host[:port]`` (STARTTLS required, 587), ``smtps://host[:port]`` (TLS from the
+    first byte, 465) or ``smtp+plain://host[:port]`` (no TLS: loopback hosts only, 25)."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in MAIL_SCHEMES:
+        raise ValueError(
+            "must be smtp://host:port (STARTTLS required), smtps://host:port (TLS from the "
+            "start) or smtp+plain://127.0.0.1:port (no TLS, loopback only)"
+        )
+    if "@" in parts.netloc:
+        raise ValueError("put the credentials in mail.username and mail.password, not in the URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host:port only (no path, query or fragment)")
+    host = parts.hostname
+    if not host or any(ord(ch) < 0x21 for ch in value):
+        raise ValueError("must name a host, e.g. smtp://smtp.example.com:587")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    security, default_port = MAIL_SCHEMES[scheme]
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    if security == "plain" and not is_loopback_host(host):
+        raise ValueError(
+            "smtp+plain sends passwords and links unencrypted, so only to a loopback host (a "
+            "local relay or test server); use smtp:// (STARTTLS) or smtps://"
+        )
+    return MailServer(host, port or default_port, security)
+
+
+def check_mail_url(value: str) -> str:
+    parse_mail_url(value)
     return value
 
 
@@ -396,6 +482,54 @@ class Organizations(Strict):
     manage_scope: str = Field("organizations.manage", pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 
+class Mail(Strict):
+    """Outgoing mail (invitations, recovery links). Every message goes through the outbox table
+    and is retried with a backoff, so an SMTP outage delays mail and loses none. Without ``url``
+    (the newcomer's default) each message is written to ``dir`` as ``<id>.eml`` instead."""
+
+    # smtp://host:port (STARTTLS required), smtps://host:port (implicit TLS), or
+    # smtp+plain://127.0.0.1:port (no TLS; loopback only). Unset: files under dir.
+    url: Annotated[str, AfterValidator(check_mail_url)] | None = None
+    # The From address, e.g. "Example Sign-in <no-reply@example.com>"; required with url.
+    sender: Annotated[str, AfterValidator(check_mail_address)] | None = None
+    username: str | None = Field(None, min_length=1, max_length=256)
+    password: SecretStr | None = None
+    # Seconds for connecting and for each SMTP command; a whole message gets 4 times as long.
+    timeout: float = Field(10.0, gt=0, le=120)
+    dir: str = Field("var/mail", min_length=1)
+    # Seconds after which a message that keeps failing is given up (state failed).
+    give_up_after: int = Field(3 * 86400, ge=60, le=30 * 86400)
+    # Seconds between looks at the outbox for retries that came due (new mail wakes the sender
+    # at once through NOTIFY).
+    poll_interval: float = Field(5.0, ge=0.05, le=300)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Mail:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password, or neither")
+        if self.url is None and self.username is not None:
+            raise ValueError("username and password are for an SMTP server: set url too")
+        if self.url is not None and self.sender is None:
+            raise ValueError(
+                "set sender, the From address (e.g. Example <no-reply@example.com>), with url"
+            )
+        return self
+
+    @property
+    def server(self) -> MailServer | None:
+        return parse_mail_url(self.url) if self.url is not None else None
+
+    @property
+    def from_address(self) -> Address:
+        """The From mailbox: ``sender``, else ``gateway@localhost`` (files only)."""
+        return parse_mail_address(self.sender or "gateway@localhost")
+
+    @property
+    def send_deadline(self) -> float:
+        """Seconds one message may take in all: connecting, TLS, login, and the transaction."""
+        return 4 * self.timeout
+
+
 class GatewaySettings(Strict):
     """``conf/gateway.json``."""
 
@@ -421,6 +555,7 @@ class GatewaySettings(Strict):
     demo: bool = False
     login: Login | None = None
     organizations: Organizations = Organizations()
+    mail: Mail = Mail()
 
     @field_validator("issuer")
     @classmethod

@@ -22,13 +22,14 @@ from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
 
+from gateway import errors
 from gateway.config.loader import Config
 from gateway.grants.context import Context
 from gateway.grants.live import live_token
 from gateway.oauth.errors import InsufficientScopeError, InvalidTokenError
 from gateway.passwords import check_new_password
-from gateway.store import errors as store_errors
 from gateway.store import organizations as store
+from gateway.store.errors import UserExistsError
 from gateway.store.pool import Executor
 
 INVITATION_PATH = "/oauth2/invitation"
@@ -40,6 +41,17 @@ DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{
 
 class BadValue(ValueError):  # noqa: N818 - raised for the caller to show as it is
     """A value a person typed that cannot be used; the message says why, in plain words."""
+
+
+class UsernameTaken(BadValue):
+    """Registering with a user name another account has."""
+
+
+# What the faces show (the store's records, named here so that they need not import it).
+Organization = store.Organization
+Member = store.Member
+InvitationEntry = store.Invitation
+InvitationView = store.InvitationView
 
 
 def check_alias(alias: str) -> str:
@@ -227,10 +239,10 @@ def require_service(actor: Actor) -> None:
 # --- the invitation link ------------------------------------------------------------------------
 
 UNUSABLE = {
-    "used": store_errors.InvitationUsed,
-    "revoked": store_errors.InvitationRevoked,
-    "expired": store_errors.InvitationExpired,
-    "organization_removed": store_errors.InvitationOrganizationRemoved,
+    "used": errors.InvitationUsed,
+    "revoked": errors.InvitationRevoked,
+    "expired": errors.InvitationExpired,
+    "organization_removed": errors.InvitationOrganizationRemoved,
 }
 
 
@@ -238,10 +250,10 @@ async def open_invitation(ctx: Context, token: str | None) -> store.InvitationVi
     """The pending invitation a link names; ``InvitationUnusable`` (with its ``state``) for a
     malformed, unknown, used, revoked or expired one, or one of a removed organisation."""
     if token is None or not well_formed(token):
-        raise store_errors.InvitationUnknown("this invitation link is not valid")
+        raise errors.InvitationUnknown("this invitation link is not valid")
     view = await store.invitation_lookup(ctx.db, token_hash(token))
     if view is None:
-        raise store_errors.InvitationUnknown("this invitation link is not valid")
+        raise errors.InvitationUnknown("this invitation link is not valid")
     unusable = UNUSABLE.get(view.state)
     if unusable is not None:
         raise unusable(view.state)
@@ -260,11 +272,68 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
         raise BadValue(problem)
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
-    return await store.invitation_register(
-        ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
-    )
+    try:
+        return await store.invitation_register(
+            ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
+        )
+    except UserExistsError:
+        raise UsernameTaken("this user name is taken") from None
 
 
 async def accept(ctx: Context, token: str, user_id: UUID) -> str:
     """Redeem an invitation with the signed-in account whose email it names; the alias."""
     return await store.invitation_accept(ctx.db, token_hash(token), user_id)
+
+
+# --- what the admin API does, each checked against the actor --------------------------------
+
+
+async def create_organization(
+    ctx: Context, actor: Actor, alias: str, name: str, domains: list[str]
+) -> Organization:
+    require_service(actor)
+    alias, name = check_alias(alias), check_name(name)
+    checked = tuple(dict.fromkeys(check_domain(d) for d in domains))
+    await store.org_add(ctx.db, alias, name, checked, actor.name)
+    created = await store.org_get(ctx.db, alias)
+    assert created is not None
+    return created
+
+
+async def organizations_of(ctx: Context, actor: Actor) -> list[Organization]:
+    """Every organisation for a service client; those a user administers."""
+    return await store.org_list(ctx.db, actor.user_id)
+
+
+async def organization(ctx: Context, actor: Actor, alias: str) -> Organization:
+    await require_admin_of(ctx, actor, alias)
+    found = await store.org_get(ctx.db, alias)
+    if found is None:
+        raise errors.UnknownOrganizationError("there is no such organisation")
+    return found
+
+
+async def members(ctx: Context, actor: Actor, alias: str) -> list[Member]:
+    await require_admin_of(ctx, actor, alias)
+    return await store.org_members(ctx.db, alias)
+
+
+async def remove_member(ctx: Context, actor: Actor, alias: str, user_id: str) -> None:
+    await require_admin_of(ctx, actor, alias)
+    try:
+        UUID(user_id)
+    except ValueError:
+        raise BadValue("name the member by its id") from None
+    await store.org_remove_member(ctx.db, alias, user_id, actor.name)
+
+
+async def invitations(
+    ctx: Context, actor: Actor, alias: str, *, every: bool
+) -> list[InvitationEntry]:
+    await require_admin_of(ctx, actor, alias)
+    return await store.org_invitations(ctx.db, alias, include_all=every)
+
+
+async def revoke_invitation(ctx: Context, actor: Actor, alias: str, email: str) -> None:
+    await require_admin_of(ctx, actor, alias)
+    await store.org_revoke_invite(ctx.db, alias, email, actor.name)

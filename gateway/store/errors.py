@@ -15,13 +15,33 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from asyncpg.exceptions._base import DataError as ClientDataError
 
-from gateway.errors import GatewayError, InvalidInputError, StoreError
+from gateway.errors import (
+    AlreadyMemberError,
+    GatewayError,
+    InvalidInputError,
+    InvitationAccountExists,
+    InvitationExpired,
+    InvitationForAnotherEmail,
+    InvitationOrganizationRemoved,
+    InvitationRevoked,
+    InvitationUnknown,
+    InvitationUsed,
+    MailAlreadySentError,
+    NoPendingInvitationError,
+    NotMemberError,
+    OrganizationExistsError,
+    StoreError,
+    UnknownMailError,
+    UnknownOrganizationError,
+)
 from gateway.oauth import errors as oauth
 
 __all__ = [
     "CAUSES",
     "InvalidInputError",
+    "MailAlreadySentError",
     "SessionEndedError",
+    "UnknownMailError",
     "UnknownUserError",
     "UserExistsError",
     "sql_errors",
@@ -35,91 +55,6 @@ class UserExistsError(StoreError):
 
 class UnknownUserError(StoreError):
     """GW003: there is no user by that name."""
-
-
-class OrganizationError(GatewayError):
-    """A change to organisations that cannot be made: ``status`` and ``error`` for the admin
-    API's JSON answer, the message for it and for the command line."""
-
-    status = 400
-    error = "invalid_request"
-
-
-class OrganizationExistsError(OrganizationError):
-    """GO001."""
-
-    status, error = 409, "conflict"
-
-
-class UnknownOrganizationError(OrganizationError):
-    """GO002."""
-
-    status, error = 404, "not_found"
-
-
-class AlreadyMemberError(OrganizationError):
-    """GO003."""
-
-    status, error = 409, "conflict"
-
-
-class NotMemberError(OrganizationError):
-    """GO004."""
-
-    status, error = 404, "not_found"
-
-
-class NoPendingInvitationError(OrganizationError):
-    """GO005."""
-
-    status, error = 404, "not_found"
-
-
-class InvitationUnusable(GatewayError):  # noqa: N818 - a state of the invitation, not a fault
-    """An invitation link that cannot be redeemed; ``state`` says why (the page says it too)."""
-
-    state = "unknown"
-
-
-class InvitationUnknown(InvitationUnusable):
-    """GI001: no invitation has this token (forged, truncated, or deleted)."""
-
-
-class InvitationExpired(InvitationUnusable):
-    """GI002."""
-
-    state = "expired"
-
-
-class InvitationUsed(InvitationUnusable):
-    """GI003."""
-
-    state = "used"
-
-
-class InvitationRevoked(InvitationUnusable):
-    """GI004."""
-
-    state = "revoked"
-
-
-class InvitationOrganizationRemoved(InvitationUnusable):
-    """GI005."""
-
-    state = "organization_removed"
-
-
-class InvitationAccountExists(InvitationUnusable):
-    """GI006: registering, but an account with the invited email exists (it self-registered
-    in between): sign in and accept instead."""
-
-    state = "account_exists"
-
-
-class InvitationForAnotherEmail(InvitationUnusable):
-    """GI007: accepting while signed in with an account of another email."""
-
-    state = "other_email"
 
 
 class SessionEndedError(oauth.InvalidGrantError):
@@ -192,6 +127,9 @@ CAUSES: Mapping[str, Cause] = MappingProxyType(
         "GI005": Cause(InvitationOrganizationRemoved, 410, "the organisation no longer exists"),
         "GI006": Cause(InvitationAccountExists, 409, "an account with this email exists"),
         "GI007": Cause(InvitationForAnotherEmail, 403, "the invitation is for another email"),
+        # The mail outbox (an operator's retry).
+        "GM001": Cause(UnknownMailError, 404, "there is no such message"),
+        "GM002": Cause(MailAlreadySentError, 409, "the message was sent or is being sent"),
     }
 )
 

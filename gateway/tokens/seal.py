@@ -59,9 +59,13 @@ class Sealer:
         aad = f"{purpose}|{self._seal_kid}".encode()
         return f"{self._seal_kid}.{b64url(nonce + self._seal.encrypt(nonce, plaintext, aad))}"
 
-    def unseal(self, sealed: str, *, purpose: str) -> bytes | None:
-        """The plaintext, or None when the value is malformed, forged or for another purpose."""
-        if not sealed or len(sealed) > MAX_SEALED_LENGTH:
+    def unseal(
+        self, sealed: str, *, purpose: str, max_length: int = MAX_SEALED_LENGTH
+    ) -> bytes | None:
+        """The plaintext, or None when the value is malformed, forged, for another purpose or
+        longer than ``max_length`` (the default suits cookies and tokens; a value the gateway
+        stored itself, such as a queued mail, may allow more)."""
+        if not sealed or len(sealed) > max_length:
             return None
         kid, _, body = sealed.partition(".")
         aead = self._open.get(kid)

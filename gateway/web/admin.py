@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from uuid import UUID
 
 from aiohttp import hdrs, web
 
+from gateway.errors import OrganizationError
 from gateway.grants import organizations as orgs
 from gateway.grants.context import Context
 from gateway.http.context import grant_context
 from gateway.http.errors import NO_STORE, json_error, read_body
-from gateway.store import organizations as store
-from gateway.store.errors import OrganizationError
 from gateway.web.tokens import bearer_token
 
 routes = web.RouteTableDef()
@@ -70,7 +68,7 @@ class _Refused(Exception):  # noqa: N818 - an answer, raised from helpers
         self.response = json_error(status, error, description)
 
 
-def _organization(o: store.Organization) -> dict[str, Any]:
+def _organization(o: orgs.Organization) -> dict[str, Any]:
     return {
         "alias": o.alias,
         "name": o.name,
@@ -107,23 +105,20 @@ async def create_organization(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
     orgs.require_service(actor)
     body = await _body(request)
-    alias = orgs.check_alias(_text(body, "alias") or "")
-    name = orgs.check_name(_text(body, "name") or "")
     domains = body.get("domains", [])
     if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
         raise _Refused(422, "invalid_value", "domains must be a list of domain names")
-    checked = tuple(dict.fromkeys(orgs.check_domain(d) for d in domains))
-    await store.org_add(ctx.db, alias, name, checked, actor.name)
-    created = await store.org_get(ctx.db, alias)
-    assert created is not None
-    return _json(_organization(created), 201, {hdrs.LOCATION: f"{BASE}/{alias}"})
+    created = await orgs.create_organization(
+        ctx, actor, _text(body, "alias") or "", _text(body, "name") or "", domains
+    )
+    return _json(_organization(created), 201, {hdrs.LOCATION: f"{BASE}/{created.alias}"})
 
 
 @routes.get(BASE)
 @_answer
 async def list_organizations(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
-    found = await store.org_list(ctx.db, actor.user_id)
+    found = await orgs.organizations_of(ctx, actor)
     return _json({"organizations": [_organization(o) for o in found]})
 
 
@@ -131,11 +126,7 @@ async def list_organizations(request: web.Request) -> web.StreamResponse:
 @_answer
 async def get_organization(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
-    alias = request.match_info["alias"]
-    await orgs.require_admin_of(ctx, actor, alias)
-    found = await store.org_get(ctx.db, alias)
-    if found is None:
-        return json_error(404, "not_found", "there is no such organisation")
+    found = await orgs.organization(ctx, actor, request.match_info["alias"])
     return _json(_organization(found))
 
 
@@ -143,9 +134,7 @@ async def get_organization(request: web.Request) -> web.StreamResponse:
 @_answer
 async def list_members(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
-    alias = request.match_info["alias"]
-    await orgs.require_admin_of(ctx, actor, alias)
-    members = await store.org_members(ctx.db, alias)
+    found = await orgs.members(ctx, actor, request.match_info["alias"])
     return _json(
         {
             "members": [
@@ -157,7 +146,7 @@ async def list_members(request: web.Request) -> web.StreamResponse:
                     "role": m.role,
                     "joined_at": m.joined_at.isoformat(),
                 }
-                for m in members
+                for m in found
             ]
         }
     )
@@ -168,12 +157,7 @@ async def list_members(request: web.Request) -> web.StreamResponse:
 async def remove_member(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
     alias, user = request.match_info["alias"], request.match_info["user"]
-    await orgs.require_admin_of(ctx, actor, alias)
-    try:
-        UUID(user)
-    except ValueError:
-        raise _Refused(422, "invalid_value", "name the member by its id") from None
-    await store.org_remove_member(ctx.db, alias, user, actor.name)
+    await orgs.remove_member(ctx, actor, alias, user)
     return web.Response(status=204, headers=NO_STORE)
 
 
@@ -209,10 +193,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
 @_answer
 async def list_invitations(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
-    alias = request.match_info["alias"]
-    await orgs.require_admin_of(ctx, actor, alias)
     every = request.query.get("all") in ("1", "true")
-    found = await store.org_invitations(ctx.db, alias, include_all=every)
+    found = await orgs.invitations(ctx, actor, request.match_info["alias"], every=every)
     return _json(
         {
             "invitations": [
@@ -236,7 +218,6 @@ async def list_invitations(request: web.Request) -> web.StreamResponse:
 @_answer
 async def revoke_invitation(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
-    alias = request.match_info["alias"]
-    await orgs.require_admin_of(ctx, actor, alias)
-    await store.org_revoke_invite(ctx.db, alias, request.match_info["email"], actor.name)
+    alias, email = request.match_info["alias"], request.match_info["email"]
+    await orgs.revoke_invitation(ctx, actor, alias, email)
     return web.Response(status=204, headers=NO_STORE)

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from aiohttp import hdrs, web
 
+from gateway import errors
 from gateway.grants import organizations as orgs
 from gateway.grants.context import Context
 from gateway.grants.login import check_password
@@ -35,8 +36,6 @@ from gateway.http.cookies import set_session_cookie
 from gateway.http.errors import read_body
 from gateway.oauth.errors import InvalidGrantError, SlowDownError
 from gateway.oauth.params import Params, parse_form
-from gateway.store import errors as store_errors
-from gateway.store.organizations import InvitationView
 from gateway.web.authorize import current_session, open_browser_session
 from gateway.web.forms import FormKind, FormRefused, refusal_page
 
@@ -62,7 +61,7 @@ async def invitation_get(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     try:
         view = await orgs.open_invitation(ctx, token)
-    except store_errors.InvitationUnusable as exc:
+    except errors.InvitationUnusable as exc:
         return _problem(request, exc.state)
     assert token is not None
     return await _page(request, ctx, token, view)
@@ -72,7 +71,7 @@ async def _page(
     request: web.Request,
     ctx: Context,
     token: str,
-    view: InvitationView,
+    view: orgs.InvitationView,
     *,
     message: str | None = None,
     status: int = 200,
@@ -124,7 +123,7 @@ async def invitation_post(request: web.Request) -> web.StreamResponse:
     token = str(fields["t"])
     try:
         view = await orgs.open_invitation(ctx, token)
-    except store_errors.InvitationUnusable as exc:
+    except errors.InvitationUnusable as exc:
         return _problem(request, exc.state)
     if fields.get("k") == "register" and view.user_id is not None:
         # The invited email got an account since the page was shown: sign in and join.
@@ -135,19 +134,19 @@ async def invitation_post(request: web.Request) -> web.StreamResponse:
             user_id = await _register(ctx, token, form)
         else:
             user_id = await _join(request, ctx, token, view, form)
+    except orgs.UsernameTaken:
+        text = pages.texts(request)["register_username_taken"]
+        return await _page(request, ctx, token, view, message=text, status=409, form=form)
     except orgs.BadValue as exc:
         return await _page(request, ctx, token, view, message=str(exc), status=400, form=form)
     except _WrongPassword as wrong:
         return wrong.response(await _page(request, ctx, token, view, message=wrong.text,
                                           status=wrong.status))  # fmt: skip
-    except store_errors.InvitationAccountExists:
+    except errors.InvitationAccountExists:
         # The invited email registered meanwhile (self-registration, another browser): join.
         fresh = await orgs.open_invitation(ctx, token)
         return await _page(request, ctx, token, fresh, message=None, status=409)
-    except store_errors.UserExistsError:
-        text = pages.texts(request)["register_username_taken"]
-        return await _page(request, ctx, token, view, message=text, status=409, form=form)
-    except store_errors.InvitationUnusable as exc:
+    except errors.InvitationUnusable as exc:
         return _problem(request, exc.state, view.organization_name)
     return await _signed_in(request, ctx, view, user_id)
 
@@ -176,7 +175,7 @@ async def _register(ctx: Context, token: str, form: Params) -> UUID:
 
 
 async def _join(
-    request: web.Request, ctx: Context, token: str, view: InvitationView, form: Params
+    request: web.Request, ctx: Context, token: str, view: orgs.InvitationView, form: Params
 ) -> UUID:
     """The account of the invited email, proven by this browser's session or its password."""
     assert view.user_id is not None
@@ -198,7 +197,7 @@ async def _join(
 
 
 async def _signed_in(
-    request: web.Request, ctx: Context, view: InvitationView, user_id: UUID
+    request: web.Request, ctx: Context, view: orgs.InvitationView, user_id: UUID
 ) -> web.Response:
     """Signed in (a session for the inviting client), then on to its ``initiate_login_uri``;
     the page that says the account is ready when there is nowhere to go."""

@@ -66,6 +66,12 @@ BEGIN
         LIMIT p_batch)
       AND last_failure_at < v_before AND (locked_until IS NULL OR locked_until < v_before);
     kind := 'throttle counters'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- Messages sent longer ago than p_keep (their content went when they were sent; this is the
+    -- metadata). Failed ones stay for an operator to see and requeue.
+    DELETE FROM mail.outbox WHERE id IN (
+        SELECT id FROM mail.outbox WHERE state = 'sent' AND sent_at < v_before LIMIT p_batch)
+      AND state = 'sent' AND sent_at < v_before;
+    kind := 'sent mails'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     IF p_audit_days > 0 THEN
         DELETE FROM audit.event WHERE id IN (
             SELECT id FROM audit.event WHERE at < daemon.now() - make_interval(days => p_audit_days)
@@ -76,6 +82,6 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.housekeep(integer, integer, integer) IS
     'Delete what is over for longer than p_keep seconds (sessions with their grants, token families, '
-    'current refresh tokens, codes, assertion ids, throttle counters) and audit events older than '
+    'current refresh tokens, codes, assertion ids, throttle counters, sent mails) and audit events older than '
     'p_audit_days (0 keeps them), at most p_batch rows of each per call. Returns the rows deleted '
     'by kind, or nothing when another housekeeper holds the lock. GW002 on bad arguments.';

@@ -53,7 +53,7 @@ async def test_column_defaults_read_the_same_clock(db: asyncpg.Connection) -> No
             " JOIN pg_class c ON c.oid = d.adrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
-            " WHERE n.nspname IN ('auth', 'oauth2', 'audit')"
+            " WHERE n.nspname IN ('auth', 'oauth2', 'audit', 'mail')"
             " AND pg_get_expr(d.adbin, d.adrelid) = 'now()'"
         )
         assert plain == [], "columns still defaulting to the database's own now()"

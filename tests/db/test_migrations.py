@@ -22,13 +22,14 @@ EXPECTED_TABLES = {
     "auth.token_family",
     "auth.refresh_token",
     "audit.event",
+    "mail.outbox",
 }
 
 
 async def tables(conn: asyncpg.Connection) -> set[str]:
     rows = await conn.fetch(
         "SELECT schemaname || '.' || tablename AS name FROM pg_tables "
-        "WHERE schemaname IN ('oauth2', 'auth', 'audit', 'gateway_meta')"
+        "WHERE schemaname IN ('oauth2', 'auth', 'audit', 'mail', 'gateway_meta')"
     )
     return {row["name"] for row in rows}
 

@@ -1,0 +1,210 @@
+"""The mail outbox: the store functions named after ``daemon.mail_*``
+(sql/functions/090_mail.sql, where the state machine is drawn), and the wake-up feed.
+
+``daemon.mail_enqueue`` and ``daemon.mail_requeue`` announce new work with
+``NOTIFY gateway_mail``; ``MailWakeups`` keeps one connection listening for it in every process
+that sends, so a message queued by any replica goes out at once rather than at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from gateway.store.errors import sql_errors
+from gateway.store.pool import Executor
+
+log = logging.getLogger(__name__)
+CHANNEL = "gateway_mail"
+APPLICATION_NAME = "gateway mail wake-ups"  # as pg_stat_activity shows the connection
+CONNECT_TIMEOUT = 5.0
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_TIMEOUT = 5.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMail:
+    """A message leased to this sender (``daemon.mail_claim``); ``claim`` names the lease."""
+
+    id: UUID
+    kind: str
+    recipient: str
+    content_sealed: str
+    attempts: int
+    created_at: datetime
+    claim: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A row of ``gateway mail outbox``: metadata only, never the content."""
+
+    id: UUID
+    kind: str
+    recipient: str
+    state: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+    failed_at: datetime | None
+
+
+async def mail_enqueue(
+    db: Executor, mail_id: UUID, kind: str, recipient: str, content_sealed: str
+) -> UUID:
+    """``daemon.mail_enqueue``: queued, due now; the senders are woken at commit."""
+    with sql_errors():
+        queued: UUID = await db.fetchval(
+            "SELECT daemon.mail_enqueue($1, $2, $3, $4)", mail_id, kind, recipient, content_sealed
+        )
+    return queued
+
+
+async def mail_claim(db: Executor, *, limit: int, lease: int) -> list[ClaimedMail]:
+    """``daemon.mail_claim``: up to ``limit`` due messages, leased for ``lease`` seconds."""
+    with sql_errors():
+        rows = await db.fetch("SELECT * FROM daemon.mail_claim($1, $2)", limit, lease)
+    return [
+        ClaimedMail(
+            id=row["id"],
+            kind=row["kind"],
+            recipient=row["recipient"],
+            content_sealed=row["content_sealed"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            claim=row["claim"],
+        )
+        for row in rows
+    ]
+
+
+async def mail_sent(db: Executor, mail_id: UUID, claim: UUID) -> bool:
+    """``daemon.mail_sent``: False when the lease was taken over in the meantime."""
+    with sql_errors():
+        done: bool = await db.fetchval("SELECT daemon.mail_sent($1, $2)", mail_id, claim)
+    return done
+
+
+async def mail_failed(
+    db: Executor, mail_id: UUID, claim: UUID, error: str, *, permanent: bool, give_up: int
+) -> tuple[str, datetime | None] | None:
+    """``daemon.mail_failed``: (``queued``, next attempt) or (``failed``, None); None when the
+    lease was taken over in the meantime."""
+    with sql_errors():
+        row = await db.fetchrow(
+            "SELECT * FROM daemon.mail_failed($1, $2, $3, $4, $5)",
+            mail_id,
+            claim,
+            error,
+            permanent,
+            give_up,
+        )
+    return None if row is None else (str(row["state"]), row["next_attempt_at"])
+
+
+async def mail_release(db: Executor, mail_id: UUID, claim: UUID) -> bool:
+    """``daemon.mail_release``: the message is due again at once."""
+    with sql_errors():
+        done: bool = await db.fetchval("SELECT daemon.mail_release($1, $2)", mail_id, claim)
+    return done
+
+
+async def mail_requeue(db: Executor, mail_id: UUID | None) -> int:
+    """``daemon.mail_requeue``: that message, or (None) every failed one; how many.
+    ``UnknownMailError`` / ``MailAlreadySentError`` for an id that cannot be retried."""
+    with sql_errors():
+        count: int = await db.fetchval("SELECT daemon.mail_requeue($1)", mail_id)
+    return count
+
+
+async def mail_outbox(db: Executor, *, include_sent: bool, limit: int) -> list[OutboxEntry]:
+    """``daemon.mail_outbox``: unsent messages (or every one kept), oldest first."""
+    with sql_errors():
+        rows = await db.fetch("SELECT * FROM daemon.mail_outbox($1, $2)", include_sent, limit)
+    return [
+        OutboxEntry(
+            id=row["id"],
+            kind=row["kind"],
+            recipient=row["recipient"],
+            state=row["state"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            next_attempt_at=row["next_attempt_at"],
+            created_at=row["created_at"],
+            sent_at=row["sent_at"],
+            failed_at=row["failed_at"],
+        )
+        for row in rows
+    ]
+
+
+class MailWakeups:
+    """One connection listening on ``gateway_mail``: ``wake()`` is called at every
+    notification, and each time the connection is (re)established, since a notification may
+    have been missed while it was down. The sender polls as well, so a lost connection delays
+    mail by at most a poll interval; this connection only makes the usual case immediate."""
+
+    def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
+        self._dsn = dsn
+        self._wake = wake
+        self.up = False
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnect with backoff after any failure."""
+        backoff = BACKOFF_FIRST
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT + HEARTBEAT_TIMEOUT):
+                    conn = await asyncpg.connect(
+                        self._dsn,
+                        timeout=CONNECT_TIMEOUT,
+                        command_timeout=HEARTBEAT_TIMEOUT,
+                        server_settings={"application_name": APPLICATION_NAME},
+                    )
+                    await conn.add_listener(CHANNEL, self._notified)
+                self.up = True
+                self._wake()
+                backoff = BACKOFF_FIRST
+                while not conn.is_closed():
+                    await asyncio.sleep(HEARTBEAT_SECONDS)
+                    async with asyncio.timeout(HEARTBEAT_TIMEOUT):  # a stalled server, too
+                        await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.up:
+                    log.warning("mail wake-ups lost their connection: %s", exc.__class__.__name__)
+            finally:
+                self.up = False
+                if conn is not None:
+                    conn.terminate()  # never waits on the server, never raises
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._wake()
+
+
+@contextlib.asynccontextmanager
+async def listening(wakeups: MailWakeups) -> AsyncIterator[MailWakeups]:
+    """Run ``wakeups`` for the duration of the block."""
+    task = asyncio.create_task(wakeups.run())
+    try:
+        yield wakeups
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
