@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from gateway import errors
+from gateway.authority import build_master
 from gateway.command import EXIT_OK, EXIT_USAGE, CommandError
 from gateway.command import connected as _connected
 from gateway.command import load as _load
@@ -23,6 +24,7 @@ from gateway.errors import InvitationUnusable, OrganizationError
 from gateway.grants import organizations as orgs
 from gateway.store import organizations as store
 from gateway.store.migrate import migrate
+from gateway.themes import Themes
 
 ACTOR = "cli"
 
@@ -164,6 +166,11 @@ def cmd_org_show(args: argparse.Namespace) -> int:
 
 def cmd_org_invite(args: argparse.Namespace) -> int:
     async def work(config: Config, conn: Any) -> orgs.NewInvitation:
+        mail = orgs.InvitationMail(
+            master=build_master(config)[1],
+            theme=Themes(config.gateway_theme_dir, config.site_theme_dirs).theme(),
+            lang=args.lang,
+        )
         return await orgs.invite(
             conn,
             config,
@@ -172,12 +179,14 @@ def cmd_org_invite(args: argparse.Namespace) -> int:
             role=args.role,
             client_id=args.client,
             actor=ACTOR,
+            mail=mail,
         )
 
     made: orgs.NewInvitation = _run(args, work)
     again = " (the earlier invitation of this email no longer works)" if made.replaced else ""
     print(f"invited {made.email} to {made.alias} as {made.role}{again}")
     print(f"expires: {made.expires_at.strftime('%Y-%m-%d %H:%M UTC')}")
+    print(f"email: queued as {made.mail_id}; the running gateway sends it (gateway mail outbox)")
     print(f"link: {made.link}")
     return EXIT_OK
 
@@ -236,6 +245,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, parser_class: type) -
     invite.add_argument("email", metavar="EMAIL")
     invite.add_argument("--role", choices=orgs.ROLES, default="member")
     invite.add_argument("--client", metavar="CLIENT_ID", help="the application to go to afterwards")
+    invite.add_argument("--lang", choices=("en", "ru"), default="en", help="the email's language")
     invite.set_defaults(func=cmd_org_invite)
     revoke = org_sub.add_parser(
         "revoke-invite", parents=[common], help="withdraw a pending invitation"

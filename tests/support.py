@@ -232,6 +232,8 @@ def write_conf(
     base["demo"] = False
     base["routes"] = []
     base.pop("login", None)
+    # Mail written as files goes to the test's own directory, never the working tree's var/.
+    base["mail"] = {**base.get("mail", {}), "dir": str(directory.parent / "mail")}
     base.update(gateway or {})
     (directory / "gateway.json").write_text(json.dumps(base, indent=2))
     default_clients = sample_json("oauth2/default.json")

@@ -15,8 +15,9 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
@@ -26,11 +27,15 @@ from gateway import errors
 from gateway.config.loader import Config
 from gateway.grants.context import Context
 from gateway.grants.live import live_token
+from gateway.mail.message import OutgoingMail
+from gateway.mail.outbox import seal_mail
 from gateway.oauth.errors import InsufficientScopeError, InvalidTokenError
 from gateway.passwords import check_new_password
 from gateway.store import organizations as store
 from gateway.store.errors import UserExistsError
 from gateway.store.pool import Executor
+from gateway.themes import Theme, render_mail
+from gateway.tokens.seal import Sealer
 
 INVITATION_PATH = "/oauth2/invitation"
 ROLES = ("member", "admin")
@@ -129,6 +134,18 @@ class NewInvitation:
     link: str
     expires_at: datetime
     replaced: bool
+    mail_id: UUID | None = None  # the outbox entry of its email, when one was queued
+
+
+@dataclass(frozen=True)
+class InvitationMail:
+    """How the invitation email is made: the theme and language it is written in, who invites
+    (a name, or None), and the master key its sealed copy in the outbox is sealed with."""
+
+    master: Sealer
+    theme: Theme
+    lang: str = "en"
+    inviter: str | None = None
 
 
 async def invite(
@@ -140,16 +157,47 @@ async def invite(
     role: str = "member",
     client_id: str | None = None,
     actor: str,
+    mail: InvitationMail | None = None,
+    now: float | None = None,
 ) -> NewInvitation:
-    """Invite ``email`` to the organisation; ``BadValue`` for input, store errors for the rest
-    (unknown organisation, already a member)."""
+    """Invite ``email`` to the organisation, and with ``mail`` queue the email that carries the
+    link, in the same transaction; ``BadValue`` for input, store errors for the rest (unknown
+    organisation, already a member)."""
     check_alias(alias)
     email = check_email(email)
     check_role(role)
-    if client_id is not None and client_id not in config.clients:
+    client = config.clients.get(client_id) if client_id is not None else None
+    if client_id is not None and client is None:
         raise BadValue(f"there is no client {client_id[:80]!r}")
     organization = await store.org_get(db, alias)
+    if organization is None:
+        raise errors.UnknownOrganizationError("there is no such organisation")
     token, digest = new_token()
+    link = invitation_link(config.gateway.public_issuer(), token)
+    ttl = config.gateway.organizations.invitation_ttl
+    queued = None
+    if mail is not None:
+        expires = datetime.fromtimestamp((time.time() if now is None else now) + ttl, UTC)
+        rendered = render_mail(
+            mail.theme,
+            "invitation",
+            mail.lang,
+            organization_name=organization.name,
+            inviter=mail.inviter,
+            link=link,
+            expires_at=expires,
+            role=role,
+            client_name=client.app if client is not None else None,
+        )
+        message = OutgoingMail(
+            kind="invitation",
+            to=email,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+        )
+        mail_id, sealed = seal_mail(mail.master, message)
+        queued = (mail_id, email, sealed)
     invited = await store.org_invite(
         db,
         alias,
@@ -157,18 +205,20 @@ async def invite(
         role=role,
         client_id=client_id,
         token_hash=digest,
-        ttl=config.gateway.organizations.invitation_ttl,
+        ttl=ttl,
         actor=actor,
+        mail=queued,
     )
     return NewInvitation(
         alias=alias,
-        organization_name=organization.name if organization else alias,
+        organization_name=organization.name,
         email=email,
         role=role,
         client_id=client_id,
-        link=invitation_link(config.gateway.public_issuer(), token),
+        link=link,
         expires_at=invited.expires_at,
         replaced=invited.replaced,
+        mail_id=queued[0] if queued is not None else None,
     )
 
 
@@ -200,6 +250,7 @@ class Actor:
     name: str
     client_id: str
     user_id: UUID | None
+    display: str | None = None  # the user's name, for the invitation email
 
     @property
     def is_service(self) -> bool:
@@ -218,7 +269,8 @@ async def admin_actor(ctx: Context, token: str) -> Actor:
         raise InsufficientScopeError(f"the {needed} scope is required")
     if status.user_id is None:
         return Actor(f"client:{status.client_id}", status.client_id, None)
-    return Actor(f"user:{status.user_id}", status.client_id, status.user_id)
+    display = status.name or status.username
+    return Actor(f"user:{status.user_id}", status.client_id, status.user_id, display)
 
 
 async def require_admin_of(ctx: Context, actor: Actor, alias: str) -> None:

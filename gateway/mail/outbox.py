@@ -34,11 +34,18 @@ async def queue_mail(db: Executor, master: Sealer, message: OutgoingMail) -> UUI
     the senders woken) only if that transaction commits. ``master`` is the master key's sealer
     (``ctx.authority.master`` in a use case).
     """
+    mail_id, sealed = seal_mail(master, message)
+    return await store.mail_enqueue(db, mail_id, message.kind, message.to, sealed)
+
+
+def seal_mail(master: Sealer, message: OutgoingMail) -> tuple[UUID, str]:
+    """A new outbox id and the message sealed for it, for a daemon function that queues it
+    in the transaction of its own change (``daemon.org_invite``)."""
     mail_id = uuid4()
     sealed = master.seal(encode_content(message), purpose=content_purpose(mail_id, message.to))
     if len(sealed) > MAX_SEALED_CONTENT:
         raise InvalidInputError("the mail is too long")
-    return await store.mail_enqueue(db, mail_id, message.kind, message.to, sealed)
+    return mail_id, sealed
 
 
 def open_content(master: Sealer, claimed: ClaimedMail) -> OutgoingMail | None:

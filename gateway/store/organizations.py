@@ -131,10 +131,14 @@ async def org_invite(
     token_hash: bytes,
     ttl: int,
     actor: str,
+    mail: tuple[UUID, str, str] | None = None,
 ) -> Invited:
+    """``mail``: (id, recipient, sealed content) of the invitation email, queued in the same
+    transaction."""
+    mail_id, recipient, sealed = mail if mail is not None else (None, None, None)
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.org_invite($1, $2, $3, $4, $5, $6, $7)",
+            "SELECT * FROM daemon.org_invite($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             alias,
             email,
             role,
@@ -142,6 +146,9 @@ async def org_invite(
             token_hash,
             ttl,
             actor,
+            mail_id,
+            recipient,
+            sealed,
         )
     assert row is not None
     return Invited(row["id"], row["expires_at"], row["replaced"])

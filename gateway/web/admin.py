@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from gateway.errors import OrganizationError
 from gateway.grants import organizations as orgs
 from gateway.grants.context import Context
+from gateway.http import pages
 from gateway.http.context import grant_context
 from gateway.http.errors import NO_STORE, json_error, read_body
 from gateway.web.tokens import bearer_token
@@ -168,6 +169,15 @@ async def invite(request: web.Request) -> web.StreamResponse:
     alias = request.match_info["alias"]
     await orgs.require_admin_of(ctx, actor, alias)
     body = await _body(request)
+    lang = _text(body, "lang", required=False) or pages.language(request)
+    if lang not in pages.theme_of(request).languages:
+        raise _Refused(422, "invalid_value", f"no texts in the language {lang[:20]!r}")
+    mail = orgs.InvitationMail(
+        master=ctx.authority.master,
+        theme=pages.theme_of(request),
+        lang=lang,
+        inviter=actor.display,
+    )
     made = await orgs.invite(
         ctx.db,
         ctx.config,
@@ -176,6 +186,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
         role=_text(body, "role", required=False) or "member",
         client_id=_text(body, "client_id", required=False) or actor.client_id,
         actor=actor.name,
+        mail=mail,
+        now=ctx.now,
     )
     return _json(
         {
@@ -184,6 +196,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
             "client_id": made.client_id,
             "expires_at": made.expires_at.isoformat(),
             "replaced": made.replaced,
+            "mail_id": str(made.mail_id),
         },
         201,
     )

@@ -143,9 +143,11 @@ $$;
 COMMENT ON FUNCTION daemon.org_role(text, uuid) IS
     'The role of a user in a live organisation, or NULL';
 
+DROP FUNCTION IF EXISTS daemon.org_invite(text, text, text, text, bytea, integer, text);
 CREATE OR REPLACE FUNCTION daemon.org_invite(
     p_alias text, p_email text, p_role text, p_client_id text, p_token_hash bytea,
-    p_ttl integer, p_actor text
+    p_ttl integer, p_actor text,
+    p_mail_id uuid, p_mail_recipient text, p_mail_content_sealed text
 ) RETURNS TABLE (id uuid, expires_at timestamptz, replaced boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -177,12 +179,18 @@ BEGIN
     PERFORM daemon.audit('org.invite', NULL, p_client_id, NULL, NULL,
                          jsonb_build_object('org', p_alias, 'email', p_email, 'role', p_role,
                                             'actor', p_actor, 'invitation', v_id));
+    -- The email with the link, queued in the same transaction: no invitation without its
+    -- message, no message for an invitation that was not made.
+    IF p_mail_id IS NOT NULL THEN
+        PERFORM daemon.mail_enqueue(p_mail_id, 'invitation', p_mail_recipient,
+                                    p_mail_content_sealed);
+    END IF;
     RETURN QUERY SELECT v_id, v_expires, v_replaced > 0;
 END;
 $$;
-COMMENT ON FUNCTION daemon.org_invite(text, text, text, text, bytea, integer, text) IS
-    'Invite an email to an organisation (a pending invitation for it is replaced). GO002, '
-    'GO003 (already a member), GW002.';
+COMMENT ON FUNCTION daemon.org_invite(text, text, text, text, bytea, integer, text, uuid, text, text) IS
+    'Invite an email to an organisation (a pending invitation for it is replaced), queueing its '
+    'email (sealed by the caller) in the same transaction. GO002, GO003 (already a member), GW002.';
 
 CREATE OR REPLACE FUNCTION daemon.org_revoke_invite(p_alias text, p_email text, p_actor text)
 RETURNS integer
