@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from uuid import UUID
@@ -411,7 +411,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment is not None else "-"
+    """A time of the outbox (UTC, as the database gives it) in a table cell."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if moment is not None else "-"
 
 
 def _cell(text: str | None, width: int) -> str:
