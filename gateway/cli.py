@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -371,7 +371,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment is not None else "-"
+    """A time of the outbox (UTC, as the database gives it) in a table cell."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if moment is not None else "-"
 
 
 def _cell(text: str | None, width: int) -> str:

@@ -237,6 +237,7 @@ class MailSender:
     async def run(self) -> None:
         """Deliver due messages until ``stop``; never ends otherwise."""
         failures = 0
+        database_down = False
         while not self._stopping:
             settings = self._holder.current.gateway.mail
             self._wake.clear()
@@ -244,15 +245,18 @@ class MailSender:
                 await self._record_pending(settings)
                 await self._drain(settings)
             except GatewayError as exc:  # the database: unreachable, too slow, refusing
-                if failures == 0:
+                if not database_down:
                     log.warning("mail sender cannot use the database (%s); retrying", exc)
+                database_down = True
                 failures += 1
             except Exception:
+                # Not one of ours: asyncpg, say, confused by a connection cut mid-statement.
                 log.exception("mail sender failed; retrying")
                 failures += 1
             else:
-                if failures:
+                if database_down:
                     log.info("mail sender uses the database again")
+                database_down = False
                 failures = 0
             delay = settings.poll_interval
             if failures:
@@ -272,9 +276,9 @@ class MailSender:
             if self._stopping:
                 return
             claimed = await store.mail_claim(self._db, limit=BATCH, lease=lease)
-            if not claimed:
-                return
             self._holding.update((c.id, c) for c in claimed)
+            if not claimed or self._stopping:  # stopping: ``stop`` gives them back
+                return
             transport = transport_for(settings, self._workdir)
             await asyncio.gather(*(self._send(c, transport, settings) for c in claimed))
             if len(claimed) < BATCH:
@@ -383,11 +387,13 @@ class MailSender:
         """Let the sends under way finish (within their deadline, at most ``stop_grace``
         seconds), then give back the messages still held and record what can be recorded."""
         self._stopping = True
-        self._wake.set()
-        if self._holding:
+        self._wake.set()  # a sleeping sender ends at once
+        if self._holding:  # sends under way: they may finish
             grace = min(self._stop_grace, self._holder.current.gateway.mail.send_deadline + 1)
-            await asyncio.wait({task}, timeout=grace)
-        if not task.done():  # asleep, at the database, or a send past the grace
+        else:  # perhaps a claim on its way back: its messages are then given back below
+            grace = min(self._stop_grace, RELEASE_TIMEOUT)
+        await asyncio.wait({task}, timeout=grace)
+        if not task.done():  # a send past the grace, or a database that does not answer
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -258,7 +258,7 @@ async def test_stopping_gives_back_a_message_whose_send_outlasts_the_grace(
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         try:
             db_pool = BoundedPool(pool, 5.0, clock=Clock())
-            sender = MailSender(holder, db_pool, master, workdir=tmp_path, stop_grace=0.2)
+            sender = MailSender(holder, db_pool, master, workdir=tmp_path, stop_grace=1.0)
             async with sending(sender, database_url):
                 mail_id = await queue_mail(db_pool, master, invitation())
                 await eventually(lambda: _is(db, mail_id, "sending"), "a send under way")
