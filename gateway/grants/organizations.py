@@ -45,7 +45,12 @@ DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{
 
 
 class BadValue(ValueError):  # noqa: N818 - raised for the caller to show as it is
-    """A value a person typed that cannot be used; the message says why, in plain words."""
+    """A value a person typed that cannot be used; the message says why, in plain words.
+    ``key``: the theme's text that says it on a page, in the page's language."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class UsernameTaken(BadValue):
@@ -317,11 +322,16 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
     ``BadValue`` for a name or password that cannot be used."""
     username = username.strip()
     if not 1 <= len(username) <= 128 or any(ord(ch) < 0x21 for ch in username):
-        raise BadValue("the user name must be 1 to 128 characters without spaces")
-    name = check_name(name)
+        raise BadValue(
+            "the user name must be 1 to 128 characters without spaces", "register_username_bad"
+        )
+    try:
+        name = check_name(name)
+    except BadValue as exc:
+        raise BadValue(str(exc), "register_name_bad") from None
     problem = check_new_password(password)
     if problem:
-        raise BadValue(problem)
+        raise BadValue(problem, "register_password_bad")
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
     try:
@@ -329,7 +339,7 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
             ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
         )
     except UserExistsError:
-        raise UsernameTaken("this user name is taken") from None
+        raise UsernameTaken("this user name is taken", "register_username_taken") from None
 
 
 async def accept(ctx: Context, token: str, user_id: UUID) -> str:

@@ -134,11 +134,11 @@ async def invitation_post(request: web.Request) -> web.StreamResponse:
             user_id = await _register(ctx, token, form)
         else:
             user_id = await _join(request, ctx, token, view, form)
-    except orgs.UsernameTaken:
-        text = pages.texts(request)["register_username_taken"]
-        return await _page(request, ctx, token, view, message=text, status=409, form=form)
     except orgs.BadValue as exc:
-        return await _page(request, ctx, token, view, message=str(exc), status=400, form=form)
+        texts = pages.texts(request)
+        text = texts[exc.key] if exc.key and exc.key in texts else str(exc)
+        status = 409 if isinstance(exc, orgs.UsernameTaken) else 400
+        return await _page(request, ctx, token, view, message=text, status=status, form=form)
     except _WrongPassword as wrong:
         return wrong.response(await _page(request, ctx, token, view, message=wrong.text,
                                           status=wrong.status))  # fmt: skip
@@ -164,7 +164,7 @@ class _WrongPassword(Exception):  # noqa: N818 - an answer, raised from a helper
 
 async def _register(ctx: Context, token: str, form: Params) -> UUID:
     if form.get("password", "") != form.get("password_again", ""):
-        raise orgs.BadValue("the two passwords are not the same")
+        raise orgs.BadValue("the two passwords are not the same", "register_password_mismatch")
     return await orgs.register(
         ctx,
         token,

@@ -91,7 +91,9 @@ async def fetch_one(database_url: str, query: str, *args: Any) -> Any:
         await conn.close()
 
 
-async def register(site: Client, page: ClientResponse, **fields: str) -> ClientResponse:
+async def register(
+    site: Client, page: ClientResponse, headers: dict[str, str] | None = None, **fields: str
+) -> ClientResponse:
     form = {
         "flow": hidden_flow(await page.text()),
         "name": "Dana Scully",
@@ -100,7 +102,9 @@ async def register(site: Client, page: ClientResponse, **fields: str) -> ClientR
         "password_again": NEW_PASSWORD,
         **fields,
     }
-    return await site.post("/oauth2/invitation", data=form, allow_redirects=False)
+    return await site.post(
+        "/oauth2/invitation", data=form, allow_redirects=False, headers=headers or {}
+    )
 
 
 def readonly_value(html: str, element_id: str) -> str:
@@ -134,6 +138,10 @@ async def test_the_link_opens_a_prefilled_registration_page(
         await invite(site, database_url, "dana@acme.example"), headers={"Accept-Language": "ru"}
     )
     assert "Присоединиться к Acme Ltd" in await russian.text()
+    mismatch = await register(
+        site, russian, password_again="другой", headers={"Accept-Language": "ru"}
+    )
+    assert "Пароли не совпадают." in await mismatch.text()  # the page's language, too
 
 
 async def test_registering_creates_a_verified_member_and_goes_back_to_the_app(
@@ -216,8 +224,8 @@ async def test_without_an_application_to_return_to_the_page_says_the_account_is_
     [
         pytest.param({"password_again": "something else"}, "not the same", id="mismatch"),
         pytest.param({"password": "", "password_again": ""}, "empty", id="empty-password"),
-        pytest.param({"name": "   "}, "name must be", id="blank-name"),
-        pytest.param({"username": "has space"}, "user name", id="username-space"),
+        pytest.param({"name": "   "}, "Enter your name", id="blank-name"),
+        pytest.param({"username": "has space"}, "without spaces", id="username-space"),
         pytest.param({"username": "alice"}, "taken", id="username-taken"),
     ],
 )

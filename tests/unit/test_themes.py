@@ -157,7 +157,7 @@ def test_a_mail_missing_a_documented_variable_fails(builtin: Theme) -> None:
 def test_mail_in_english(builtin: Theme) -> None:
     mail = render_mail(builtin, "invitation", "en", **MAILS["invitation"])
     assert mail.subject == "Invitation to join Acme"
-    assert "Bob Builder invited you to join Acme as admin." in mail.text
+    assert "Bob Builder invited you to join Acme as administrator." in mail.text
     assert "You will use this account to sign in to Team chat." in mail.text
     assert "Accept the invitation" in BeautifulSoup(mail.html, "html.parser").get_text()
 
@@ -179,7 +179,7 @@ def test_mail_in_another_language_is_english(builtin: Theme) -> None:
 def test_invitation_without_inviter_or_client(builtin: Theme) -> None:
     context = {**MAILS["invitation"], "inviter": None, "client_name": None}
     mail = render_mail(builtin, "invitation", "en", **context)
-    assert "You are invited to join Acme as admin." in mail.text
+    assert "You are invited to join Acme as administrator." in mail.text
     assert "None" not in mail.text
     assert "None" not in mail.html
     assert "sign in to" not in mail.text
