@@ -8,8 +8,10 @@ access tokens, ID tokens and userinfo.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import jwt
@@ -21,6 +23,7 @@ from gateway.keys import CONFIG
 from gateway.store import organizations as org_store
 from tests.http.checklist import serving
 from tests.http.conftest import ISSUER, RELAXED_LIMITS, basic
+from tests.http.mail_support import eventually
 from tests.support import USERS, Client, write_conf
 
 BASE = "/admin/v1/organizations"
@@ -350,3 +353,55 @@ async def test_the_organization_scope_puts_the_aliases_in_every_token(
     discovery = await (await api.get("/.well-known/openid-configuration")).json()
     assert "organization" in discovery["scopes_supported"]
     assert "organization" in discovery["claims_supported"]
+
+
+# --- the invitation email (item 6) --------------------------------------------------------------
+
+
+async def test_an_invitation_queues_its_email_in_the_same_transaction(
+    api: Client, database_url: str, tmp_path: Path
+) -> None:
+    """The email goes out with the invitation (here as the newcomer's .eml file), in the
+    language asked for, never readable in the outbox; a refused invitation queues nothing."""
+    token = await service_token(api)
+    assert (await create(api, token, "acme", "Acme Ltd")).status == 201
+    conn = await asyncpg.connect(database_url)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM mail.outbox")
+        invited = await api.post(
+            f"{BASE}/acme/invitations",
+            json={"email": "dana@example.com", "lang": "ru"},
+            headers=bearer(token),
+        )
+        body = await invited.json()
+        assert invited.status == 201, body
+        eml = tmp_path / "mail" / f"{body['mail_id']}.eml"
+        await eventually(eml.exists, "the invitation email as a file")
+        message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        assert message["To"] == "dana@example.com"
+        assert message["Subject"] == "Приглашение в «Acme Ltd»"
+        text = message.get_body(preferencelist=("plain",))
+        assert text is not None
+        assert f"{ISSUER}/oauth2/invitation?token=" in text.get_content()
+        row = await conn.fetchrow(
+            "SELECT kind, recipient, content_sealed FROM mail.outbox WHERE id = $1",
+            UUID(body["mail_id"]),
+        )
+        assert row is not None
+        assert (row["kind"], row["recipient"]) == ("invitation", "dana@example.com")
+        assert "/oauth2/invitation" not in str(row["content_sealed"])
+
+        await make_member(api, database_url, "acme", "bob", "member")
+        refused = await api.post(
+            f"{BASE}/acme/invitations", json={"email": USERS["bob"][1]}, headers=bearer(token)
+        )
+        assert refused.status == 409
+        unknown_lang = await api.post(
+            f"{BASE}/acme/invitations",
+            json={"email": "x@example.com", "lang": "xx"},
+            headers=bearer(token),
+        )
+        assert unknown_lang.status == 422
+        assert await conn.fetchval("SELECT count(*) FROM mail.outbox") == before + 1
+    finally:
+        await conn.close()
