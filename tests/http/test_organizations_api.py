@@ -24,6 +24,7 @@ from gateway.store import organizations as org_store
 from tests.http.checklist import serving
 from tests.http.conftest import ISSUER, RELAXED_LIMITS, basic
 from tests.http.mail_support import eventually
+from tests.http.proxy_support import Upstream
 from tests.support import USERS, Client, write_conf
 
 BASE = "/admin/v1/organizations"
@@ -46,9 +47,9 @@ CLIENTS = {
 }
 
 
-@pytest.fixture
-async def api(tmp_path: Path, database_url: str, users: dict[str, str]) -> AsyncIterator[Client]:
-    conn = await asyncpg.connect(database_url)  # the module's database: each test from scratch
+async def no_organisations(database_url: str) -> None:
+    """The module's database is shared by its tests: each starts without organisations."""
+    conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
             "DELETE FROM auth.invitation; DELETE FROM auth.membership; "
@@ -56,6 +57,11 @@ async def api(tmp_path: Path, database_url: str, users: dict[str, str]) -> Async
         )
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path, database_url: str, users: dict[str, str]) -> AsyncIterator[Client]:
+    await no_organisations(database_url)
     conf = write_conf(
         tmp_path / "conf",
         gateway={"issuer": ISSUER, "limits": RELAXED_LIMITS},
@@ -405,3 +411,40 @@ async def test_an_invitation_queues_its_email_in_the_same_transaction(
         assert await conn.fetchval("SELECT count(*) FROM mail.outbox") == before + 1
     finally:
         await conn.close()
+
+
+async def test_the_token_handler_passes_the_organisations_to_a_legacy_api(
+    tmp_path: Path, database_url: str, users: dict[str, str]
+) -> None:
+    """Item 8: a route's identity_headers carry the organization claim upstream."""
+    await no_organisations(database_url)
+    upstream = Upstream()
+    await upstream.start()
+    try:
+        conf = write_conf(
+            tmp_path / "proxy-conf",
+            gateway={
+                "issuer": ISSUER,
+                "limits": RELAXED_LIMITS,
+                "routes": [
+                    {
+                        "prefix": "/api/",
+                        "upstream": upstream.root,
+                        "identity_headers": {"X-Organizations": "organization"},
+                    }
+                ],
+            },
+            clients=CLIENTS,
+        )
+        async with serving(conf, database_url) as client:
+            service = await service_token(client)
+            for alias in ("acme", "globex"):
+                made = await create(client, service, alias, alias.title())
+                assert made.status == 201
+                await make_member(client, database_url, alias, "alice", "member")
+            body = await user_tokens(client, "alice", "openid organization")
+            answer = await client.get("/api/orders", headers=bearer(body["access_token"]))
+            assert answer.status == 200, await answer.text()
+            assert upstream.requests[-1].header("X-Organizations") == "acme globex"
+    finally:
+        await upstream.close()
