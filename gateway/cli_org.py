@@ -86,7 +86,7 @@ def cmd_org_list(args: argparse.Namespace) -> int:
 
     found: list[store.Organization] = _run(args, work)
     if args.json:
-        print(json.dumps([_org_json(o) for o in found], indent=2))
+        print(json.dumps([orgs.organization_json(o) for o in found], indent=2))
         return EXIT_OK
     if not found:
         print("no organisations (add one: gateway org add ALIAS --name NAME)")
@@ -96,17 +96,6 @@ def cmd_org_list(args: argparse.Namespace) -> int:
         rows.append((o.alias, o.name, str(o.members), str(o.pending), ",".join(o.domains) or "-"))
     _print_table(rows)
     return EXIT_OK
-
-
-def _org_json(o: store.Organization) -> dict[str, Any]:
-    return {
-        "alias": o.alias,
-        "name": o.name,
-        "domains": list(o.domains),
-        "members": o.members,
-        "pending_invitations": o.pending,
-        "created_at": o.created_at.isoformat(),
-    }
 
 
 def cmd_org_show(args: argparse.Namespace) -> int:
@@ -122,7 +111,7 @@ def cmd_org_show(args: argparse.Namespace) -> int:
     organization, members, invitations = _run(args, work)
     assert organization is not None
     if args.json:
-        body = _org_json(organization) | {
+        body = orgs.organization_json(organization) | {
             "members": [
                 {"username": m.username, "email": m.email, "name": m.name, "role": m.role}
                 for m in members

@@ -64,6 +64,18 @@ InvitationEntry = store.Invitation
 InvitationView = store.InvitationView
 
 
+def organization_json(o: Organization) -> dict[str, object]:
+    """An organisation as the admin API and ``gateway org list --json`` show it."""
+    return {
+        "alias": o.alias,
+        "name": o.name,
+        "domains": list(o.domains),
+        "members": o.members,
+        "pending_invitations": o.pending,
+        "created_at": o.created_at.isoformat(),
+    }
+
+
 def check_alias(alias: str) -> str:
     if not ALIAS.fullmatch(alias):
         raise BadValue(

@@ -69,17 +69,6 @@ class _Refused(Exception):  # noqa: N818 - an answer, raised from helpers
         self.response = json_error(status, error, description)
 
 
-def _organization(o: orgs.Organization) -> dict[str, Any]:
-    return {
-        "alias": o.alias,
-        "name": o.name,
-        "domains": list(o.domains),
-        "members": o.members,
-        "pending_invitations": o.pending,
-        "created_at": o.created_at.isoformat(),
-    }
-
-
 def _answer(handler: Any) -> Any:
     """Errors of the organisation store and bad values as JSON; RFC 6750 errors pass on to
     the error middleware."""
@@ -112,7 +101,7 @@ async def create_organization(request: web.Request) -> web.StreamResponse:
     created = await orgs.create_organization(
         ctx, actor, _text(body, "alias") or "", _text(body, "name") or "", domains
     )
-    return _json(_organization(created), 201, {hdrs.LOCATION: f"{BASE}/{created.alias}"})
+    return _json(orgs.organization_json(created), 201, {hdrs.LOCATION: f"{BASE}/{created.alias}"})
 
 
 @routes.get(BASE)
@@ -120,7 +109,7 @@ async def create_organization(request: web.Request) -> web.StreamResponse:
 async def list_organizations(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
     found = await orgs.organizations_of(ctx, actor)
-    return _json({"organizations": [_organization(o) for o in found]})
+    return _json({"organizations": [orgs.organization_json(o) for o in found]})
 
 
 @routes.get(BASE + "/{alias}")
@@ -128,7 +117,7 @@ async def list_organizations(request: web.Request) -> web.StreamResponse:
 async def get_organization(request: web.Request) -> web.StreamResponse:
     ctx, actor = await _caller(request)
     found = await orgs.organization(ctx, actor, request.match_info["alias"])
-    return _json(_organization(found))
+    return _json(orgs.organization_json(found))
 
 
 @routes.get(BASE + "/{alias}/members")
