@@ -31,6 +31,7 @@ from gateway.command import print_table as _print_table
 from gateway.config import origins
 from gateway.config.loader import Config
 from gateway.errors import GatewayError
+from gateway.grants.organizations import BadValue, check_email
 from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
 from gateway.store import clients as client_store
@@ -137,8 +138,11 @@ def _new_password_hash(args: argparse.Namespace, config: Config) -> str:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     name = _user_name(args)
-    if args.email is not None and ("@" not in args.email or len(args.email) > 320):
-        raise CommandError(f"{args.email!r} is not an email address", EXIT_USAGE)
+    if args.email is not None:
+        try:  # the same form as invitations store, so that the two always compare equal
+            args.email = check_email(args.email)
+        except BadValue as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from exc
     config = _load(args)
     password_hash = _new_password_hash(args, config)
     location = _locate(config)

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
@@ -112,6 +113,17 @@ def check_email(email: str) -> str:
         return str(checked.normalized)
     except EmailNotValidError as exc:
         raise BadValue(f"{email[:120]!r} is not an email address: {exc}") from None
+
+
+def check_username(username: str) -> str:
+    """A user name someone chose: NFKC-normalised, 1 to 128 characters, no spaces, no
+    invisible or formatting characters (zero-width joiners and the like)."""
+    value = unicodedata.normalize("NFKC", username.strip())
+    if not 1 <= len(value) <= 128 or any(unicodedata.category(ch)[0] in "CZ" for ch in value):
+        raise BadValue(
+            "the user name must be 1 to 128 characters without spaces", "register_username_bad"
+        )
+    return value
 
 
 def check_role(role: str) -> str:
@@ -332,11 +344,11 @@ async def open_invitation(ctx: Context, token: str | None) -> store.InvitationVi
 async def register(ctx: Context, token: str, *, username: str, name: str, password: str) -> UUID:
     """Redeem an invitation by registering (``daemon.invitation_register``): the new user's id.
     ``BadValue`` for a name or password that cannot be used."""
-    username = username.strip()
-    if not 1 <= len(username) <= 128 or any(ord(ch) < 0x21 for ch in username):
-        raise BadValue(
-            "the user name must be 1 to 128 characters without spaces", "register_username_bad"
-        )
+    username = check_username(username)
+    view = await store.invitation_lookup(ctx.db, token_hash(token))
+    if "@" in username and (view is None or username.lower() != view.email.lower()):
+        # Sign-in takes a user name or an email: a name that looks like an email must be yours.
+        raise BadValue("a user name with @ must be your email address", "register_username_email")
     try:
         name = check_name(name)
     except BadValue as exc:
@@ -351,6 +363,9 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
             ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
         )
     except UserExistsError:
+        again = await store.invitation_lookup(ctx.db, token_hash(token))
+        if again is not None and again.user_id is not None:  # the email registered meanwhile
+            raise errors.InvitationAccountExists("an account with this email exists") from None
         raise UsernameTaken("this user name is taken", "register_username_taken") from None
 
 

@@ -144,7 +144,10 @@ async def invitation_post(request: web.Request) -> web.StreamResponse:
                                           status=wrong.status))  # fmt: skip
     except errors.InvitationAccountExists:
         # The invited email registered meanwhile (self-registration, another browser): join.
-        fresh = await orgs.open_invitation(ctx, token)
+        try:
+            fresh = await orgs.open_invitation(ctx, token)
+        except errors.InvitationUnusable as exc:
+            return _problem(request, exc.state, view.organization_name)
         return await _page(request, ctx, token, fresh, message=None, status=409)
     except errors.InvitationUnusable as exc:
         return _problem(request, exc.state, view.organization_name)

@@ -13,6 +13,12 @@ BEGIN
     IF p_password_hash IS NULL OR p_password_hash NOT LIKE '$argon2id$%' THEN
         RAISE EXCEPTION 'password hash must be argon2id' USING ERRCODE = 'GW002';
     END IF;
+    -- Sign-in takes a user name or an email: neither may name another account's other one.
+    IF EXISTS (SELECT 1 FROM auth.users u WHERE lower(u.email) = lower(p_username))
+       OR EXISTS (SELECT 1 FROM auth.users u WHERE lower(u.username) = lower(nullif(p_email, '')))
+    THEN
+        RAISE EXCEPTION 'a user with this name or email already exists' USING ERRCODE = 'GW001';
+    END IF;
     INSERT INTO auth.users (username, email, name, password_hash)
     VALUES (p_username, nullif(p_email, ''), nullif(p_name, ''), p_password_hash)
     RETURNING id INTO v_id;

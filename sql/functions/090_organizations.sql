@@ -161,6 +161,9 @@ BEGIN
     IF p_role IS NULL OR p_role NOT IN ('member', 'admin') THEN
         RAISE EXCEPTION 'role must be member or admin' USING ERRCODE = 'GW002';
     END IF;
+    -- One invitation of this organisation at a time: two invitations of one email at once
+    -- replace each other in turn instead of colliding on the pending index.
+    PERFORM 1 FROM auth.organization WHERE auth.organization.id = o.id FOR UPDATE;
     IF p_email IS NULL OR length(p_email) NOT BETWEEN 3 AND 320 OR position('@' IN p_email) = 0 THEN
         RAISE EXCEPTION 'not an email address' USING ERRCODE = 'GW002';
     END IF;
@@ -225,10 +228,15 @@ DECLARE
     o auth.organization := daemon.org_live(p_alias);
     v_user uuid;
 BEGIN
-    SELECT u.id INTO v_user FROM auth.users u
-    WHERE lower(u.username) = lower(p_user) OR lower(u.email) = lower(p_user)
-       OR u.id::text = p_user
-    ORDER BY (lower(u.username) = lower(p_user)) DESC LIMIT 1;
+    -- Among this organisation's members only: by id, else by user name, else by email (so no
+    -- account elsewhere whose name looks like a member's id or email can be picked instead).
+    SELECT u.id INTO v_user
+    FROM auth.membership m JOIN auth.users u ON u.id = m.user_id
+    WHERE m.organization_id = o.id
+      AND (u.id::text = lower(p_user) OR lower(u.username) = lower(p_user)
+           OR lower(u.email) = lower(p_user))
+    ORDER BY (u.id::text = lower(p_user)) DESC, (lower(u.username) = lower(p_user)) DESC
+    LIMIT 1;
     DELETE FROM auth.membership m WHERE m.organization_id = o.id AND m.user_id = v_user;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'not a member' USING ERRCODE = 'GO004';

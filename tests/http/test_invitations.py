@@ -228,6 +228,8 @@ async def test_without_an_application_to_return_to_the_page_says_the_account_is_
         pytest.param({"name": "   "}, "Enter your name", id="blank-name"),
         pytest.param({"username": "has space"}, "without spaces", id="username-space"),
         pytest.param({"username": "alice"}, "taken", id="username-taken"),
+        pytest.param({"username": USERS["bob"][1]}, "must be your own email", id="someones-email"),
+        pytest.param({"username": "ali\u200bce"}, "without spaces", id="zero-width"),
     ],
 )
 async def test_a_registration_that_cannot_be_stored_keeps_the_page(

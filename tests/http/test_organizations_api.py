@@ -7,6 +7,7 @@ access tokens, ID tokens and userinfo.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -448,3 +449,43 @@ async def test_the_token_handler_passes_the_organisations_to_a_legacy_api(
             assert upstream.requests[-1].header("X-Organizations") == "acme globex"
     finally:
         await upstream.close()
+
+
+async def test_removing_a_member_by_id_removes_that_member(
+    api: Client, database_url: str, users: dict[str, str]
+) -> None:
+    """Another account named like the member's id cannot stand in for the member."""
+    token = await service_token(api)
+    assert (await create(api, token, "acme", "Acme")).status == 201
+    await make_member(api, database_url, "acme", "bob", "member")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "SELECT daemon.user_add($1, (SELECT password_hash FROM auth.users "
+            "WHERE username = 'alice'), 'look-alike@example.com', 'Look-alike')",
+            users["bob"],
+        )
+    finally:
+        await conn.close()
+    removed = await api.delete(f"{BASE}/acme/members/{users['bob']}", headers=bearer(token))
+    assert removed.status == 204
+    left = await (await api.get(f"{BASE}/acme/members", headers=bearer(token))).json()
+    assert left["members"] == []
+
+
+async def test_invitations_of_one_email_at_once_replace_each_other(api: Client) -> None:
+    token = await service_token(api)
+    assert (await create(api, token, "acme", "Acme")).status == 201
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                f"{BASE}/acme/invitations",
+                json={"email": "race@example.com"},
+                headers=bearer(token),
+            )
+            for _ in range(8)
+        )
+    )
+    assert sorted(a.status for a in answers) == [201] * 8
+    pending = await (await api.get(f"{BASE}/acme/invitations", headers=bearer(token))).json()
+    assert len(pending["invitations"]) == 1
