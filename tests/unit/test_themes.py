@@ -58,6 +58,8 @@ PAGES: dict[str, dict[str, object]] = {
         "notice": None,
         "notice_text": None,
         "providers": [("Google", "/oauth2/external/google")],
+        "register_url": "/oauth2/account/register?flow=sealed",
+        "forgot_url": "/oauth2/account/forgot?flow=sealed",
     },
     "consent.html": {
         "client_name": "crm",
