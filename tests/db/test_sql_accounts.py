@@ -15,7 +15,9 @@ import pytest
 
 from gateway.errors import AccountLinkUnusable, AccountLinkUsed
 from gateway.store import accounts as store
+from gateway.store import organizations as org_store
 from gateway.store.errors import UserExistsError
+from gateway.store.housekeeping import housekeep
 from tests.support import light_passwords
 
 HASH = light_passwords().hash("Some-Passw0rd-1")
@@ -97,3 +99,46 @@ async def test_one_link_used_twice_at_once_has_one_winner(
     assert len(wins) == 1
     assert len(losses) == 1
     assert isinstance(losses[0], AccountLinkUsed)
+
+
+async def test_an_invitation_to_a_pending_email_registers_in_its_place(
+    db: asyncpg.Connection,
+) -> None:
+    await register(db, "e@accounts.example", "squatter", token())
+    await db.execute("DELETE FROM auth.invitation; DELETE FROM auth.organization")
+    await org_store.org_add(db, "acct", "Accounts Ltd", (), "test")
+    digest = token()
+    await org_store.org_invite(
+        db, "acct", "e@accounts.example", role="member", client_id=None, token_hash=digest,
+        ttl=3600, actor="test",
+    )  # fmt: skip
+    view = await org_store.invitation_lookup(db, digest)
+    assert view is not None
+    assert view.user_id is None  # the pending account does not count as an account
+    user_id = await org_store.invitation_register(
+        db, digest, username="erin", name="Erin", password_hash=HASH
+    )
+    rows = await db.fetch(
+        "SELECT id, username, pending_verification FROM auth.users "
+        "WHERE email = 'e@accounts.example'"
+    )
+    assert [(r["id"], r["username"], r["pending_verification"]) for r in rows] == [
+        (user_id, "erin", False)
+    ]
+
+
+async def test_housekeeping_removes_old_links_and_accounts_never_verified(
+    db: asyncpg.Connection,
+) -> None:
+    await register(db, "f@accounts.example", "never", token())
+    await register(db, "g@accounts.example", "fresh", token())
+    await db.execute(
+        "UPDATE auth.account_token t SET expires_at = now() - interval '3 days' "
+        "FROM auth.users u WHERE u.id = t.user_id AND u.username = 'never'; "
+        "UPDATE auth.users SET created_at = now() - interval '4 days' WHERE username = 'never'"
+    )
+    deleted = await housekeep(db, keep=86400, audit_days=0, batch=100)
+    assert deleted["account links"] == 1
+    assert deleted["pending accounts"] == 1
+    names = await db.fetch("SELECT username FROM auth.users WHERE email LIKE '%@accounts.example'")
+    assert [r["username"] for r in names] == ["fresh"]
