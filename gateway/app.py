@@ -39,6 +39,7 @@ from gateway.store.errors import UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep_config
 from gateway.store.pool import BoundedPool, create_pool
 from gateway.web import (
+    accounts,
     admin,
     authorize,
     demo,
@@ -255,6 +256,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         login,
         admin,
         invitation,
+        accounts,
     ):
         app.router.add_routes(module.routes)
     if config.demo:

@@ -151,6 +151,31 @@ class InvitationForAnotherEmail(InvitationUnusable):
     state = "other_email"
 
 
+# --- account links (sql/functions/095_accounts.sql) -------------------------------------------
+
+
+class AccountLinkUnusable(GatewayError):  # noqa: N818 - a state of the link, not a fault
+    """A verification or password-reset link that cannot be used; ``state`` says why."""
+
+    state = "unknown"
+
+
+class AccountLinkUnknown(AccountLinkUnusable):
+    """GK001: no link has this token (forged, truncated), or its account was locked."""
+
+
+class AccountLinkExpired(AccountLinkUnusable):
+    """GK002."""
+
+    state = "expired"
+
+
+class AccountLinkUsed(AccountLinkUnusable):
+    """GK003."""
+
+    state = "used"
+
+
 # --- mail (sql/functions/090_mail.sql) ---------------------------------------------------------
 
 

@@ -403,6 +403,11 @@ class Limits(Strict):
     client_failures: int = Field(10, ge=1)
     client_failures_per_ip: int = Field(50, ge=1)
     client_lock_seconds: int = Field(2, ge=1)
+    # Self-registration and recovery requests (each sends a mail): per email address and per
+    # client address within an hour; past them, a lock of account_lock_seconds, doubling.
+    account_requests_per_email: int = Field(3, ge=1, le=100)
+    account_requests_per_ip: int = Field(20, ge=1)
+    account_lock_seconds: int = Field(300, ge=1)
     # Client connections (restart to change): a request head must arrive within head_timeout
     # of its first byte, an idle connection closes after idle_timeout, and a process holds at
     # most max_connections (also bounded by its open-file limit).
@@ -749,9 +754,24 @@ class SitePages(Strict):
     error: str | None = None
 
 
+class SiteAccounts(Strict):
+    """Self-service accounts on a site's sign-in page (README, "Self-registration and
+    recovery"): both off unless a site turns them on."""
+
+    # "Create account": a new account, usable once its email is verified by a link.
+    registration: bool = False
+    # "Forgot password?": a single-use link by email that sets a new password.
+    recovery: bool = False
+    # How long the links are valid (seconds): the reset link 30 minutes, the verification
+    # link a day by default.
+    reset_ttl: int = Field(1800, ge=300, le=86400)
+    verify_ttl: int = Field(86400, ge=300, le=7 * 86400)
+
+
 class SiteConfig(Strict):
     hosts: tuple[str, ...] = ()
     oauth2: SitePages = SitePages()
+    accounts: SiteAccounts = SiteAccounts()
     # This site's theme, over the gateway's theme_dir, for requests to its hosts; relative to
     # the directory of gateway.json, like the gateway's.
     theme_dir: str | None = Field(None, min_length=1)

@@ -155,9 +155,12 @@ def login_page(
     providers: Sequence[tuple[str, str]] = (),
     fmt: Mapping[str, object] | None = None,
     notice: str | None = None,
+    register_url: str | None = None,
+    forgot_url: str | None = None,
 ) -> web.Response:
     """The sign-in form; ``providers`` are (name, action) pairs, one button each, posting the same
-    hidden fields to sign in with that external provider instead."""
+    hidden fields to sign in with that external provider instead; ``register_url`` and
+    ``forgot_url``: the "Create account" and "Forgot password?" links, when the site has them."""
     values = dict(fmt or {})
 
     def build(t: Texts) -> Mapping[str, object]:
@@ -171,6 +174,8 @@ def login_page(
             "notice": notice,
             "notice_text": t[notice].format(**values) if notice else None,
             "providers": list(providers),
+            "register_url": register_url,
+            "forgot_url": forgot_url,
         }
 
     return _respond(request, "login.html", "title", status, build)

@@ -16,6 +16,9 @@ import asyncpg
 from asyncpg.exceptions._base import DataError as ClientDataError
 
 from gateway.errors import (
+    AccountLinkExpired,
+    AccountLinkUnknown,
+    AccountLinkUsed,
     AlreadyMemberError,
     GatewayError,
     InvalidInputError,
@@ -127,6 +130,10 @@ CAUSES: Mapping[str, Cause] = MappingProxyType(
         "GI005": Cause(InvitationOrganizationRemoved, 410, "the organisation no longer exists"),
         "GI006": Cause(InvitationAccountExists, 409, "an account with this email exists"),
         "GI007": Cause(InvitationForAnotherEmail, 403, "the invitation is for another email"),
+        # Account links: verify an email, reset a password (sql/functions/095_accounts.sql).
+        "GK001": Cause(AccountLinkUnknown, 404, "this link is not valid"),
+        "GK002": Cause(AccountLinkExpired, 410, "this link has expired"),
+        "GK003": Cause(AccountLinkUsed, 410, "this link has been used"),
         # The mail outbox (an operator's retry).
         "GM001": Cause(UnknownMailError, 404, "there is no such message"),
         "GM002": Cause(MailAlreadySentError, 409, "the message was sent or is being sent"),

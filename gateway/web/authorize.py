@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
 from gateway.grants import federation, sessions
+from gateway.grants.accounts import FORGOT_PATH, REGISTER_PATH, site_accounts
 from gateway.grants.authorize import decide
 from gateway.grants.context import Context
 from gateway.grants.federation import sign_in_providers
@@ -193,6 +194,8 @@ def login_form(
         (provider.label, EXTERNAL_ACTION.format(provider=name))
         for name, provider in sign_in_providers(ctx.config).items()
     ]
+    accounts = site_accounts(ctx.config, request.host or "")
+    query = "?" + urlencode({"flow": flow.value})
     response = pages.login_page(
         request,
         client_name=client.app,
@@ -204,6 +207,8 @@ def login_form(
         providers=[] if link else providers,
         fmt={**(link or {}), **(fmt or {})},
         notice="external_link" if link else None,
+        register_url=REGISTER_PATH + query if accounts.registration and not link else None,
+        forgot_url=FORGOT_PATH + query if accounts.recovery and not link else None,
     )
     flow.bind(response, ctx.settings)
     return response

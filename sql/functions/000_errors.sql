@@ -20,5 +20,7 @@
 --   GI001  unknown invitation  GI002  invitation expired     GI003  invitation used
 --   GI004  invitation revoked  GI005  organisation removed   GI006  an account has the email
 --   GI007  the invitation is for another email
+--   GK001  unknown account link (verify or reset)            GK002  account link expired
+--   GK003  account link used
 --   GM001  no such message (mail.outbox)                     GM002  the message was sent or is being sent
 SELECT 1;

@@ -9,14 +9,16 @@ RETURNS TABLE (user_id uuid, username text, email text, name text, password_hash
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT id, username, email, name, password_hash, locked, password_changed_at
+    SELECT id, username, email, name, password_hash, locked OR pending_verification,
+           password_changed_at
     FROM auth.users
     WHERE lower(username) = lower(p_login) OR (position('@' IN p_login) > 0 AND lower(email) = lower(p_login))
     ORDER BY lower(username) = lower(p_login) DESC
     LIMIT 1;
 $$;
 COMMENT ON FUNCTION daemon.user_lookup(text) IS
-    'The account a login name (user name, or email) refers to; the password is checked by the caller, '
+    'The account a login name (user name, or email) refers to; locked is also true for a '
+    'self-registered account whose email is not verified yet. The password is checked by the caller, '
     'who passes password_changed_at on to daemon.login / daemon.session_open';
 
 -- Its signature changed; the files are applied again at every change, so drop what exists.
@@ -43,6 +45,7 @@ BEGIN
         -- and is seen here, or waits for this sign-in and then ends the session it opens. The
         -- password the caller verified must still be the user's.
         PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
+            AND NOT u.pending_verification
             AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
         FOR SHARE;
         IF NOT FOUND THEN
@@ -102,6 +105,7 @@ AS $$
 BEGIN
     -- As in daemon.login: no sign-in slips past a concurrent new password or lock.
     PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
+        AND NOT u.pending_verification
         AND (p_password_changed_at IS NULL OR u.password_changed_at = p_password_changed_at)
     FOR SHARE;
     IF NOT FOUND THEN

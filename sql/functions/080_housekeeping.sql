@@ -72,6 +72,22 @@ BEGIN
         SELECT id FROM mail.outbox WHERE state = 'sent' AND sent_at < v_before LIMIT p_batch)
       AND state = 'sent' AND sent_at < v_before;
     kind := 'sent mails'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- Account links (verify an email, reset a password) used or expired longer ago than p_keep.
+    DELETE FROM auth.account_token WHERE id IN (
+        SELECT id FROM auth.account_token
+        WHERE least(used_at, expires_at) < v_before LIMIT p_batch)
+      AND least(used_at, expires_at) < v_before;
+    kind := 'account links'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- Self-registered accounts never verified, whose last link ran out longer ago than p_keep
+    -- (their user names are free again).
+    DELETE FROM auth.users WHERE id IN (
+        SELECT u.id FROM auth.users u
+        WHERE u.pending_verification AND u.created_at < v_before
+          AND NOT EXISTS (SELECT 1 FROM auth.account_token t
+                          WHERE t.user_id = u.id AND t.expires_at >= v_before)
+        LIMIT p_batch)
+      AND pending_verification;
+    kind := 'pending accounts'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     IF p_audit_days > 0 THEN
         DELETE FROM audit.event WHERE id IN (
             SELECT id FROM audit.event WHERE at < daemon.now() - make_interval(days => p_audit_days)
@@ -82,6 +98,7 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.housekeep(integer, integer, integer) IS
     'Delete what is over for longer than p_keep seconds (sessions with their grants, token families, '
-    'current refresh tokens, codes, assertion ids, throttle counters, sent mails) and audit events older than '
+    'current refresh tokens, codes, assertion ids, throttle counters, sent mails, account links, '
+    'self-registered accounts never verified) and audit events older than '
     'p_audit_days (0 keeps them), at most p_batch rows of each per call. Returns the rows deleted '
     'by kind, or nothing when another housekeeper holds the lock. GW002 on bad arguments.';

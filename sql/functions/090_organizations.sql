@@ -261,13 +261,15 @@ AS $$
                 WHEN i.expires_at <= daemon.now() THEN 'expired'
                 ELSE 'pending' END,
            i.id, o.alias, o.name, i.email, i.role, i.client_id, i.expires_at,
-           (SELECT u.id FROM auth.users u WHERE lower(u.email) = lower(i.email))
+           (SELECT u.id FROM auth.users u
+            WHERE lower(u.email) = lower(i.email) AND NOT u.pending_verification)
     FROM auth.invitation i JOIN auth.organization o ON o.id = i.organization_id
     WHERE i.token_hash = p_token_hash;
 $$;
 COMMENT ON FUNCTION daemon.invitation_lookup(bytea) IS
     'An invitation by its token''s hash: its state, organisation, email, and the account with '
-    'that email if there is one (no row: an unknown token)';
+    'that email if there is one, a self-registered one still pending verification not counted '
+    '(no row: an unknown token)';
 
 CREATE OR REPLACE FUNCTION daemon.invitation_claim(p_token_hash bytea)
 RETURNS auth.invitation
@@ -307,7 +309,16 @@ AS $$
 DECLARE
     i auth.invitation := daemon.invitation_claim(p_token_hash);
     v_user uuid;
+    v_pending uuid;
 BEGIN
+    -- A self-registered account of the email that was never verified gives way: the invitation
+    -- link reached that mailbox, as the verification link would have (095_accounts.sql).
+    DELETE FROM auth.users u WHERE lower(u.email) = lower(i.email) AND u.pending_verification
+    RETURNING u.id INTO v_pending;
+    IF v_pending IS NOT NULL THEN
+        PERFORM daemon.audit('account.pending_removed', NULL, i.client_id, NULL, NULL,
+                             jsonb_build_object('user', v_pending, 'invitation', i.id));
+    END IF;
     IF EXISTS (SELECT 1 FROM auth.users u WHERE lower(u.email) = lower(i.email)) THEN
         RAISE EXCEPTION 'an account with this email exists' USING ERRCODE = 'GI006';
     END IF;

@@ -58,6 +58,8 @@ PAGES: dict[str, dict[str, object]] = {
         "notice": None,
         "notice_text": None,
         "providers": [("Google", "/oauth2/external/google")],
+        "register_url": "/oauth2/account/register?flow=sealed",
+        "forgot_url": "/oauth2/account/forgot?flow=sealed",
     },
     "consent.html": {
         "client_name": "crm",
@@ -71,6 +73,37 @@ PAGES: dict[str, dict[str, object]] = {
     "message.html": {"key": "signed_out", "text": "You are signed out."},
     "logout.html": {"action": "/oauth2/logout", "hidden": {"flow": "sealed"}},
     "unavailable.html": {"retry_after": 5},
+    "account_register.html": {
+        "action": "/oauth2/account/register",
+        "hidden": {"flow": "sealed"},
+        "email": "erin@example.test",
+        "name": "Erin",
+        "username": "erin",
+        "error": "The two passwords are not the same.",
+        "sign_in": "/oauth2/authorize?client_id=x",
+    },
+    "account_forgot.html": {
+        "action": "/oauth2/account/forgot",
+        "hidden": {"flow": "sealed"},
+        "email": "erin@example.test",
+        "error": None,
+        "sign_in": None,
+    },
+    "account_sent.html": {"text": "We sent a message.", "sign_in": "/oauth2/authorize?x=1"},
+    "account_verify.html": {
+        "action": "/oauth2/account/verify",
+        "hidden": {"flow": "sealed"},
+        "email": "erin@example.test",
+        "error": None,
+    },
+    "account_reset.html": {
+        "action": "/oauth2/account/reset",
+        "hidden": {"flow": "sealed"},
+        "email": "erin@example.test",
+        "error": "too short",
+    },
+    "account_done.html": {"text": "Done.", "continue_to": "/oauth2/authorize?x=1"},
+    "account_problem.html": {"state": "expired", "again": "/oauth2/account/forgot"},
 }
 
 
@@ -127,6 +160,19 @@ def test_every_built_in_page_renders_strictly(builtin: Theme, template: str, lan
     assert soup.html.get("lang") == lang
     assert soup.find("main") is not None
     assert soup.find("script") is None
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+@pytest.mark.parametrize("link", ["https://id.example.test/oauth2/account/forgot", None])
+def test_the_account_exists_notice_renders_with_and_without_a_link(
+    builtin: Theme, lang: str, link: str | None
+) -> None:
+    mail = render_mail(builtin, "account_exists", lang, name=None, link=link)
+    assert mail.subject
+    assert "\n" not in mail.subject
+    soup = BeautifulSoup(mail.html, "html.parser")
+    assert [a["href"] for a in soup.find_all("a")] == ([link, link] if link else [])
+    assert (link in mail.text) if link else ("http" not in mail.text)
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
