@@ -7,14 +7,19 @@ defence (JWTs, ``Bearer`` values, ``key=value`` pairs with sensitive names, URL 
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import json
 import logging
+import os
 import re
+import select
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from aiohttp import ClientConnectionResetError, http_exceptions
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
@@ -82,36 +87,155 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
 
 
+class AccessLog:
+    """Where access lines go: complete JSON lines appended on the request path (no logging
+    machinery, no lock, no write), written to ``fd`` by a thread of its own every ``interval``.
+
+    A stalled ``fd`` (stderr piped to a reader that stopped) never stalls a request: the thread
+    blocks in ``write``, lines wait in memory up to ``max_pending``, and beyond that they are
+    dropped and counted, and one line saying how many follows when writing works again. Each
+    ``write`` holds whole lines and at most ``PIPE_BUF`` bytes when it can, so lines of other
+    writers to the same pipe (the other log lines) never cut into one.
+    """
+
+    def __init__(self, fd: int, *, max_pending: int = 20_000, interval: float = 0.05) -> None:
+        self.fd = fd
+        self.max_pending = max_pending
+        self.interval = interval
+        self.dropped = 0  # counted by the event loop's thread only
+        self._reported = 0  # read and written by the writer thread only
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._stamp = Timestamps()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def emit(self, line: bytes) -> None:
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(line)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what is pending (at most ``timeout`` seconds) and stop the thread."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        lines = []
+        pending = self._pending
+        for _ in range(len(pending)):
+            lines.append(pending.popleft())
+        dropped = self.dropped
+        if dropped != self._reported:
+            lines.append(_dropped_line(dropped - self._reported, self._stamp))
+            self._reported = dropped
+        batch: list[bytes] = []
+        size = 0
+        for line in lines:
+            if batch and size + len(line) > select.PIPE_BUF:
+                self._write(b"".join(batch))
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line)
+        if batch:
+            self._write(b"".join(batch))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        for _ in range(10_000):  # bounded: a descriptor that takes nothing for long is given up
+            if not view:
+                return
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                return  # closed or gone: nothing more can be written there
+
+
+class Timestamps:
+    """``2026-12-06T09:47:48.330Z`` for a ``time.time()``; the part up to the second is made
+    once a second (strftime on every request would cost more than the rest of the line)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._text}.{int((now - second) * 1000):03d}Z"
+
+
+def _dropped_line(count: int, stamp: Timestamps) -> bytes:
+    entry = {
+        "ts": stamp(time.time()),
+        "level": "WARNING",
+        "logger": "gateway.access",
+        "request_id": "-",
+        "msg": f"{count} access log lines dropped: the log's reader did not keep up",
+    }
+    return orjson.dumps(entry) + b"\n"
+
+
+class AccessSink(Protocol):
+    """Takes one complete access line (JSON and a newline); never blocks."""
+
+    def emit(self, line: bytes) -> None: ...
+
+
+# A path needs the (slower) redaction only when it holds what a secret could look like.
+_MAYBE_SECRET = re.compile(r"eyJ|[=:@]|(?i:bearer|basic|sid|__secure)")
+
+
 class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request; the query string is never logged (it may carry codes)."""
+    """One JSON line per request, as the other log lines look (``ts``, ``level``, ``logger``,
+    ``request_id``, ``msg``) plus the request's fields; the query string is never logged (it may
+    carry codes). aiohttp hands it what the runner's ``access_log`` option names: here the
+    ``AccessSink`` the lines go to (``AccessLog`` in ``gateway serve``)."""
+
+    def __init__(self, logger: Any, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.sink: AccessSink = logger
+        self.stamp = Timestamps()
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         # Redacted once here: method (an HTTP token), status, sizes and the peer address are the
         # server's own and cannot carry a secret; the path can.
-        path = redact(request.path)
-        self.logger.info(
-            "%s %s %s",
-            request.method,
-            path,
-            response.status,
-            extra={
-                "redacted": True,
-                "fields": {
-                    "kind": "access",
-                    "method": request.method,
-                    "path": path,
-                    "status": response.status,
-                    "duration_ms": round(time * 1000, 2),
-                    "bytes": response.body_length,
-                    "remote": request.remote,
-                },
-                "request_id": request.get(REQUEST_ID),
-            },
-        )
+        path = request.path
+        if _MAYBE_SECRET.search(path):
+            path = redact(path)
+        method, status = request.method, response.status
+        entry = {
+            "ts": self.stamp(_now()),
+            "level": "INFO",
+            "logger": "gateway.access",
+            "request_id": request.get(REQUEST_ID) or "-",
+            "msg": f"{method} {path} {status}",
+            "kind": "access",
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(time * 1000, 2),
+            "bytes": response.body_length,
+            "remote": request.remote,
+        }
+        self.sink.emit(orjson.dumps(entry) + b"\n")
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        return True
+
+
+_now = time.time
 
 
 # --- requests the HTTP parser refused ------------------------------------------------------------

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from gateway.config.model import GatewaySettings, is_loopback_host
 from gateway.connections import GatewayRunner, connection_cap, raise_file_limit
 from gateway.errors import GatewayError
 from gateway.keys import CONFIG
-from gateway.logs import AccessLogger, configure_logging, protocol_logger
+from gateway.logs import AccessLog, AccessLogger, AccessSink, configure_logging, protocol_logger
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ def check_listen(host: str, port: int, *, reuse_port: bool = False) -> None:
                 raise ListenError(describe_listen_error(host, port, exc)) from None
 
 
-def runner_options(settings: GatewaySettings, *, access_log: bool = True) -> dict[str, Any]:
+def runner_options(
+    settings: GatewaySettings, *, access_log: AccessSink | None = None
+) -> dict[str, Any]:
     """Options of the ``GatewayRunner``: JSON access log, graceful-shutdown timeout, and the
     bounds on client connections (``limits.*``)."""
     limits = settings.limits
@@ -96,7 +99,8 @@ def runner_options(settings: GatewaySettings, *, access_log: bool = True) -> dic
         "max_line_size": MAX_HEADER,
         "max_field_size": MAX_HEADER,
         "access_log_class": AccessLogger,
-        "access_log": logging.getLogger("gateway.access") if access_log else None,
+        # aiohttp hands this to AccessLogger; None: no access log.
+        "access_log": access_log,
         # Requests the parser refuses: one WARNING line each (rate-limited), no traceback.
         "logger": protocol_logger(),
     }
@@ -114,9 +118,10 @@ async def serve_app(
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully."""
     settings = app[CONFIG].current.gateway
-    runner = GatewayRunner(
-        app, handle_signals=False, **runner_options(settings, access_log=access_log)
-    )
+    # Access lines at INFO, as every other line: a level above INFO turns them off too.
+    wanted = access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
+    sink = AccessLog(sys.stderr.fileno()) if wanted else None
+    runner = GatewayRunner(app, handle_signals=False, **runner_options(settings, access_log=sink))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
@@ -146,6 +151,8 @@ async def serve_app(
     finally:
         await runner.cleanup()
         log.info("stopped")
+        if sink is not None:
+            sink.close()
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:

@@ -125,10 +125,26 @@ def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+class RecordedAccessLog:
+    """The access log of a test server: the lines ``AccessLogger`` makes, kept in memory
+    (``gateway serve`` writes them to stderr through ``gateway.logs.AccessLog``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def emit(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
 class GatewayTestServer(TestServer):
     """The gateway application served as ``gateway serve`` serves it: ``GatewayRunner`` with
     the runner options of its own configuration (JSON access log, head and idle timeouts, the
     connection cap). ``TestServer`` would drop options given to its constructor."""
+
+    access_log: RecordedAccessLog
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         from gateway.connections import GatewayRunner
@@ -136,7 +152,9 @@ class GatewayTestServer(TestServer):
         from gateway.server import runner_options
 
         settings = self.app[CONFIG].current.gateway
-        return GatewayRunner(self.app, **{**runner_options(settings), **kwargs})
+        self.access_log = RecordedAccessLog()
+        options = runner_options(settings, access_log=self.access_log)
+        return GatewayRunner(self.app, **{**options, **kwargs})
 
 
 def sample_server(directory: Path, database_url: str) -> GatewayTestServer:

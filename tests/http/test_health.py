@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+from typing import Any
 
-import pytest
 from pytest_aiohttp.plugin import AiohttpClient
 
 from gateway.app import create_app
 from gateway.config import ConfigHolder
-from tests.support import Client, create_database, drop_database, dsn_with_database
+from tests.support import (
+    Client,
+    GatewayTestServer,
+    create_database,
+    drop_database,
+    dsn_with_database,
+)
 
 
 async def test_healthz_answers_while_the_process_runs(client: Client) -> None:
@@ -67,24 +72,32 @@ async def test_every_response_has_a_request_id_and_no_server_version(client: Cli
     assert forged.headers["X-Request-Id"] != "bad\tvalue"
 
 
-async def test_access_log_is_json_without_the_query_string(
-    client: Client, caplog: pytest.LogCaptureFixture
-) -> None:
-    from gateway.logs import JsonFormatter
+def access_entries(client: Client) -> list[dict[str, Any]]:
+    """The access lines the client's server wrote (``AccessLogger``, as ``gateway serve``)."""
+    server = client.server
+    assert isinstance(server, GatewayTestServer)
+    return server.access_log.entries()
 
-    caplog.set_level(logging.INFO, logger="gateway.access")
+
+async def wait_for_access_line(client: Client) -> dict[str, Any]:
+    for _ in range(50):  # the line is written once the response has been sent
+        entries = access_entries(client)
+        if entries:
+            return entries[-1]
+        await asyncio.sleep(0.02)
+    raise AssertionError("no access log line")
+
+
+async def test_access_log_is_json_without_the_query_string(client: Client) -> None:
     response = await client.get("/healthz?code=SECRETCODE123&state=abc")
     assert response.status == 200
-    for _ in range(50):  # the line is written once the response has been sent
-        records = [r for r in caplog.records if r.name == "gateway.access"]
-        if records:
-            break
-        await asyncio.sleep(0.02)
-    assert records, "no access log line"
-    entry = json.loads(JsonFormatter().format(records[-1]))
+    entry = await wait_for_access_line(client)
     assert entry["request_id"] == response.headers["X-Request-Id"]
     assert entry["path"] == "/healthz"
     assert entry["status"] == 200
+    assert entry["msg"] == "GET /healthz 200"
+    assert (entry["level"], entry["logger"], entry["kind"]) == ("INFO", "gateway.access", "access")
+    assert entry["ts"].endswith("Z")
     assert "SECRETCODE123" not in json.dumps(entry)
 
 
@@ -93,23 +106,13 @@ async def test_the_tests_run_on_uvloop_like_the_server() -> None:
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
-async def test_access_log_redacts_a_token_in_the_path(
-    client: Client, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_access_log_redacts_a_token_in_the_path(client: Client) -> None:
     """A JWT pasted into the path (a 404 here) never reaches the access log, in the message or
     in the ``path`` field."""
-    from gateway.logs import JsonFormatter
-
-    caplog.set_level(logging.INFO, logger="gateway.access")
     jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
     response = await client.get(f"/oauth2/{jwt_like}")
     assert response.status == 404
-    for _ in range(50):
-        records = [r for r in caplog.records if r.name == "gateway.access"]
-        if records:
-            break
-        await asyncio.sleep(0.02)
-    assert records, "no access log line"
-    line = JsonFormatter().format(records[-1])
-    assert json.loads(line)["status"] == 404
-    assert "eyJzdWIiOiJhbGljZSJ9" not in line
+    entry = await wait_for_access_line(client)
+    assert entry["status"] == 404
+    assert "eyJzdWIiOiJhbGljZSJ9" not in json.dumps(entry)
+    assert entry["path"] == "/oauth2/[jwt]"

@@ -123,11 +123,38 @@ def wait_ready(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+# Where the machine has two cores or more: the servers measured (the minimal proxy, each
+# gateway and its workers) on core 0, the upstream and the load generator on core 1, so that
+# they do not take the measured server's CPU.
+SERVER_CORES: set[int] | None = None
+LOAD_CORES: set[int] | None = None
+
+
+def pin(pid: int, cores: set[int] | None) -> None:
+    if cores is not None:
+        with suppress(OSError):
+            os.sched_setaffinity(pid, cores)
+
+
 def spawn(
-    stack: ExitStack, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    stack: ExitStack,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    cores: set[int] | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A server process, pinned to ``cores``; its stderr (the gateway's log, the access log
+    included) to the file ``log``, as a service manager would take it, else discarded."""
+    err = stack.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
-        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        preexec_fn=(lambda: pin(0, cores)) if cores is not None else None,
     )
 
     def stop() -> None:
@@ -143,17 +170,22 @@ def spawn(
     return process
 
 
-def write_config(directory: Path, port: int, upstream: str, access_ttl: int) -> Path:
+def write_config(
+    directory: Path, port: int, upstream: str, access_ttl: int, *, access_log: bool = True
+) -> Path:
+    """The gateway as users run it: the default logging (INFO, JSON access log on) unless
+    ``access_log`` is false (the tuned variant)."""
     (directory / "oauth2").mkdir(parents=True)
     (directory / "sites").mkdir()
     gateway = {
         "listen": {"host": "127.0.0.1", "port": port},
         "issuer": f"http://localhost:{port}",
         "keys": {"master_key": "bench-master-key-0123456789abcdefghijklmn"},
-        "logging": {"level": "WARNING", "access_log": False},
         "limits": {"login_failures_per_ip": 100000},
         "routes": [{"prefix": "/api/", "upstream": upstream, "strip_prefix": True}],
     }
+    if not access_log:
+        gateway["logging"] = {"access_log": False}
     (directory / "gateway.json").write_text(json.dumps(gateway))
     clients = {
         "spa": {
@@ -299,8 +331,10 @@ def wrk(
     meter: CpuMeter | None = None,
 ) -> Result:
     command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    if LOAD_CORES is not None:
+        command[:0] = ["taskset", "-c", ",".join(str(c) for c in sorted(LOAD_CORES))]
     if cookie:
-        command[1:1] = ["-H", f"Cookie: {cookie}"]
+        command[-1:-1] = ["-H", f"Cookie: {cookie}"]
     cpu_before = meter.seconds() if meter else 0.0
     output = subprocess.run(
         command, capture_output=True, text=True, timeout=args.duration + 60, check=True
@@ -462,6 +496,12 @@ def main() -> int:
         default=0.4,
         help="share of a core each worker gets in the CPU-capped scaling scenario (0: skip it)",
     )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin servers and load to separate cores"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="wrk scenarios only (no Python load generator)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -472,19 +512,36 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         if os.environ.get("GATEWAY_DATABASE_URL"):
             env["GATEWAY_DATABASE_URL"] = os.environ["GATEWAY_DATABASE_URL"]
-        up_port, min_port, gw_port, gw2_port, gwr_port = (free_port() for _ in range(5))
-        up_meter = CpuMeter(spawn(stack, [PYTHON, "-c", UPSTREAM, str(up_port)]))
+        global SERVER_CORES, LOAD_CORES
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) >= 2 and not args.no_pin:
+            SERVER_CORES, LOAD_CORES = {cores[0]}, {cores[1]}
+        up_port, min_port, gw_port, gw2_port, gwr_port, gwq_port = (free_port() for _ in range(6))
+        up_meter = CpuMeter(spawn(stack, [PYTHON, "-c", UPSTREAM, str(up_port)], cores=LOAD_CORES))
         wait_port(up_port)
         upstream = f"http://127.0.0.1:{up_port}"
-        min_meter = CpuMeter(spawn(stack, [PYTHON, "-c", MINIMAL_PROXY, str(min_port), upstream]))
+        min_meter = CpuMeter(
+            spawn(
+                stack,
+                [PYTHON, "-c", MINIMAL_PROXY, str(min_port), upstream],
+                cores=SERVER_CORES,
+            )
+        )
         wait_port(min_port)
 
-        def gateway(port: int, workers: int, access_ttl: int, name: str) -> CpuMeter:
-            conf = write_config(work / name, port, upstream, access_ttl)
+        def gateway(
+            port: int, workers: int, access_ttl: int, name: str, *, access_log: bool = True
+        ) -> CpuMeter:
+            conf = write_config(work / name, port, upstream, access_ttl, access_log=access_log)
             run_env = {**env, "GATEWAY_CONFIG": str(conf)}
             gateway_cmd = [PYTHON, "-m", "gateway"]
             process = spawn(
-                stack, [*gateway_cmd, "serve", "--workers", str(workers)], run_env, work
+                stack,
+                [*gateway_cmd, "serve", "--workers", str(workers)],
+                run_env,
+                work,
+                cores=SERVER_CORES if workers == 1 else None,
+                log=work / f"{name}.log",
             )
             wait_ready(f"http://127.0.0.1:{port}/readyz")
             return CpuMeter(process)
@@ -501,9 +558,11 @@ def main() -> int:
             timeout=60,
         )
         gw2_meter = gateway(gw2_port, 2, 3600, "two")
+        gwq_meter = gateway(gwq_port, 1, 3600, "quiet", access_log=False)
         gwr_meter = gateway(gwr_port, 1, 1, "refresh")
         cookie = sign_in(gw_port)
         cookie2 = sign_in(gw2_port)
+        cookie_q = sign_in(gwq_port)
         sessions = [sign_in(gwr_port) for _ in range(64)]
         path = "/api/orders/1"
 
@@ -526,11 +585,18 @@ def main() -> int:
                     meter=min_meter,
                 ),
                 wrk(
-                    "gateway, valid cookie",
+                    "gateway, valid cookie (defaults)",
                     f"http://127.0.0.1:{gw_port}{path}",
                     args,
                     cookie,
                     gw_meter,
+                ),
+                wrk(
+                    "gateway, access log off",
+                    f"http://127.0.0.1:{gwq_port}{path}",
+                    args,
+                    cookie_q,
+                    gwq_meter,
                 ),
                 wrk(
                     "gateway, valid cookie, 2 workers",
@@ -541,10 +607,21 @@ def main() -> int:
                 ),
             ):
                 rounds.setdefault(result.name, []).append(result)
-        w_direct, w_min, w_gw, w_gw2 = (median_round(r) for r in rounds.values())
+        w_direct, w_min, w_gw, w_quiet, w_gw2 = (median_round(r) for r in rounds.values())
         w_gw2.note = "; ".join(
             filter(None, [w_gw2.note, f"{w_gw2.rps / w_gw.rps:.2f}x one worker"])
         )
+        if args.quick:
+            print()
+            print(
+                table(
+                    "wrk (C load generator, 1 thread)",
+                    [w_direct, w_min, w_gw, w_quiet, w_gw2],
+                    w_direct,
+                    w_min,
+                )
+            )
+            return 0
         capped = capped_scaling(
             args,
             [(gw_meter, gw_port, cookie), (gw2_meter, gw2_port, cookie2)],
@@ -575,7 +652,10 @@ def main() -> int:
         print()
         print(
             table(
-                "wrk (C load generator, 1 thread)", [w_direct, w_min, w_gw, w_gw2], w_direct, w_min
+                "wrk (C load generator, 1 thread)",
+                [w_direct, w_min, w_gw, w_quiet, w_gw2],
+                w_direct,
+                w_min,
             )
         )
         print()
@@ -589,9 +669,16 @@ def main() -> int:
         )
         print()
         print(capped)
+        pinning = (
+            f"servers measured on core {sorted(SERVER_CORES)}, upstream and wrk on core"
+            f" {sorted(LOAD_CORES)} (2 workers: unpinned)"
+            if SERVER_CORES and LOAD_CORES
+            else "nothing pinned"
+        )
         print(
-            f"\nmachine: {os.cpu_count()} cores, shared by the load generator, the upstream and the"
-            " server measured; the gateway's database calls are in its CPU only as client time"
+            f"\nmachine: {os.cpu_count()} cores; {pinning}; gateways log to a file each (stderr),"
+            " as a service manager would take it; the gateway's database calls are in its CPU"
+            " only as client time"
         )
     return 0
 
