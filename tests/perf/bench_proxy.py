@@ -611,16 +611,14 @@ def main() -> int:
         w_gw2.note = "; ".join(
             filter(None, [w_gw2.note, f"{w_gw2.rps / w_gw.rps:.2f}x one worker"])
         )
+        wrk_table = table(
+            "wrk (C load generator, 1 thread)",
+            [w_direct, w_min, w_gw, w_quiet, w_gw2],
+            w_direct,
+            w_min,
+        )
         if args.quick:
-            print()
-            print(
-                table(
-                    "wrk (C load generator, 1 thread)",
-                    [w_direct, w_min, w_gw, w_quiet, w_gw2],
-                    w_direct,
-                    w_min,
-                )
-            )
+            print(f"\n{wrk_table}")
             return 0
         capped = capped_scaling(
             args,
@@ -649,15 +647,7 @@ def main() -> int:
             meter=gwr_meter,
         )
 
-        print()
-        print(
-            table(
-                "wrk (C load generator, 1 thread)",
-                [w_direct, w_min, w_gw, w_quiet, w_gw2],
-                w_direct,
-                w_min,
-            )
-        )
+        print(f"\n{wrk_table}")
         print()
         print(
             table(
