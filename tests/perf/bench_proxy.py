@@ -329,8 +329,12 @@ def wrk(
     args: argparse.Namespace,
     cookie: str | None = None,
     meter: CpuMeter | None = None,
+    script: Path | None = None,
 ) -> Result:
-    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    command += ["--timeout", "10s", url]  # a slow answer is a latency, not a socket error
+    if script is not None:
+        command[-1:-1] = ["-s", str(script)]
     if LOAD_CORES is not None:
         command[:0] = ["taskset", "-c", ",".join(str(c) for c in sorted(LOAD_CORES))]
     if cookie:
