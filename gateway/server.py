@@ -150,9 +150,9 @@ async def serve_app(
         log.info("shutting down: finishing in-flight requests")
     finally:
         await runner.cleanup()
-        log.info("stopped")
         if sink is not None:
-            sink.close()
+            sink.close()  # the last access lines before the last line
+        log.info("stopped")
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:
