@@ -20,6 +20,7 @@ from gateway.store.errors import UNREACHABLE, describe, redact_dsn
 
 T = TypeVar("T")
 _SET_OFFSET = "SELECT set_config('gateway.clock_offset', $1, false)"
+_RESET_OFFSET = "RESET gateway.clock_offset"
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
@@ -93,11 +94,15 @@ class BoundedPool:
             if left <= 0:  # the request has answered already: never send it
                 raise self._late()
             offset = self.clock.offset if self.clock is not None else 0.0
-            if offset:  # a test moved the application's clock: daemon.now() moves with it
-                # (the pool's reset on release, RESET ALL, clears it again)
-                await con.execute(_SET_OFFSET, f"{offset} seconds", timeout=left)
-                left = deadline - loop.time()
-            return await statement(con, left)
+            if not offset:
+                return await statement(con, left)
+            # A test moved the application's clock: daemon.now() moves with it, for this
+            # statement only (the pool does not reset session state, see _no_session_state).
+            await con.execute(_SET_OFFSET, f"{offset} seconds", timeout=left)
+            try:
+                return await statement(con, deadline - loop.time())
+            finally:
+                await con.execute(_RESET_OFFSET, timeout=max(deadline - loop.time(), 0.5))
 
     def _late(self) -> StoreError:
         return StoreError(f"the database did not answer within {self.seconds:g} s")
@@ -143,6 +148,15 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_session_state(conn: Connection) -> None:
+    """The pool's reset of a released connection, after asyncpg's own (a transaction left open
+    is rolled back, listener callbacks dropped): nothing more. The gateway sets no session
+    state on pool connections (advisory locks are transaction-scoped, LISTEN has connections
+    of its own, the tests' clock offset is undone by the statement that set it), and asyncpg's
+    default (CLOSE ALL, UNLISTEN *, RESET ALL, advisory unlock) costs a round trip on every
+    release (issue 13)."""
+
+
 async def create_pool(dsn: str, settings: Database) -> Pool:
     """An asyncpg pool; ``StoreError`` with a readable reason when the database is unreachable."""
     try:
@@ -153,6 +167,7 @@ async def create_pool(dsn: str, settings: Database) -> Pool:
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
             init=_init_connection,
+            reset=_no_session_state,
         )
     except (*UNREACHABLE, asyncpg.PostgresError) as exc:
         raise StoreError(
