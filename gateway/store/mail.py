@@ -76,18 +76,7 @@ async def mail_claim(db: Executor, *, limit: int, lease: int) -> list[ClaimedMai
     """``daemon.mail_claim``: up to ``limit`` due messages, leased for ``lease`` seconds."""
     with sql_errors():
         rows = await db.fetch("SELECT * FROM daemon.mail_claim($1, $2)", limit, lease)
-    return [
-        ClaimedMail(
-            id=row["id"],
-            kind=row["kind"],
-            recipient=row["recipient"],
-            content_sealed=row["content_sealed"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            claim=row["claim"],
-        )
-        for row in rows
-    ]
+    return [ClaimedMail(**dict(row)) for row in rows]
 
 
 async def mail_sent(db: Executor, mail_id: UUID, claim: UUID) -> bool:
@@ -133,21 +122,7 @@ async def mail_outbox(db: Executor, *, include_sent: bool, limit: int) -> list[O
     """``daemon.mail_outbox``: unsent messages (or every one kept), oldest first."""
     with sql_errors():
         rows = await db.fetch("SELECT * FROM daemon.mail_outbox($1, $2)", include_sent, limit)
-    return [
-        OutboxEntry(
-            id=row["id"],
-            kind=row["kind"],
-            recipient=row["recipient"],
-            state=row["state"],
-            attempts=row["attempts"],
-            last_error=row["last_error"],
-            next_attempt_at=row["next_attempt_at"],
-            created_at=row["created_at"],
-            sent_at=row["sent_at"],
-            failed_at=row["failed_at"],
-        )
-        for row in rows
-    ]
+    return [OutboxEntry(**dict(row)) for row in rows]
 
 
 class MailWakeups:
