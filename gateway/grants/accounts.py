@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 from gateway import errors
 from gateway.config.loader import Config
 from gateway.config.model import SiteAccounts
+from gateway.grants import organizations
 from gateway.grants.context import Context
 from gateway.grants.organizations import (
     BadValue,
@@ -86,10 +87,13 @@ def link(issuer: str, path: str, token: str) -> str:
 
 
 def check_username(username: str) -> str:
-    username = username.strip()
-    if not 1 <= len(username) <= 128 or any(ord(ch) < 0x21 or ch == "@" for ch in username):
+    """A chosen user name, checked as an invitation's (``organizations.check_username``:
+    normalised, no spaces or invisible characters); here never with ``@``, since sign-in takes a
+    user name or an email and a self-registered name must not look like anyone's email."""
+    value = organizations.check_username(username)
+    if "@" in value:
         raise BadValue("the user name must be 1 to 128 characters, without spaces or @")
-    return username
+    return value
 
 
 def _continue(continue_to: str | None) -> str | None:

@@ -21,6 +21,7 @@ from gateway.http.context import grant_context
 from gateway.http.errors import json_error
 from gateway.http.metrics import METRICS
 from gateway.keys import AUTHORITY, CONFIG
+from gateway.logs import redact
 from gateway.proxy import headers as hop
 from gateway.proxy.client import (
     UpstreamBroken,
@@ -116,7 +117,16 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
 
     if route.websocket and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
         return await proxy_websocket(exchange, target.url, principal)
-    return await _forward(exchange, target, principal)
+    try:
+        return await _forward(exchange, target, principal)
+    except UpstreamError as err:
+        # The refresh done for this request rotated the refresh token: its cookies must reach
+        # the browser even when the upstream then fails (502, 504, a body refused with 408/413).
+        response = json_error(err.status, err.error, err.description)
+        if err.status == 408:
+            response.force_close()
+        cookie_setter(exchange)(response)
+        return response
 
 
 async def _body_stream(request: web.Request, limit: int, pause: float) -> AsyncIterator[bytes]:
@@ -237,10 +247,12 @@ async def _respond(
                 async with asyncio.timeout(pause):  # a client that stops reading is let go
                     await response.write(chunk)
         except (UpstreamTimeout, UpstreamBroken, ConnectionError):
-            log.warning("upstream response to %s %s was cut short", request.method, request.path)
+            log.warning(
+                "upstream response to %s %s was cut short", request.method, redact(request.path)
+            )
             raise asyncio.CancelledError from None
         except TimeoutError:
-            log.info("client stopped reading %s %s", request.method, request.path)
+            log.info("client stopped reading %s %s", request.method, redact(request.path))
             raise asyncio.CancelledError from None
     await response.write_eof()
     return response

@@ -280,6 +280,10 @@ async def test_registration_input_is_checked_and_a_taken_user_name_refused(site:
     ).replace("bob@example.test", "E")
     at = await register(site.client, "f@accounts.example", username="alice@example.test")
     assert at.status == 400
+    # Invisible characters make a name that looks like another's: refused, as for invitations.
+    hidden = await register(site.client, "f@accounts.example", username="ali\u200bce")
+    assert hidden.status == 400
+    assert "without spaces" in await hidden.text()
     bad = await register(site.client, "not-an-email")
     assert bad.status == 400
     assert (

@@ -527,3 +527,16 @@ async def test_a_response_lost_long_ago_continues_from_its_refresh_token(site: S
     assert later.status == 200, await later.text()
     assert site.provider.refresh_requests[1:] == [successor_token]
     assert site.upstream.requests[-1].bearer == site.provider.access_tokens[-1]
+
+
+async def test_a_refresh_reaches_the_browser_when_the_upstream_then_fails(site: Site) -> None:
+    """The refresh rotated the provider's refresh token; the upstream is down afterwards: the
+    502 still carries the new cookies, or the browser would hold a spent refresh token."""
+    await sign_in(site)
+    clock_of(site.browser).advance(61)
+    await site.upstream.close()
+    answer = await api(site)
+    assert answer.status == 502, await answer.text()
+    assert (await answer.json())["error"] == "bad_gateway"
+    assert len(site.provider.refresh_requests) == 1
+    assert {AT, RT, SID} <= set(renewed(lines(answer)))

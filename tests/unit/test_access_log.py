@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import threading
+import time
 
 from gateway.logs import AccessLog
 
 
-def read_lines(fd: int, until: str, limit: int = 100_000) -> list[str]:
-    """Lines from ``fd`` until one containing ``until`` (bounded)."""
+def read_lines(fd: int, until: str, limit: int = 100_000, seconds: float = 20.0) -> list[str]:
+    """Lines from ``fd`` until one containing ``until`` (bounded in count and time: a line
+    that never comes fails the test instead of hanging it)."""
     buffered = b""
     lines: list[str] = []
+    deadline = time.monotonic() + seconds
     for _ in range(limit):
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            break
         chunk = os.read(fd, 65536)
         if not chunk:
             break
@@ -60,7 +67,9 @@ def test_a_stalled_reader_never_blocks_and_drops_are_reported() -> None:
         assert done.is_set(), "emit blocked behind a stalled reader"
         assert sink.dropped > 0
         lines = read_lines(reader, "access log lines dropped")  # the reader comes back
-        report = json.loads(lines[-1])
+        reports = [line for line in lines if "access log lines dropped" in line]
+        assert reports, "no report of the dropped lines"
+        report = json.loads(reports[0])
         assert report["level"] == "WARNING"
         assert report["msg"].endswith("access log lines dropped: the log's reader did not keep up")
         assert int(report["msg"].split()[0]) > 0
