@@ -132,6 +132,9 @@ class Context:
     # What this request may still spend waiting for the database (None: each statement gets
     # database.request_timeout of its own).
     budget: Budget | None = None
+    # The authenticated client's throttle keys, when the grant's own statement is to check its
+    # lock (the token endpoint's one-statement grants: grants/token.py LOCK_IN_STATEMENT).
+    client_lock: tuple[str, ...] = ()
 
     @property
     def settings(self) -> GatewaySettings:

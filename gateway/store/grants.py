@@ -8,6 +8,7 @@ from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
+from gateway.store.throttle import throttle_guard
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,13 @@ async def refresh_token(
     grace: int,
     refresh_ttl: int,
     recover: bool = False,
+    guard: tuple[str, ...] = (),
 ) -> Rotation:
-    with sql_errors():
-        row = await db.fetchrow(
-            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8)",
+    """``daemon.refresh_token``; ``guard``: the client's throttle keys, checked in the same
+    statement (``throttle.throttle_guard``)."""
+    query, args = throttle_guard(
+        "daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8)",
+        (
             old_hash,
             client_id,
             new_hash,
@@ -175,7 +179,11 @@ async def refresh_token(
             grace,
             refresh_ttl,
             recover,
-        )
+        ),
+        guard,
+    )
+    with sql_errors():
+        row = await db.fetchrow(query, *args)
     assert row is not None
     return Rotation(
         row["status"],
