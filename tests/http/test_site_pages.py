@@ -33,7 +33,7 @@ BRAND = "brand.example.test"  # a site with every page set
 PLAIN = "plain.example.test"  # a site without oauth2 pages
 ERROR_PAGE = "https://brand.example.test/app/error"
 CALLBACK_PAGE = "https://brand.example.test/app/callback?from=gateway"
-SITES = {
+SITES: dict[str, dict[str, Any]] = {
     "brand": {
         "hosts": [BRAND],
         "oauth2": {
@@ -318,8 +318,8 @@ async def test_the_identifier_step_looks_nothing_up(client: Client, db: asyncpg.
             step = await asyncio.wait_for(post_identifier(client, soup, name), timeout=20)
             assert step.status == 200
         # The control: a step that reads accounts cannot answer while the tables are locked.
-        step = soup_of(await (await post_identifier(client, forms[3], "alice")).text())
-        blocked = asyncio.ensure_future(post_password(client, step, USERS["alice"][0]))
+        password_step = soup_of(await (await post_identifier(client, forms[3], "alice")).text())
+        blocked = asyncio.ensure_future(post_password(client, password_step, USERS["alice"][0]))
         done, _ = await asyncio.wait({blocked}, timeout=1.5)
         assert not done
     finally:
@@ -419,7 +419,7 @@ async def test_callback_without_a_site_page_shows_the_parameters(client: Client)
     text = await page.text()
     assert "<script>" not in text
     rows = soup_of(text).find_all("tr")
-    assert [(r.th.get_text(), r.td.get_text()) for r in rows] == [
+    assert [tuple(c.get_text() for c in r.find_all(["th", "td"])) for r in rows] == [
         ("code", "abc/def"),
         ("state", "<script>x</script>"),
     ]
