@@ -187,7 +187,7 @@ async def continue_flow(
         if site_page is not None:
             # A site's own page, or the built-in identifier step (BUILTIN_IDENTIFIER), gets
             # the authorization request in its query, as the reference sends it.
-            return redirect(site_page + "?" + urlencode(list(params.items())))
+            return redirect(build_redirect(site_page, dict(params.items()), fragment=False))
         response = login_form(request, ctx, params, username=auth_request.login_hint or "")
     else:
         assert session is not None

@@ -31,6 +31,8 @@ from tests.support import USERS, Client, named_input, write_conf
 
 BRAND = "brand.example.test"  # a site with every page set
 PLAIN = "plain.example.test"  # a site without oauth2 pages
+OWN = "own.example.test"  # a site with sign-in pages of its own
+OWN_SIGNIN = "https://own.example.test/signin/?skin=dark"
 ERROR_PAGE = "https://brand.example.test/app/error"
 CALLBACK_PAGE = "https://brand.example.test/app/callback?from=gateway"
 SITES: dict[str, dict[str, Any]] = {
@@ -43,6 +45,10 @@ SITES: dict[str, dict[str, Any]] = {
         },
     },
     "plain": {"hosts": [PLAIN]},
+    "own": {
+        "hosts": [OWN],
+        "oauth2": {"identifier": OWN_SIGNIN, "secret": "/signin/secret"},
+    },
 }
 # A request waits for a locked table far longer than the lock test waits for an answer, so a
 # lookup cannot hide behind the request's own database deadline.
@@ -150,6 +156,21 @@ async def test_the_sites_host_gets_the_identifier_step_and_others_the_login_form
         assert page.status == 200, await page.text()
         login = only_form(soup_of(await page.text()), "/oauth2/login")
         assert login.find("input", attrs={"name": "password"}) is not None
+
+
+async def test_a_site_with_its_own_pages_gets_the_request(client: Client) -> None:
+    """A site's own sign-in page (``identifier``) and password page (``secret``, for
+    ``prompt=secret``) get the authorization request added to their own query."""
+    for prompt, page in ((None, OWN_SIGNIN), ("secret", "/signin/secret")):
+        params = authz_params("conf", prompt=prompt)
+        sent = await client.get(
+            "/oauth2/authorize", params=params, headers={"Host": OWN}, allow_redirects=False
+        )
+        assert sent.status == 302, await sent.text()
+        location = sent.headers["Location"]
+        assert location.startswith(page + ("&" if "?" in page else "?")), location
+        query = dict(parse_qsl(urlsplit(location).query))
+        assert query == {**dict(parse_qsl(urlsplit(page).query)), **params}
 
 
 async def test_identifier_then_password_signs_in(client: Client) -> None:
