@@ -22,6 +22,7 @@ from gateway.config.model import (
     AppConfig,
     GatewaySettings,
     SiteConfig,
+    SitePages,
     check_provider_url,
     is_path,
     strip_comments,
@@ -117,6 +118,12 @@ class Config:
             if any(host_name(h) == wanted for h in site.hosts):
                 return name
         return None
+
+    def site_pages(self, host: str) -> SitePages:
+        """The ``oauth2`` pages of the site for ``host`` (a ``Host`` value); all unset (the
+        built-in pages) when no site serves it."""
+        name = self.site_for_host(host)
+        return self.sites[name].oauth2 if name is not None else SitePages()
 
     @property
     def external_providers(self) -> dict[str, Mapping[str, AppConfig]]:

@@ -745,13 +745,41 @@ class AppConfig(Strict):
 # --- conf/sites/<name>.json -------------------------------------------------------------------
 
 
-class SitePages(Strict):
-    """Pages of a site the authorization flow sends the browser to; unset means built-in."""
+# A site's ``oauth2.identifier`` with this value asks for the gateway's own identifier-first
+# step instead of a page of the site (README, "Sites").
+BUILTIN_IDENTIFIER = "/oauth2/identifier"
 
-    identifier: str | None = None
-    secret: str | None = None
-    callback: str | None = None
-    error: str | None = None
+
+def check_site_page(value: str) -> str:
+    """A site's page: an https URL (http only on loopback), or an absolute path on the host the
+    request came to (``/signin/``); never a fragment, user info or a scheme-relative ``//``."""
+    if value.startswith("/") and not value.startswith("//"):
+        if any(ch in value for ch in "#\\") or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError("must be a plain path such as /signin/, or an https URL")
+        return value
+    return check_provider_url(value)
+
+
+SitePage = Annotated[str, AfterValidator(check_site_page)]
+
+
+class SitePages(Strict):
+    """Pages of a site the authorization flow sends the browser to; unset means built-in.
+
+    ``identifier``: the sign-in page (``BUILTIN_IDENTIFIER`` for the gateway's own
+    identifier-first step); ``secret``: the password page for ``prompt=secret``;
+    ``callback``: where ``/oauth2/callback`` sends the browser, with its query;
+    ``error``: where an authorization request the gateway cannot return to its client is sent
+    with ``code``, ``error`` and ``error_description``."""
+
+    identifier: SitePage | None = None
+    secret: SitePage | None = None
+    callback: SitePage | None = None
+    error: SitePage | None = None
+
+    @property
+    def has_builtin_identifier(self) -> bool:
+        return self.identifier == BUILTIN_IDENTIFIER
 
 
 class SiteAccounts(Strict):

@@ -415,3 +415,32 @@ def test_a_reloaded_listen_change_waits_for_the_restart(
     assert current.public_issuer() == "http://127.0.0.1:8080"
     assert current.routes[0].upstream == "http://127.0.0.1:8080/demo-api"
     assert "need a restart changed: listen" in caplog.text
+
+
+def test_site_pages_are_paths_or_https_urls(tmp_path: Path) -> None:
+    """A site's ``oauth2`` pages are redirect targets of the gateway: an absolute path on the
+    request's host or an https URL (http on loopback), never scheme-relative, a script or a
+    fragment (SECURITY-CHECKLIST item 66: the gateway sends browsers only where its
+    configuration says)."""
+    good = {
+        "identifier": "/oauth2/identifier",
+        "secret": "/signin/secret?x=1",
+        "callback": "https://app.example.test/callback/",
+        "error": "http://127.0.0.1:8080/error",
+    }
+    path = write_conf(tmp_path / "good", sites={"s": {"hosts": ["a.test"], "oauth2": good}})
+    pages = load_config(path, environ={}).site_pages("A.test:443")
+    assert pages.has_builtin_identifier
+    assert pages.callback == good["callback"]
+    assert load_config(path, environ={}).site_pages("b.test").error is None
+    bad = {
+        "identifier": "//evil.example/signin",
+        "secret": "javascript:alert(1)",
+        "callback": "http://app.example.test/cb",
+        "error": "/error#x",
+    }
+    path = write_conf(tmp_path / "bad", sites={"s": {"hosts": ["a.test"], "oauth2": bad}})
+    issues = issues_of(path)
+    assert len(issues) == 4, issues
+    for key in bad:
+        assert any(f"oauth2.{key}" in issue for issue in issues), (key, issues)
