@@ -297,7 +297,8 @@ async def test_the_outbox_retries_with_a_backoff_then_gives_up(world: World) -> 
         assert await backchannel.backchannel_sent(db, chat.id, chat.claim)
         assert not await backchannel.backchannel_sent(db, chat.id, chat.claim)  # once
         state = await backchannel.backchannel_failed(db, crm.id, crm.claim, "HTTP 503", max_age=600)
-        assert state is not None and state[0] == "queued"
+        assert state is not None
+        assert state[0] == "queued"
         assert await backchannel.backchannel_claim(db, limit=10, lease=60) == []  # not due
 
         await clock(world, 11)  # past the first backoff (10 s)
@@ -308,7 +309,8 @@ async def test_the_outbox_retries_with_a_backoff_then_gives_up(world: World) -> 
         state = await backchannel.backchannel_failed(
             db, again.id, again.claim, "HTTP 400", max_age=600
         )
-        assert state is not None and state[0] == "queued"
+        assert state is not None
+        assert state[0] == "queued"
         await clock(world, 11 + 15)
         assert await backchannel.backchannel_claim(db, limit=10, lease=60) == []  # 20 s now
         await clock(world, 11 + 21)
