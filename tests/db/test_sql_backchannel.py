@@ -331,6 +331,7 @@ async def test_the_outbox_retries_with_a_backoff_then_gives_up(world: World) -> 
         await clock(world, 100_000)
         assert await backchannel.backchannel_claim(db, limit=10, lease=60) == []  # not retried
         row = await db.fetchrow("SELECT * FROM auth.backchannel_logout WHERE id = $1", crm.id)
+        assert row is not None
         assert (row["state"], row["attempts"], row["last_error"]) == (
             "failed",
             5,
