@@ -174,7 +174,7 @@ class LogoutSender:
 
     async def _attempt(self, claimed: ClaimedLogout, settings: BackchannelLogout) -> Outcome:
         config = self._holder.current
-        client = config.clients.get(claimed.client_id)
+        client = config.client(claimed.client_id)
         uri = client.config.backchannel_logout_uri if client is not None else None
         if client is None or uri is None:
             return Outcome("skip", "the client has no backchannel_logout_uri now")

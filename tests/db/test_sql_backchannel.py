@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from gateway.config import load_config
-from gateway.store import backchannel, grants, sessions, users
+from gateway.store import backchannel, grants, housekeeping, sessions, users
 from gateway.store.clients import sync_configured_clients
 from gateway.store.users import user_add
 from tests.support import light_passwords, write_conf
@@ -358,3 +358,34 @@ async def test_a_row_is_skipped_when_the_client_has_no_uri_at_send_time(world: W
         "SELECT state FROM auth.backchannel_logout WHERE id = $1", one.id
     )
     assert state == "skipped"
+
+
+async def test_housekeeping_deletes_delivered_and_skipped_logouts_after_the_keep_only(
+    world: World,
+) -> None:
+    """Failed ones stay for an operator; recent ones stay too."""
+    ids = {}
+    for name in ("old sent", "new sent", "old skipped", "old failed"):
+        session = await login(world, "chat")
+        await sessions.session_revoke(world.conn, session.session_id, "logout")
+        (claimed,) = await backchannel.backchannel_claim(world.conn, limit=1, lease=60)
+        ids[name] = claimed.id
+        if "sent" in name:
+            assert await backchannel.backchannel_sent(world.conn, claimed.id, claimed.claim)
+        elif "skipped" in name:
+            assert await backchannel.backchannel_skipped(
+                world.conn, claimed.id, claimed.claim, "no uri"
+            )
+        else:
+            await backchannel.backchannel_failed(
+                world.conn, claimed.id, claimed.claim, "HTTP 500", max_age=0
+            )
+    await world.conn.execute(
+        "UPDATE auth.backchannel_logout SET sent_at = sent_at - interval '3 days',"
+        " failed_at = failed_at - interval '3 days' WHERE id = ANY($1)",
+        [ids["old sent"], ids["old skipped"], ids["old failed"]],
+    )
+    deleted = await housekeeping.housekeep(world.conn, keep=86400, audit_days=0, batch=100)
+    assert deleted["back-channel logouts"] == 2
+    left = {r["id"] for r in await world.conn.fetch("SELECT id FROM auth.backchannel_logout")}
+    assert left == {ids["new sent"], ids["old failed"]}
