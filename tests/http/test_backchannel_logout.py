@@ -15,6 +15,7 @@ session), and section 0.4's rule that no token appears in a log line."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ from gateway.config import ConfigHolder, load_config
 from tests.e2e.relying_party import RelyingParty
 from tests.http.conftest import basic, hidden_flow
 from tests.http.mail_support import eventually
-from tests.support import USERS, Client, GatewayTestServer, bound_socket, clock_of, write_conf
+from tests.support import (
+    USERS,
+    Client,
+    GatewayTestServer,
+    bound_socket,
+    clock_of,
+    gateway_env,
+    run_gateway,
+    write_conf,
+)
 
 V = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 C = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -331,8 +341,9 @@ async def test_an_app_that_answers_400_is_tried_again(site: Site, db: asyncpg.Co
 
 @pytest.mark.parametrize("max_age", [60])
 async def test_past_max_age_a_logout_fails_and_is_not_tried_again(
-    site: Site, db: asyncpg.Connection
+    site: Site, db: asyncpg.Connection, database_url: str
 ) -> None:
+    """... and ``gateway logout outbox`` (the real command) shows it to an operator."""
     await sign_in_to(site, CHAT, site.chat_cb)
     await sign_out(site)
     await eventually(lambda: _attempted(db, "chat", 1), "the first attempt to fail")
@@ -352,6 +363,22 @@ async def test_past_max_age_a_logout_fails_and_is_not_tried_again(
         await chat.close()
     assert chat.logouts == []
     assert await state_of(db, "chat") == ("failed", 2)
+
+    env = gateway_env(
+        GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(site.holder.current.path)
+    )
+    listed = await asyncio.to_thread(run_gateway, "logout", "outbox", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)
+    assert (entry["client_id"], entry["state"], entry["attempts"]) == ("chat", "failed", 2)
+    assert entry["reason"] == "logout"
+    assert "Connect" in entry["last_error"]
+    table = await asyncio.to_thread(run_gateway, "logout", "outbox", env=env)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:3] == ["ID", "CLIENT", "SESSION"]
+    assert " failed " in table.stdout
+    wrong = await asyncio.to_thread(run_gateway, "logout", "outbox", "--limit", "0", env=env)
+    assert (wrong.returncode, wrong.stderr.strip()) == (2, "error: --limit must be at least 1")
 
 
 async def test_an_app_whose_uri_is_gone_at_send_time_is_skipped(
