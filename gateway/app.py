@@ -9,10 +9,13 @@ import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from gateway import keys
 from gateway.authority import build_master, ensure_signing_keys
+from gateway.backchannel.sender import LogoutSender
+from gateway.backchannel.sender import sending as sending_logouts
 from gateway.clock import Clock
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config
@@ -152,6 +155,22 @@ async def _mail(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _backchannel_logout(app: web.Application) -> AsyncIterator[None]:
+    """The back-channel logout sender (every process, as the mail sender), with the one
+    ``aiohttp.ClientSession`` it POSTs logout tokens through. After the mail sender in
+    ``cleanup_ctx``, so it stops first, while the pool still works."""
+    holder = app[keys.CONFIG]
+    database = holder.current.gateway.database
+    db = BoundedPool(app[keys.POOL], database.command_timeout, clock=app[keys.CLOCK])
+    authority = app[keys.AUTHORITY]
+    async with aiohttp.ClientSession(
+        trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+    ) as http:
+        sender = LogoutSender(holder, db, lambda: authority.keyring, app[keys.CLOCK], http)
+        async with sending_logouts(sender, app[keys.DATABASE_URL]):
+            yield
+
+
 async def _reload(app: web.Application) -> AsyncIterator[None]:
     """Watch the configuration files; after a reload, store new and changed clients."""
     holder = app[keys.CONFIG]
@@ -241,6 +260,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
     app.cleanup_ctx.append(_mail)
+    app.cleanup_ctx.append(_backchannel_logout)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
     app[METRICS] = Metrics()

@@ -129,6 +129,23 @@ def check_provider_url(value: str) -> str:
     return value
 
 
+def check_backchannel_logout_uri(value: str) -> str:
+    """OIDC Back-Channel Logout 1.0 section 2.2: an absolute URL the gateway POSTs logout tokens
+    to; https (http only on loopback, as for redirect URIs), no fragment (a query is allowed)."""
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute https URL such as https://app.example.com/logout")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    if parts.fragment or value.endswith("#"):
+        raise ValueError("must not contain a fragment (Back-Channel Logout 1.0 section 2.2)")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain user info")
+    if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("http is allowed only for loopback hosts (127.0.0.1, localhost, [::1])")
+    return value
+
+
 def check_initiate_login_uri(value: str) -> str:
     """OIDC Registration 2: https (http only on loopback), no fragment; or a path of this
     gateway such as ``/login/start`` (the token handler's own sign-in)."""
@@ -535,6 +552,20 @@ class Mail(Strict):
         return 4 * self.timeout
 
 
+class BackchannelLogout(Strict):
+    """OpenID Connect Back-Channel Logout: how the gateway delivers logout tokens to the clients
+    that have a ``backchannel_logout_uri``. Every logout goes through an outbox table and is
+    retried with a backoff (10 s doubling up to an hour) until ``max_age`` has passed."""
+
+    # Seconds for one POST to a client's backchannel_logout_uri (connecting and the answer).
+    timeout: float = Field(5.0, gt=0, le=60)
+    # Seconds after which a logout that keeps failing is given up (state failed).
+    max_age: int = Field(86400, ge=60, le=30 * 86400)
+    # Seconds between looks at the outbox for retries that came due (a session that ends wakes
+    # the sender at once through NOTIFY).
+    poll_interval: float = Field(5.0, ge=0.05, le=300)
+
+
 class GatewaySettings(Strict):
     """``conf/gateway.json``."""
 
@@ -561,6 +592,7 @@ class GatewaySettings(Strict):
     login: Login | None = None
     organizations: Organizations = Organizations()
     mail: Mail = Mail()
+    backchannel_logout: BackchannelLogout = BackchannelLogout()
 
     @field_validator("issuer")
     @classmethod
@@ -656,6 +688,13 @@ class AppConfig(Strict):
     # Where this app starts its own sign-in (OIDC Core 4, third-party initiated login): after an
     # invitation is accepted the browser goes there with iss and login_hint.
     initiate_login_uri: Annotated[str, AfterValidator(check_initiate_login_uri)] | None = None
+    # OpenID Connect Back-Channel Logout 1.0: where the gateway POSTs a logout token when a
+    # session in which this app received tokens ends; with session_required the token always
+    # carries sid (it does anyway).
+    backchannel_logout_uri: Annotated[str, AfterValidator(check_backchannel_logout_uri)] | None = (
+        None
+    )
+    backchannel_logout_session_required: bool = False
     # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
     # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
     # not also mint grants for whatever sub its tokens carry.

@@ -42,6 +42,9 @@ FORBIDDEN: dict[str, set[str]] = {
     # message is stays pure.
     "gateway.mail": {"aiohttp", "gateway.grants", "gateway.http"} | FACES | ENTRY,
     "gateway.mail.message": {"asyncpg", "aiosmtplib", "gateway.store", "gateway.mail.sender"},
+    # The back-channel logout sender: a background task beside the mail sender; it talks
+    # HTTP to clients (aiohttp's client), never to the faces or their plumbing.
+    "gateway.backchannel": {"asyncpg", "gateway.grants", "gateway.http"} | FACES | ENTRY,
     "gateway.http": {"asyncpg", "gateway.store"} | FACES | ENTRY,
     "gateway.web": {"asyncpg", "gateway.store", "gateway.proxy"} | ENTRY,
     "gateway.proxy": {"asyncpg", "gateway.store", "gateway.web"} | ENTRY,
