@@ -214,6 +214,15 @@ def load_config(
                 continue
             issuer = gateway.public_issuer() if gateway else None
             _check_endpoints(app, provider, issuer, str(file), name, issues)
+            if provider != DEFAULT_PROVIDER and app.rate_limit is not None:
+                issues.append(
+                    ConfigIssue(
+                        str(file),
+                        f"{name}.rate_limit",
+                        "rate limits are for clients of this gateway (default.json), not for "
+                        "an external provider's apps",
+                    )
+                )
             providers[provider][name] = app
             if provider == DEFAULT_PROVIDER:
                 clients[app.client_id] = Client(provider, name, str(file), app)
