@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.model import (
     GRANT_AUTHORIZATION_CODE,
+    UNION_TAGS,
     AppConfig,
     GatewaySettings,
     SiteConfig,
@@ -531,6 +532,8 @@ def _validate(
         for error in exc.errors(include_url=False, include_input=False):
             loc = prefix
             for part in error["loc"]:
+                if part in UNION_TAGS:
+                    continue
                 loc = f"{loc}[{part}]" if isinstance(part, int) else _join(loc, str(part))
             issues.append(ConfigIssue(file, loc, _reason(error["type"], error["msg"])))
         return None

@@ -21,8 +21,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -408,9 +410,30 @@ class RateLimit(Strict):
         return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
 
 
+def _rate_limit_kind(value: Any) -> str | None:
+    if value is False:
+        return "off"
+    return TAG_RATE_LIMIT if isinstance(value, dict | RateLimit) else None
+
+
+# Tags of tagged unions: the loader leaves them out of the keys it reports.
+TAG_RATE_LIMIT = "bucket"
+UNION_TAGS = frozenset({TAG_RATE_LIMIT})
+
 # A client's or route's own setting: a bucket, false (no limit, whatever the default), or unset
-# (the gateway-wide default of rate_limits).
-OwnRateLimit = RateLimit | Literal[False] | None
+# (the gateway-wide default of rate_limits). Tagged, so that a bad value gets one clear error
+# rather than one per member of the union.
+OwnRateLimit = (
+    Annotated[
+        Annotated[RateLimit, Tag(TAG_RATE_LIMIT)] | Annotated[Literal[False], Tag("off")],
+        Discriminator(
+            _rate_limit_kind,
+            custom_error_type="rate_limit",
+            custom_error_message='must be an object {"rate": r, "burst": b}, or false for none',
+        ),
+    ]
+    | None
+)
 
 
 def effective_rate_limit(own: OwnRateLimit, default: RateLimit | None) -> RateLimit | None:
