@@ -108,7 +108,9 @@ class SharedBuckets:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
         with contextlib.suppress(*FAILURES):
-            await self.cache.close()
+            # aiocache's close() calls redis-py's deprecated close(): the same, without the
+            # warning.
+            await self.cache.client.aclose()
 
     async def take(self, key: str, limit: RateLimit, now: float) -> float | None:
         """0.0 (admitted), seconds to wait (refused), or None (Redis did not answer: admit)."""
