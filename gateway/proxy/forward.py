@@ -98,9 +98,11 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
             revocations=state.revocations,
             audience=settings.audience,
         )
-    limited = await rate_limited(exchange)
-    if limited is not None:
-        return limited
+    limit = settings.rate_limits[route.prefix]
+    if limit is not None:
+        limited = await rate_limited(exchange, limit)
+        if limited is not None:
+            return limited
     presented = exchange.presented
     if presented.has_cookies and not presented.bearer:
         refusal = csrf_refusal(exchange)

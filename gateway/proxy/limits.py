@@ -13,6 +13,7 @@ import ipaddress
 
 from aiohttp import hdrs, web
 
+from gateway.config.model import RateLimit
 from gateway.http.cookies import SESSION, unseal_cookie
 from gateway.http.errors import json_error
 from gateway.http.forwarded import client_address
@@ -46,13 +47,10 @@ def _address(exchange: Exchange) -> str:
     return address
 
 
-async def rate_limited(exchange: Exchange) -> web.Response | None:
+async def rate_limited(exchange: Exchange, limit: RateLimit) -> web.Response | None:
     """None when the request may go on; else the 429 answer with ``Retry-After`` (RFC 6585
     section 4, RFC 9110 section 10.2.3: whole seconds). CORS headers are added as on every
     answer, so a SPA can read the status and, exposed, ``Retry-After``."""
-    limit = exchange.settings.rate_limits[exchange.route.prefix]
-    if limit is None:
-        return None
     state = exchange.state
     wait = await exchange.authority.limiter.take(
         "route", bucket_key(exchange), limit, state.clock.time()

@@ -38,6 +38,7 @@ def limited_routes(upstream: str) -> list[dict[str, Any]]:
         route("/api/limited/", base, rate_limit=LIMITED),
         route("/api/free/", base),
         route("/public/", base, auth="none", rate_limit={"rate": 1, "burst": 2}),
+        route("/api/slow/", base, rate_limit={"rate": 0.0001, "burst": 2}),
     ]
 
 
@@ -167,6 +168,22 @@ async def test_a_bearer_token_takes_from_its_sessions_bucket(gw: Gateway) -> Non
     assert (await send(gw, "/api/limited/1", headers=bearer, browser=False)).status == 200
     assert (await send(gw, "/api/limited/1", cookies=cookies)).status == 200
     assert (await send(gw, "/api/limited/1", headers=bearer, browser=False)).status == 429
+
+
+async def test_an_expired_access_token_counts_for_the_session_its_sid_cookie_names(
+    gw: Gateway,
+) -> None:
+    """Without a valid access token the ``SID`` cookie names the session: its bucket, not the
+    address's. A refused request is not refreshed (no database work, no cookies)."""
+    alice = (await gw.sign_in(username="alice")).cookie_header()
+    assert [(await send(gw, "/api/slow/1", cookies=alice)).status for _ in range(2)] == [200] * 2
+    gw.clock.advance(3601)  # the access token (3600 s) has expired; 0.36 of a token came back
+    refused = await send(gw, "/api/slow/1", cookies=alice)
+    assert_too_many(refused, "6399", "too_many_requests")  # 10000 s a token, 3601 s gone
+    assert refused.set_cookies == []
+    # Another session from the same address still has its own full bucket.
+    bob = (await gw.sign_in(username="bob")).cookie_header()
+    assert (await send(gw, "/api/slow/1", cookies=bob)).status == 200
 
 
 async def test_without_a_session_the_client_address_is_limited(gw: Gateway) -> None:
