@@ -35,6 +35,8 @@ from gateway.proxy.forward import proxy
 from gateway.proxy.refresh import Refresher
 from gateway.proxy.upstreams import Upstreams
 from gateway.proxy.user import login_user
+from gateway.ratelimit.limiter import RateLimiter
+from gateway.ratelimit.shared import SharedBuckets
 from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
@@ -72,6 +74,34 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _rate_limits(app: web.Application) -> AsyncIterator[None]:
+    """The rate-limit buckets: in this process, or in Redis when ``redis.url`` is set (its
+    connections opened here and closed at shutdown; an unreachable Redis does not stop the
+    start, limits fail open until it answers)."""
+    settings = app[keys.CONFIG].current.gateway
+    server = settings.redis.server
+    shared = None
+    if server is not None:
+        limits = settings.rate_limits
+        shared = SharedBuckets(server, prefix=limits.redis_prefix, timeout=limits.redis_timeout)
+        await shared.start()
+
+        def on_reload(_old: Config, new: Config) -> None:
+            assert shared is not None
+            shared.timeout = new.gateway.rate_limits.redis_timeout
+            shared.prefix = new.gateway.rate_limits.redis_prefix
+
+        app[keys.CONFIG].subscribe(on_reload)
+    limiter = RateLimiter(shared)
+    app[keys.RATE_LIMITER] = limiter
+    app[METRICS].watch_limiter(limiter)
+    try:
+        yield
+    finally:
+        if shared is not None:
+            await shared.close()
+
+
 async def _authority(app: web.Application) -> AsyncIterator[None]:
     holder = app[keys.CONFIG]
     pool = app[keys.POOL]
@@ -91,6 +121,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             remote_keys_at=remote.at,
             discover=remote.discover,
             clock=app[keys.CLOCK],
+            limiter=app[keys.RATE_LIMITER],
         )
         app[keys.AUTHORITY] = authority
 
@@ -255,6 +286,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     setup_cors(app)
     setup_themes(app)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_rate_limits)
     app.cleanup_ctx.append(_authority)
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)

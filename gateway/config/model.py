@@ -3,25 +3,28 @@
 Every model rejects unknown keys (a typo is an error, not a silently ignored setting). The models
 validate one file each; cross-file rules (unique client ids) live in ``loader``.
 
-Which keys need a restart: ``listen.*`` and ``database.*`` (see README, "Hot reload").
+Which keys need a restart: ``listen.*``, ``database.*`` and ``redis.*`` (see README, "Hot reload").
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.headerregistry import Address, HeaderRegistry
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -351,8 +354,125 @@ class Database(Strict):
         return self
 
 
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """Where ``redis.url`` points. ``password`` and ``username`` are secrets' carriers: never
+    logged (``__repr__`` leaves them out)."""
+
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_redis_url(value: str) -> RedisServer:
+    """``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS). Messages never
+    repeat the URL, which may hold a password."""
+    parts = urlsplit(value)
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise ValueError("must be a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+    if parts.query or parts.fragment or any(ord(ch) < 0x21 for ch in value):
+        raise ValueError("must be redis://host:port/db only (no query, fragment or spaces)")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    path = parts.path.strip("/")
+    if path and not (path.isdigit() and int(path) < 1 << 16):
+        raise ValueError("the path must be a database number such as /0")
+    return RedisServer(
+        host=parts.hostname,
+        port=port,
+        db=int(path or 0),
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
 class Redis(Strict):
+    """The Redis server that replicas share rate-limit buckets through (README, "Rate
+    limits"). Unset: every process keeps its own buckets. Restart to change."""
+
     url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_redis_url(value.get_secret_value())
+        return value
+
+    @property
+    def server(self) -> RedisServer | None:
+        return parse_redis_url(self.url.get_secret_value()) if self.url is not None else None
+
+
+class RateLimit(Strict):
+    """A token bucket: ``rate`` requests per second on average, up to ``burst`` at once (a full
+    bucket). Unset ``burst``: the rate rounded up (at least 1)."""
+
+    rate: float = Field(gt=0, le=1_000_000)
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
+
+
+def _rate_limit_kind(value: Any) -> str | None:
+    if value is False:
+        return "off"
+    return TAG_RATE_LIMIT if isinstance(value, dict | RateLimit) else None
+
+
+# Tags of tagged unions: the loader leaves them out of the keys it reports.
+TAG_RATE_LIMIT = "bucket"
+UNION_TAGS = frozenset({TAG_RATE_LIMIT})
+
+# A client's or route's own setting: a bucket, false (no limit, whatever the default), or unset
+# (the gateway-wide default of rate_limits). Tagged, so that a bad value gets one clear error
+# rather than one per member of the union.
+OwnRateLimit = (
+    Annotated[
+        Annotated[RateLimit, Tag(TAG_RATE_LIMIT)] | Annotated[Literal[False], Tag("off")],
+        Discriminator(
+            _rate_limit_kind,
+            custom_error_type="rate_limit",
+            custom_error_message='must be an object {"rate": r, "burst": b}, or false for none',
+        ),
+    ]
+    | None
+)
+
+
+def effective_rate_limit(own: OwnRateLimit, default: RateLimit | None) -> RateLimit | None:
+    if own is False:
+        return None
+    return own if own is not None else default
+
+
+class RateLimits(Strict):
+    """Gateway-wide rate-limit settings (README, "Rate limits"). Off unless configured, as in
+    Kong and Envoy: a client's ``rate_limit`` or a route's, or a default here."""
+
+    # The bucket of every client without a rate_limit of its own (token, revocation and
+    # introspection requests, after client authentication). Unset: none.
+    client_default: RateLimit | None = None
+    # The bucket of every route without a rate_limit of its own, per session (or per client
+    # address without one). Unset: none.
+    route_default: RateLimit | None = None
+    # Seconds a bucket update in Redis may take; slower counts as an outage (limits fail open).
+    redis_timeout: float = Field(0.01, gt=0, le=1.0)
+    # Prefix of the bucket keys in Redis (several deployments can share one server).
+    redis_prefix: str = Field("gateway:ratelimit:", pattern=r"^[\x21-\x7e]{0,100}$")
 
 
 class CookieKey(Strict):
@@ -463,6 +583,9 @@ class Route(Strict):
     origins: tuple[Origin, ...] = ()
     csrf_header: str | None = None
     websocket: bool = False
+    # Requests per session (per client address without one) to this route: a bucket, false for
+    # none, or unset for rate_limits.route_default.
+    rate_limit: OwnRateLimit = None
 
     @field_validator("methods")
     @classmethod
@@ -579,6 +702,7 @@ class GatewaySettings(Strict):
     limits: Limits = Limits()
     passwords: PasswordHashing = PasswordHashing()
     logging: Logging = Logging()
+    rate_limits: RateLimits = RateLimits()
     trusted_proxies: tuple[Network, ...] = ()
     # The one header the trusted proxies set; the other is never read.
     forwarded_header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For"
@@ -708,6 +832,9 @@ class AppConfig(Strict):
     token_endpoint_auth_method: (
         Literal["client_secret_basic", "client_secret_post", "none"] | None
     ) = None
+    # Token, revocation and introspection requests of this client (after it authenticated): a
+    # bucket, false for none, or unset for rate_limits.client_default (default.json only).
+    rate_limit: OwnRateLimit = None
 
     @field_validator("client_id")
     @classmethod

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 
 from gateway.config.loader import Client
+from gateway.config.model import effective_rate_limit
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidClientError, SlowDownError, UnauthorizedClientError
 from gateway.oauth.rfc6749 import ClientCredentials
@@ -67,6 +68,21 @@ async def _refuse_when_locked(ctx: Context, keys: tuple[str, ...]) -> None:
     wait = await throttle.throttle_check(ctx.db, keys)
     if wait:
         raise SlowDownError("too many failed client authentications", retry_after=wait)
+
+
+async def admit_client(ctx: Context, client: Client) -> None:
+    """Take one request from the client's bucket (README, "Rate limits"): its ``rate_limit``,
+    else ``rate_limits.client_default``; one bucket for its token, revocation and introspection
+    requests. Over the limit: ``slow_down``, 429 with ``Retry-After`` (RFC 6585 section 4)."""
+    limit = effective_rate_limit(client.config.rate_limit, ctx.settings.rate_limits.client_default)
+    if limit is None:
+        return
+    authority = ctx.authority
+    wait = await authority.limiter.take(
+        "client", f"client:{client.client_id}", limit, authority.clock.time()
+    )
+    if wait:
+        raise SlowDownError("too many requests from this client; retry later", retry_after=wait)
 
 
 def _credentials_match(client: Client | None, creds: ClientCredentials) -> bool:

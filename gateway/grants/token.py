@@ -1,6 +1,7 @@
 """The token endpoint's decision (RFC 6749 section 3.2): which grant, which client, then the grant.
 
-grant_type -> client authentication -> is the grant enabled for the client -> the grant
+grant_type -> client authentication -> the client's rate limit -> is the grant enabled for the
+client -> the grant
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.config.model import (
 )
 from gateway.grants.authorization_code import authorization_code_grant
 from gateway.grants.client_credentials import client_credentials_grant
-from gateway.grants.clients import authenticate_client, throttle_keys
+from gateway.grants.clients import admit_client, authenticate_client, throttle_keys
 from gateway.grants.context import Context
 from gateway.grants.issue import TokenResult
 from gateway.grants.jwt_bearer import jwt_bearer_grant
@@ -68,6 +69,7 @@ async def token_request(
     client = await authenticate_client(ctx, creds, check_lock=not in_statement)
     if in_statement:
         ctx = dataclasses.replace(ctx, client_lock=throttle_keys(ctx, client.client_id))
+    await admit_client(ctx, client)
     if grant_type not in client.config.effective_grant_types:
         raise UnauthorizedClientError("this grant_type is not enabled for this client")
     allowed = (*client.config.javascript_origins, ctx.own_origin)
