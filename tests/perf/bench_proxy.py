@@ -356,6 +356,56 @@ def wrk(
     return Result(name, rps, latencies["50"], latencies["99"], errors, cpu_us=cpu_us)
 
 
+PACED_CONNECTIONS = 40
+
+
+def paced_script(directory: Path, rate: int) -> Path:
+    """wrk paced to about ``rate`` requests/s in all: each of the ``PACED_CONNECTIONS`` waits a
+    random 0..2x its share of the interval before each request, so they do not march in step.
+    wrk times each request from its send (the wait excluded); at a rate well below the server's
+    capacity that is the latency a client sees."""
+    interval_ms = PACED_CONNECTIONS * 1000 / rate
+    script = directory / f"paced-{rate}.lua"
+    script.write_text(
+        f"""
+math.randomseed(os.time())
+delay = function()
+  return math.random() * {2 * interval_ms:.3f}
+end
+"""
+    )
+    return script
+
+
+def paced(
+    name: str,
+    url: str,
+    args: argparse.Namespace,
+    script: Path,
+    cookie: str | None = None,
+    meter: CpuMeter | None = None,
+) -> Result:
+    load = argparse.Namespace(duration=args.duration, connections=PACED_CONNECTIONS)
+    return wrk(name, url, load, cookie, meter, script)
+
+
+def paced_table(rate: int, direct: Result, minimal: Result, gateway: Result) -> str:
+    lines = [
+        f"wrk paced at about {rate} req/s ({PACED_CONNECTIONS} connections, random waits):"
+        " latency the gateway adds",
+        f"{'scenario':<38}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+        f"{'+p50 vs min':>13}{'+p99 vs min':>13}{'+p99 vs direct':>16}",
+    ]
+    for r in (direct, minimal, gateway):
+        cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else "-"
+        lines.append(
+            f"{r.name:<38}{r.rps:>8.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{cpu:>12}"
+            f"{r.p50_ms - minimal.p50_ms:>13.2f}{r.p99_ms - minimal.p99_ms:>13.2f}"
+            f"{r.p99_ms - direct.p99_ms:>16.2f}"
+        )
+    return "\n".join(lines)
+
+
 def median_round(rounds: list[Result]) -> Result:
     """The round with the median throughput, so its latencies and CPU belong to the same run."""
     ordered = sorted(rounds, key=lambda r: r.rps)
@@ -506,6 +556,9 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="wrk scenarios only (no Python load generator)"
     )
+    parser.add_argument(
+        "--paced-rate", type=int, default=2000, help="req/s of the paced latency scenario"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -621,8 +674,31 @@ def main() -> int:
             w_direct,
             w_min,
         )
+        script = paced_script(work, args.paced_rate)
+        paced_rounds: dict[str, list[Result]] = {}
+        for _ in range(max(1, args.rounds)):
+            for result in (
+                paced("upstream direct", f"{upstream}{path}", args, script, meter=up_meter),
+                paced(
+                    "minimal aiohttp proxy",
+                    f"http://127.0.0.1:{min_port}{path}",
+                    args,
+                    script,
+                    meter=min_meter,
+                ),
+                paced(
+                    "gateway, valid cookie (defaults)",
+                    f"http://127.0.0.1:{gw_port}{path}",
+                    args,
+                    script,
+                    cookie,
+                    gw_meter,
+                ),
+            ):
+                paced_rounds.setdefault(result.name, []).append(result)
+        paced_text = paced_table(args.paced_rate, *(median_round(r) for r in paced_rounds.values()))
         if args.quick:
-            print(f"\n{wrk_table}")
+            print(f"\n{wrk_table}\n\n{paced_text}")
             return 0
         capped = capped_scaling(
             args,
@@ -652,6 +728,8 @@ def main() -> int:
         )
 
         print(f"\n{wrk_table}")
+        print()
+        print(paced_text)
         print()
         print(
             table(
