@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import multiprocessing
 import os
@@ -123,6 +124,11 @@ async def serve_app(
     sink = AccessLog(sys.stderr.fileno()) if wanted else None
     runner = GatewayRunner(app, handle_signals=False, **runner_options(settings, access_log=sink))
     await runner.setup()
+    # What start-up made (modules, configuration, compiled templates, the pool) lives as long as
+    # the process: frozen out of the collector's sight, a full collection scans only what
+    # requests made, instead of pausing every request for tens of milliseconds (p99, issue 13).
+    gc.collect()
+    gc.freeze()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
         try:
