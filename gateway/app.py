@@ -53,6 +53,7 @@ from gateway.web import (
     token,
     tokens,
 )
+from gateway.web import sessions as account_sessions
 from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         admin,
         invitation,
         accounts,
+        account_sessions,
     ):
         app.router.add_routes(module.routes)
     if config.demo:

@@ -46,7 +46,9 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
         raise SlowDownError("too many failed client authentications", retry_after=wait)
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
-        await throttle.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
+        await throttle.throttle_failure(
+            ctx.db, keys, thresholds, limits.client_lock_seconds, ctx.ip, ctx.user_agent
+        )
         raise InvalidClientError(
             "client authentication failed", challenge=creds.method == "client_secret_basic"
         )

@@ -54,6 +54,8 @@ async def refresh(
         grace=tokens.refresh_grace,
         refresh_ttl=tokens.refresh_ttl,
         recover=for_token_handler,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
     )
     if rotation.status == "replay":
         raise InvalidGrantError("the refresh token was already used; the session has ended")

@@ -163,10 +163,13 @@ async def refresh_token(
     grace: int,
     refresh_ttl: int,
     recover: bool = False,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> Rotation:
+    """``daemon.refresh_token``; ``ip`` and ``user_agent`` of the refresh go to its audit event."""
     with sql_errors():
         row = await db.fetchrow(
-            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8)",
+            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             old_hash,
             client_id,
             new_hash,
@@ -175,6 +178,8 @@ async def refresh_token(
             grace,
             refresh_ttl,
             recover,
+            ip,
+            user_agent,
         )
     assert row is not None
     return Rotation(
@@ -217,11 +222,23 @@ async def family_delivered(db: Executor, family_id: UUID, generation: int) -> No
         await db.execute("SELECT daemon.family_delivered($1, $2)", family_id, generation)
 
 
-async def token_revoke(db: Executor, family_id: UUID, client_id: str, reason: str) -> str:
+async def token_revoke(
+    db: Executor,
+    family_id: UUID,
+    client_id: str,
+    reason: str,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> str:
     with sql_errors():
         return str(
             await db.fetchval(
-                "SELECT daemon.token_revoke($1, $2, $3)", family_id, client_id, reason
+                "SELECT daemon.token_revoke($1, $2, $3, $4, $5)",
+                family_id,
+                client_id,
+                reason,
+                ip,
+                user_agent,
             )
         )
 
