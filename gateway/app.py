@@ -19,6 +19,7 @@ from gateway.config.loader import Config
 from gateway.config.model import is_loopback_host
 from gateway.config.watch import watch
 from gateway.errors import GatewayError
+from gateway.grants.audit_log import AuditLogWriter
 from gateway.grants.context import Authority
 from gateway.grants.revoked import revocation_listener
 from gateway.http.cors import setup_cors
@@ -140,6 +141,16 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _audit_log(app: web.Application) -> AsyncIterator[None]:
+    """The SIEM output (``audit.log``): every process looks, one writes each event
+    (``grants/audit_log.py``)."""
+    task = asyncio.create_task(AuditLogWriter(app[keys.CONFIG], app[keys.POOL]).run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _mail(app: web.Application) -> AsyncIterator[None]:
     """The outbox's sender (every process: the claims' leases keep replicas from sending one
     message twice). Last in ``cleanup_ctx``, so it stops first, while the pool still works."""
@@ -239,6 +250,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
+    app.cleanup_ctx.append(_audit_log)
     app.cleanup_ctx.append(_mail)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)

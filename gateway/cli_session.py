@@ -22,6 +22,7 @@ from gateway.command import load as _load
 from gateway.command import locate as _locate
 from gateway.command import print_table as _print_table
 from gateway.config.loader import Config
+from gateway.grants.audit_log import audit_json
 from gateway.grants.devices import describe_device
 from gateway.grants.sessions import ENDED_BY_OPERATOR
 from gateway.store import audit as audit_store
@@ -205,24 +206,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                      detail or "-"))  # fmt: skip
     _print_table(rows)
     return EXIT_OK
-
-
-def audit_json(event: audit_store.AuditEvent) -> dict[str, Any]:
-    """One event as a JSON object: ``gateway audit --json`` lines and the ``gateway.audit``
-    log lines have this shape (docs/audit.md)."""
-    return {
-        "id": event.id,
-        "at": event.at.isoformat(),
-        "type": event.kind,
-        "actor": event.actor,
-        "user_id": str(event.user_id) if event.user_id else None,
-        "user": event.username,
-        "client_id": event.client_id,
-        "session_id": str(event.session_id) if event.session_id else None,
-        "address": event.ip,
-        "user_agent": event.user_agent,
-        "detail": event.detail,
-    }
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, parser_class: type) -> None:

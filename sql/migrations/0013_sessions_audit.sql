@@ -25,3 +25,13 @@ CREATE INDEX IF NOT EXISTS event_kind_idx ON audit.event (kind, id);
 
 -- The account page lists the user's sessions, live ones first.
 CREATE INDEX IF NOT EXISTS session_user_all_idx ON auth.session (user_id, created_at);
+
+-- The optional SIEM output (audit.log): how far the audit log has been written to the process
+-- log. One row; created by the first daemon.audit_emit, at the newest event then.
+CREATE TABLE IF NOT EXISTS audit.log_cursor (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_id    bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT daemon.now()
+);
+COMMENT ON TABLE audit.log_cursor IS
+    'The id of the last audit event written to the log (audit.log: true) by any gateway process';
