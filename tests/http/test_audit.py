@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from tests.http.conftest import as_config, authz_params, basic, sign_in
-from tests.support import Client
+from tests.support import Client, gateway_env, run_gateway
 
 TOKEN = "/oauth2/token"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -197,3 +197,58 @@ async def test_logout_is_audited_as_the_user(
         "127.0.0.1",
         UA,
     )
+
+
+async def test_gateway_audit_shows_every_event_type(
+    as_client: Client,
+    db: asyncpg.Connection,
+    users: dict[str, str],
+    as_conf_path: Path,
+    database_url: str,
+) -> None:
+    """The same events read back through ``gateway audit`` (a real process), a table and JSON
+    lines, filtered by user and type, with no secret in the output."""
+    first = await password_grant(as_client, ALICE)
+    for _ in range(3):
+        await password_grant(as_client, "wrong-password-2")
+    await db.execute("DELETE FROM auth.throttle")
+    refreshed = await as_client.post(
+        TOKEN, data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        headers=basic("conf", "s3cr3t"),
+    )  # fmt: skip
+    assert refreshed.status == 200
+    await db.execute("UPDATE auth.token_family SET successor_until = successor_until - "
+                     "interval '1 day'")  # fmt: skip
+    await db.execute("UPDATE auth.refresh_token SET superseded_at = superseded_at - "
+                     "interval '1 day' WHERE superseded_at IS NOT NULL")  # fmt: skip
+    await as_client.post(
+        TOKEN, data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        headers=basic("conf", "s3cr3t"),
+    )  # fmt: skip
+    second = await password_grant(as_client, ALICE)
+    await as_client.post("/oauth2/revoke", data={"token": second["refresh_token"]},
+                         headers=basic("conf", "s3cr3t"))  # fmt: skip
+    as_client.session.cookie_jar.clear()  # a sign-in on the page, not a silent SSO answer
+    assert (await sign_in(as_client, authz_params("conf"), "alice")).status == 303
+    await as_client.post("/oauth2/logout", json={}, headers={"Origin": "https://as.example.test"})
+
+    env = gateway_env(GATEWAY_DATABASE_URL=database_url, GATEWAY_CONFIG=str(as_conf_path))
+    changed = run_gateway("user", "passwd", "alice", "--password-stdin", env=env, stdin=ALICE)
+    assert changed.returncode == 0, changed.stderr
+    result = run_gateway("audit", "--user", "alice", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    types = {json.loads(line)["type"] for line in result.stdout.splitlines()}
+    assert types >= {"login", "login.failure", "refresh", "refresh.replay", "session.revoke",
+                     "token.revoke", "user.password"}  # fmt: skip
+    lock = run_gateway("audit", "--type", "throttle.lock", env=env)
+    assert lock.returncode == 0, lock.stderr
+    assert "key=acct:alice" in lock.stdout
+    table = run_gateway("audit", "--user", "alice", "--type", "session.revoke", env=env)
+    reasons = table.stdout
+    assert "reason=logout" in reasons
+    assert "reason=refresh token replay" in reasons
+    assert "reason=password changed" in reasons
+    assert "Firefox 133 on Linux" in run_gateway("audit", "--user", "alice", env=env).stdout
+    everything = run_gateway("audit", "--json", "--limit", "1000", env=env).stdout
+    for secret in (ALICE, "wrong-password-2", first["refresh_token"], second["refresh_token"]):
+        assert secret not in everything
