@@ -20,13 +20,13 @@ from aiohttp import hdrs, web
 from gateway.grants import sessions
 from gateway.grants.context import Context
 from gateway.grants.devices import describe_device
-from gateway.grants.sessions import Session
+from gateway.grants.sessions import Session, SessionInfo
 from gateway.http import pages
 from gateway.http.context import grant_context
 from gateway.http.cookies import clear_session_cookies, read_session
 from gateway.http.errors import NO_STORE, read_body
 from gateway.keys import REVOCATIONS
-from gateway.oauth.params import parse_form
+from gateway.oauth.params import Params, parse_form
 from gateway.web.forms import FormKind, FormRefused, Refusal, refusal_page
 
 routes = web.RouteTableDef()
@@ -44,36 +44,31 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _row(s: SessionInfo, current: Session) -> dict[str, object]:
+    return {
+        "id": str(s.session_id),
+        "client": f"{s.app} ({s.client_id})" if s.app else s.client_id,
+        "device": describe_device(s.user_agent),
+        "address": s.ip or "-",
+        "started": _when(s.created_at),
+        "last_used": _when(s.last_seen_at),
+        "current": s.session_id == current.session_id,
+    }
+
+
 @routes.get(SESSIONS_PATH)
 async def sessions_get(request: web.Request) -> web.StreamResponse:
     ctx = grant_context(request)
     session = await _signed_in(request, ctx)
     if session is None:
         return pages.message_page(request, "sessions_signed_out", 401)
-    found = await sessions.sessions_of(ctx, session.user_id)
-    rows = [
-        {
-            "id": str(s.session_id),
-            "client": f"{s.app} ({s.client_id})" if s.app else s.client_id,
-            "device": describe_device(s.user_agent),
-            "address": s.ip or "-",
-            "started": _when(s.created_at),
-            "last_used": _when(s.last_seen_at),
-            "current": s.session_id == session.session_id,
-        }
-        for s in found
-    ]
+    rows = [_row(s, session) for s in await sessions.sessions_of(ctx, session.user_id)]
     sealed = SESSIONS_FORM.seal(request, ctx, {"s": str(session.session_id)})
     response = pages.render(
-        request,
-        "account_sessions.html",
-        title_key="sessions_title",
-        action=SESSIONS_PATH,
-        hidden={"flow": sealed.value},
-        user=session.username,
-        sessions=rows,
+        request, "account_sessions.html", title_key="sessions_title", action=SESSIONS_PATH,
+        hidden={"flow": sealed.value}, user=session.username, sessions=rows,
         others=sum(1 for r in rows if not r["current"]),
-    )
+    )  # fmt: skip
     sealed.bind(response, ctx.settings)
     return response
 
@@ -90,23 +85,31 @@ async def sessions_post(request: web.Request) -> web.StreamResponse:
     if session is None or str(session.session_id) != fields.get("s"):
         changed = FormRefused(Refusal.SESSION_CHANGED, fields)
         return refusal_page(request, changed, lambda _f: SESSIONS_PATH)
-    action = form.get("action", "")
-    if action not in ACTIONS:
-        return pages.error_page(request, "invalid_request", "unknown action", 400)
-    signed_out = action == "end_all"
-    if action == "end":
-        try:
-            target = UUID(form.get("session", ""))
-        except ValueError:
-            return pages.error_page(request, "invalid_request", "session is not a session id", 400)
-        if not await sessions.end_own_session(ctx, session, target):
-            return pages.message_page(request, "sessions_not_found", 404)
-        request.app[REVOCATIONS].add("s", str(target))
-        signed_out = target == session.session_id
-    else:
-        await sessions.end_other_sessions(ctx, session, keep_this=not signed_out)
-    if signed_out:
+    outcome = await _end(request, ctx, session, form)
+    if isinstance(outcome, web.Response):
+        return outcome
+    if outcome:  # this browser's session too: signed out
         response = pages.message_page(request, "signed_out")
         clear_session_cookies(response, ctx.settings)
         return response
     return web.Response(status=303, headers={hdrs.LOCATION: SESSIONS_PATH, **NO_STORE})
+
+
+async def _end(
+    request: web.Request, ctx: Context, session: Session, form: Params
+) -> bool | web.Response:
+    """Do what the form asks: whether this browser's session ended too, or an error page."""
+    action = form.get("action", "")
+    if action not in ACTIONS:
+        return pages.error_page(request, "invalid_request", "unknown action", 400)
+    if action != "end":
+        await sessions.end_other_sessions(ctx, session, keep_this=action == "end_others")
+        return action == "end_all"
+    try:
+        target = UUID(form.get("session", ""))
+    except ValueError:
+        return pages.error_page(request, "invalid_request", "session is not a session id", 400)
+    if not await sessions.end_own_session(ctx, session, target):
+        return pages.message_page(request, "sessions_not_found", 404)
+    request.app[REVOCATIONS].add("s", str(target))  # here at once; elsewhere by NOTIFY
+    return target == session.session_id
