@@ -9,10 +9,13 @@ import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from gateway import keys
 from gateway.authority import build_master, ensure_signing_keys
+from gateway.backchannel.sender import LogoutSender
+from gateway.backchannel.sender import sending as sending_logouts
 from gateway.clock import Clock
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config
@@ -33,6 +36,8 @@ from gateway.proxy.forward import proxy
 from gateway.proxy.refresh import Refresher
 from gateway.proxy.upstreams import Upstreams
 from gateway.proxy.user import login_user
+from gateway.ratelimit.limiter import RateLimiter
+from gateway.ratelimit.shared import SharedBuckets
 from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
 from gateway.store.clients import sync_configured_clients
@@ -43,10 +48,12 @@ from gateway.web import (
     accounts,
     admin,
     authorize,
+    callback,
     demo,
     discovery,
     federation,
     health,
+    identifier,
     invitation,
     login,
     logout,
@@ -69,6 +76,34 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _rate_limits(app: web.Application) -> AsyncIterator[None]:
+    """The rate-limit buckets: in this process, or in Redis when ``redis.url`` is set (its
+    connections opened here and closed at shutdown; an unreachable Redis does not stop the
+    start, limits fail open until it answers)."""
+    settings = app[keys.CONFIG].current.gateway
+    server = settings.redis.server
+    shared = None
+    if server is not None:
+        limits = settings.rate_limits
+        shared = SharedBuckets(server, prefix=limits.redis_prefix, timeout=limits.redis_timeout)
+        await shared.start()
+
+        def on_reload(_old: Config, new: Config) -> None:
+            assert shared is not None
+            shared.timeout = new.gateway.rate_limits.redis_timeout
+            shared.prefix = new.gateway.rate_limits.redis_prefix
+
+        app[keys.CONFIG].subscribe(on_reload)
+    limiter = RateLimiter(shared)
+    app[keys.RATE_LIMITER] = limiter
+    app[METRICS].watch_limiter(limiter)
+    try:
+        yield
+    finally:
+        if shared is not None:
+            await shared.close()
+
+
 async def _authority(app: web.Application) -> AsyncIterator[None]:
     holder = app[keys.CONFIG]
     pool = app[keys.POOL]
@@ -88,6 +123,7 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
             remote_keys_at=remote.at,
             discover=remote.discover,
             clock=app[keys.CLOCK],
+            limiter=app[keys.RATE_LIMITER],
         )
         app[keys.AUTHORITY] = authority
 
@@ -160,6 +196,22 @@ async def _mail(app: web.Application) -> AsyncIterator[None]:
     sender = MailSender(holder, db, app[keys.AUTHORITY].master, workdir=Path.cwd())
     async with sending(sender, app[keys.DATABASE_URL]):
         yield
+
+
+async def _backchannel_logout(app: web.Application) -> AsyncIterator[None]:
+    """The back-channel logout sender (every process, as the mail sender), with the one
+    ``aiohttp.ClientSession`` it POSTs logout tokens through. After the mail sender in
+    ``cleanup_ctx``, so it stops first, while the pool still works."""
+    holder = app[keys.CONFIG]
+    database = holder.current.gateway.database
+    db = BoundedPool(app[keys.POOL], database.command_timeout, clock=app[keys.CLOCK])
+    authority = app[keys.AUTHORITY]
+    async with aiohttp.ClientSession(
+        trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+    ) as http:
+        sender = LogoutSender(holder, db, lambda: authority.keyring, app[keys.CLOCK], http)
+        async with sending_logouts(sender, app[keys.DATABASE_URL]):
+            yield
 
 
 async def _reload(app: web.Application) -> AsyncIterator[None]:
@@ -246,12 +298,14 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     setup_cors(app)
     setup_themes(app)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_rate_limits)
     app.cleanup_ctx.append(_authority)
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
     app.cleanup_ctx.append(_audit_log)
     app.cleanup_ctx.append(_mail)
+    app.cleanup_ctx.append(_backchannel_logout)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
     app[METRICS] = Metrics()
@@ -264,6 +318,8 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         token,
         tokens,
         authorize,
+        identifier,
+        callback,
         federation,
         logout,
         login,

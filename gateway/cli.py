@@ -34,6 +34,7 @@ from gateway.errors import GatewayError
 from gateway.grants.organizations import BadValue, check_email
 from gateway.logs import configure_logging
 from gateway.passwords import Passwords, check_new_password
+from gateway.store import backchannel as logout_store
 from gateway.store import clients as client_store
 from gateway.store import mail as mail_store
 from gateway.store import users as user_store
@@ -385,6 +386,79 @@ def _cell(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+LOGOUT_COLUMNS = (
+    "ID",
+    "CLIENT",
+    "SESSION",
+    "STATE",
+    "ATTEMPTS",
+    "LAST ERROR",
+    "NEXT ATTEMPT",
+    "CREATED",
+)
+
+
+def cmd_logout_outbox(args: argparse.Namespace) -> int:
+    """Back-channel logouts not delivered yet (queued, being sent, failed), or ``--all``."""
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1", EXIT_USAGE)
+    config = _load(args)
+    location = _locate(config)
+    try:
+        entries = asyncio.run(_logout_outbox(config, location.dsn, args.all, args.limit))
+    finally:
+        location.close()
+    if args.json:
+        print(json.dumps([_logout_json(e) for e in entries], indent=2))
+        return EXIT_OK
+    if not entries:
+        print("the outbox holds no logouts" if args.all else "no logouts waiting or failed")
+        return EXIT_OK
+    rows = [LOGOUT_COLUMNS]
+    for e in entries:
+        rows.append(
+            (
+                str(e.id),
+                e.client_id,
+                str(e.session_id),
+                e.state,
+                str(e.attempts),
+                _cell(e.last_error, 60),
+                _when(e.next_attempt_at),
+                _when(e.created_at),
+            )
+        )
+    _print_table(rows)
+    if len(entries) == args.limit:
+        print(f"(the first {args.limit}; see more with --limit)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _logout_outbox(
+    config: Config, dsn: str, include_done: bool, limit: int
+) -> list[logout_store.LogoutEntry]:
+    async with _connected(config, dsn) as conn:
+        await migrate(conn)
+        return await logout_store.backchannel_outbox(conn, include_done=include_done, limit=limit)
+
+
+def _logout_json(entry: logout_store.LogoutEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "client_id": entry.client_id,
+        "session_id": str(entry.session_id),
+        "user_id": str(entry.user_id),
+        "reason": entry.reason,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "next_attempt_at": _iso(entry.next_attempt_at),
+        "created_at": _iso(entry.created_at),
+        "sent_at": _iso(entry.sent_at),
+        "failed_at": _iso(entry.failed_at),
+    }
+
+
 def cmd_mail_retry(args: argparse.Namespace) -> int:
     """Queue a message again now (``ID``), or every failed one (``--failed``)."""
     mail_id: UUID | None = None
@@ -567,6 +641,24 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("id", nargs="?", metavar="ID", help="the message id (gateway mail outbox)")
     which.add_argument("--failed", action="store_true", help="every failed message")
     retry.set_defaults(func=cmd_mail_retry)
+
+    logout = sub.add_parser("logout", help="back-channel logouts to client applications")
+    logout_sub = logout.add_subparsers(
+        dest="logout_command", required=True, metavar="ACTION", parser_class=Parser
+    )
+    logout_outbox = logout_sub.add_parser(
+        "outbox",
+        parents=[common],
+        help="logout tokens waiting or failed (--all: delivered and skipped ones too)",
+    )
+    logout_outbox.add_argument("--all", action="store_true", help="include delivered ones")
+    logout_outbox.add_argument(
+        "--json", action="store_true", help="a JSON array instead of a table"
+    )
+    logout_outbox.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="at most N logouts (default: 1000)"
+    )
+    logout_outbox.set_defaults(func=cmd_logout_outbox)
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(

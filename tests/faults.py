@@ -1,11 +1,15 @@
 """Faults that a test causes on purpose: a private PostgreSQL of the test's own (the pgserver
-binaries, as the embedded database uses), stalled with SIGSTOP and resumed with SIGCONT. Never a
-shared server: other tests and other sessions keep theirs."""
+binaries, as the embedded database uses), stalled with SIGSTOP and resumed with SIGCONT; a
+private Redis, stalled, killed and started again. Never a shared server: other tests and other
+sessions keep theirs."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ import psutil
 from gateway.store.embedded import EmbeddedPostgres, start_embedded
 from gateway.store.migrate import migrate
 from gateway.store.users import user_add
-from tests.support import USERS, light_passwords, run_sync
+from tests.support import USERS, free_port, light_passwords, run_sync
 
 
 @dataclass
@@ -72,3 +76,73 @@ def private_postgres(directory: Path) -> Iterator[PrivatePostgres]:
     finally:
         private.resume()
         private.server.stop()
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+@dataclass
+class PrivateRedis:
+    """A ``redis-server`` that only this test uses, on a port of its own, without persistence:
+    stalled (SIGSTOP), killed, and started again on the same port, empty."""
+
+    directory: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        assert self.process is None, "already running"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self.process = subprocess.Popen(
+            [str(REDIS_SERVER), *arguments, "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server did not start on port {self.port}")
+
+    def stall(self) -> None:
+        """Freeze the server: connections are accepted by the kernel, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """Down: the process is gone (a stalled one too), connections are refused."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path) -> Iterator[PrivateRedis]:
+    """A private Redis, started; killed however the test ends (never the shared one)."""
+    if not REDIS_SERVER.exists():
+        raise AssertionError("redis-server is not installed: apt-get install redis-server")
+    server = PrivateRedis(directory, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

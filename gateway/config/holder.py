@@ -100,4 +100,6 @@ def _restart_needed(old: Config, new: Config) -> list[str]:
         changed.append("listen")
     if old.gateway.database != new.gateway.database:
         changed.append("database")
+    if old.gateway.redis != new.gateway.redis:
+        changed.append("redis")
     return changed

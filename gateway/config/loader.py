@@ -19,9 +19,11 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.model import (
     GRANT_AUTHORIZATION_CODE,
+    UNION_TAGS,
     AppConfig,
     GatewaySettings,
     SiteConfig,
+    SitePages,
     check_provider_url,
     is_path,
     strip_comments,
@@ -117,6 +119,12 @@ class Config:
             if any(host_name(h) == wanted for h in site.hosts):
                 return name
         return None
+
+    def site_pages(self, host: str) -> SitePages:
+        """The ``oauth2`` pages of the site for ``host`` (a ``Host`` value); all unset (the
+        built-in pages) when no site serves it."""
+        name = self.site_for_host(host)
+        return self.sites[name].oauth2 if name is not None else SitePages()
 
     @property
     def external_providers(self) -> dict[str, Mapping[str, AppConfig]]:
@@ -214,6 +222,15 @@ def load_config(
                 continue
             issuer = gateway.public_issuer() if gateway else None
             _check_endpoints(app, provider, issuer, str(file), name, issues)
+            if provider != DEFAULT_PROVIDER and app.rate_limit is not None:
+                issues.append(
+                    ConfigIssue(
+                        str(file),
+                        f"{name}.rate_limit",
+                        "rate limits are for clients of this gateway (default.json), not for "
+                        "an external provider's apps",
+                    )
+                )
             providers[provider][name] = app
             if provider == DEFAULT_PROVIDER:
                 clients[app.client_id] = Client(provider, name, str(file), app)
@@ -522,6 +539,8 @@ def _validate(
         for error in exc.errors(include_url=False, include_input=False):
             loc = prefix
             for part in error["loc"]:
+                if part in UNION_TAGS:
+                    continue
                 loc = f"{loc}[{part}]" if isinstance(part, int) else _join(loc, str(part))
             issues.append(ConfigIssue(file, loc, _reason(error["type"], error["msg"])))
         return None

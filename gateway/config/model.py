@@ -3,25 +3,28 @@
 Every model rejects unknown keys (a typo is an error, not a silently ignored setting). The models
 validate one file each; cross-file rules (unique client ids) live in ``loader``.
 
-Which keys need a restart: ``listen.*`` and ``database.*`` (see README, "Hot reload").
+Which keys need a restart: ``listen.*``, ``database.*`` and ``redis.*`` (see README, "Hot reload").
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.headerregistry import Address, HeaderRegistry
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -126,6 +129,23 @@ def check_provider_url(value: str) -> str:
         raise ValueError("must not contain user info or a fragment")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError("must use https (http only for loopback hosts)")
+    return value
+
+
+def check_backchannel_logout_uri(value: str) -> str:
+    """OIDC Back-Channel Logout 1.0 section 2.2: an absolute URL the gateway POSTs logout tokens
+    to; https (http only on loopback, as for redirect URIs), no fragment (a query is allowed)."""
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute https URL such as https://app.example.com/logout")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    if parts.fragment or value.endswith("#"):
+        raise ValueError("must not contain a fragment (Back-Channel Logout 1.0 section 2.2)")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain user info")
+    if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("http is allowed only for loopback hosts (127.0.0.1, localhost, [::1])")
     return value
 
 
@@ -334,8 +354,125 @@ class Database(Strict):
         return self
 
 
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """Where ``redis.url`` points. ``password`` and ``username`` are secrets' carriers: never
+    logged (``__repr__`` leaves them out)."""
+
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_redis_url(value: str) -> RedisServer:
+    """``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS). Messages never
+    repeat the URL, which may hold a password."""
+    parts = urlsplit(value)
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise ValueError("must be a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+    if parts.query or parts.fragment or any(ord(ch) < 0x21 for ch in value):
+        raise ValueError("must be redis://host:port/db only (no query, fragment or spaces)")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    path = parts.path.strip("/")
+    if path and not (path.isdigit() and int(path) < 1 << 16):
+        raise ValueError("the path must be a database number such as /0")
+    return RedisServer(
+        host=parts.hostname,
+        port=port,
+        db=int(path or 0),
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
 class Redis(Strict):
+    """The Redis server that replicas share rate-limit buckets through (README, "Rate
+    limits"). Unset: every process keeps its own buckets. Restart to change."""
+
     url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_redis_url(value.get_secret_value())
+        return value
+
+    @property
+    def server(self) -> RedisServer | None:
+        return parse_redis_url(self.url.get_secret_value()) if self.url is not None else None
+
+
+class RateLimit(Strict):
+    """A token bucket: ``rate`` requests per second on average, up to ``burst`` at once (a full
+    bucket). Unset ``burst``: the rate rounded up (at least 1)."""
+
+    rate: float = Field(gt=0, le=1_000_000)
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
+
+
+def _rate_limit_kind(value: Any) -> str | None:
+    if value is False:
+        return "off"
+    return TAG_RATE_LIMIT if isinstance(value, dict | RateLimit) else None
+
+
+# Tags of tagged unions: the loader leaves them out of the keys it reports.
+TAG_RATE_LIMIT = "bucket"
+UNION_TAGS = frozenset({TAG_RATE_LIMIT})
+
+# A client's or route's own setting: a bucket, false (no limit, whatever the default), or unset
+# (the gateway-wide default of rate_limits). Tagged, so that a bad value gets one clear error
+# rather than one per member of the union.
+OwnRateLimit = (
+    Annotated[
+        Annotated[RateLimit, Tag(TAG_RATE_LIMIT)] | Annotated[Literal[False], Tag("off")],
+        Discriminator(
+            _rate_limit_kind,
+            custom_error_type="rate_limit",
+            custom_error_message='must be an object {"rate": r, "burst": b}, or false for none',
+        ),
+    ]
+    | None
+)
+
+
+def effective_rate_limit(own: OwnRateLimit, default: RateLimit | None) -> RateLimit | None:
+    if own is False:
+        return None
+    return own if own is not None else default
+
+
+class RateLimits(Strict):
+    """Gateway-wide rate-limit settings (README, "Rate limits"). Off unless configured, as in
+    Kong and Envoy: a client's ``rate_limit`` or a route's, or a default here."""
+
+    # The bucket of every client without a rate_limit of its own (token, revocation and
+    # introspection requests, after client authentication). Unset: none.
+    client_default: RateLimit | None = None
+    # The bucket of every route without a rate_limit of its own, per session (or per client
+    # address without one). Unset: none.
+    route_default: RateLimit | None = None
+    # Seconds a bucket update in Redis may take; slower counts as an outage (limits fail open).
+    redis_timeout: float = Field(0.01, gt=0, le=1.0)
+    # Prefix of the bucket keys in Redis (several deployments can share one server).
+    redis_prefix: str = Field("gateway:ratelimit:", pattern=r"^[\x21-\x7e]{0,100}$")
 
 
 class CookieKey(Strict):
@@ -455,6 +592,9 @@ class Route(Strict):
     origins: tuple[Origin, ...] = ()
     csrf_header: str | None = None
     websocket: bool = False
+    # Requests per session (per client address without one) to this route: a bucket, false for
+    # none, or unset for rate_limits.route_default.
+    rate_limit: OwnRateLimit = None
 
     @field_validator("methods")
     @classmethod
@@ -544,6 +684,20 @@ class Mail(Strict):
         return 4 * self.timeout
 
 
+class BackchannelLogout(Strict):
+    """OpenID Connect Back-Channel Logout: how the gateway delivers logout tokens to the clients
+    that have a ``backchannel_logout_uri``. Every logout goes through an outbox table and is
+    retried with a backoff (10 s doubling up to an hour) until ``max_age`` has passed."""
+
+    # Seconds for one POST to a client's backchannel_logout_uri (connecting and the answer).
+    timeout: float = Field(5.0, gt=0, le=60)
+    # Seconds after which a logout that keeps failing is given up (state failed).
+    max_age: int = Field(86400, ge=60, le=30 * 86400)
+    # Seconds between looks at the outbox for retries that came due (a session that ends wakes
+    # the sender at once through NOTIFY).
+    poll_interval: float = Field(5.0, ge=0.05, le=300)
+
+
 class GatewaySettings(Strict):
     """``conf/gateway.json``."""
 
@@ -558,6 +712,7 @@ class GatewaySettings(Strict):
     passwords: PasswordHashing = PasswordHashing()
     logging: Logging = Logging()
     audit: Audit = Audit()
+    rate_limits: RateLimits = RateLimits()
     trusted_proxies: tuple[Network, ...] = ()
     # The one header the trusted proxies set; the other is never read.
     forwarded_header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For"
@@ -571,6 +726,7 @@ class GatewaySettings(Strict):
     login: Login | None = None
     organizations: Organizations = Organizations()
     mail: Mail = Mail()
+    backchannel_logout: BackchannelLogout = BackchannelLogout()
 
     @field_validator("issuer")
     @classmethod
@@ -666,6 +822,13 @@ class AppConfig(Strict):
     # Where this app starts its own sign-in (OIDC Core 4, third-party initiated login): after an
     # invitation is accepted the browser goes there with iss and login_hint.
     initiate_login_uri: Annotated[str, AfterValidator(check_initiate_login_uri)] | None = None
+    # OpenID Connect Back-Channel Logout 1.0: where the gateway POSTs a logout token when a
+    # session in which this app received tokens ends; with session_required the token always
+    # carries sid (it does anyway).
+    backchannel_logout_uri: Annotated[str, AfterValidator(check_backchannel_logout_uri)] | None = (
+        None
+    )
+    backchannel_logout_session_required: bool = False
     # Whether this app's issuers may sign JWT bearer assertions (RFC 7523). Unset: yes, unless
     # the app is a sign-in provider (auth_uri and token_uri): a provider users sign in with must
     # not also mint grants for whatever sub its tokens carry.
@@ -679,6 +842,9 @@ class AppConfig(Strict):
     token_endpoint_auth_method: (
         Literal["client_secret_basic", "client_secret_post", "none"] | None
     ) = None
+    # Token, revocation and introspection requests of this client (after it authenticated): a
+    # bucket, false for none, or unset for rate_limits.client_default (default.json only).
+    rate_limit: OwnRateLimit = None
 
     @field_validator("client_id")
     @classmethod
@@ -755,13 +921,41 @@ class AppConfig(Strict):
 # --- conf/sites/<name>.json -------------------------------------------------------------------
 
 
-class SitePages(Strict):
-    """Pages of a site the authorization flow sends the browser to; unset means built-in."""
+# A site's ``oauth2.identifier`` with this value asks for the gateway's own identifier-first
+# step instead of a page of the site (README, "Sites").
+BUILTIN_IDENTIFIER = "/oauth2/identifier"
 
-    identifier: str | None = None
-    secret: str | None = None
-    callback: str | None = None
-    error: str | None = None
+
+def check_site_page(value: str) -> str:
+    """A site's page: an https URL (http only on loopback), or an absolute path on the host the
+    request came to (``/signin/``); never a fragment, user info or a scheme-relative ``//``."""
+    if value.startswith("/") and not value.startswith("//"):
+        if any(ch in value for ch in "#\\") or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError("must be a plain path such as /signin/, or an https URL")
+        return value
+    return check_provider_url(value)
+
+
+SitePage = Annotated[str, AfterValidator(check_site_page)]
+
+
+class SitePages(Strict):
+    """Pages of a site the authorization flow sends the browser to; unset means built-in.
+
+    ``identifier``: the sign-in page (``BUILTIN_IDENTIFIER`` for the gateway's own
+    identifier-first step); ``secret``: the password page for ``prompt=secret``;
+    ``callback``: where ``/oauth2/callback`` sends the browser, with its query;
+    ``error``: where an authorization request the gateway cannot return to its client is sent
+    with ``code``, ``error`` and ``error_description``."""
+
+    identifier: SitePage | None = None
+    secret: SitePage | None = None
+    callback: SitePage | None = None
+    error: SitePage | None = None
+
+    @property
+    def has_builtin_identifier(self) -> bool:
+        return self.identifier == BUILTIN_IDENTIFIER
 
 
 class SiteAccounts(Strict):

@@ -4,6 +4,9 @@ Unknown clients and wrong secrets fail identically (``invalid_client``, 401), th
 constant-time, and failures are throttled per client id and per client address (section 2.3.1:
 "MUST protect ... against brute force attacks"). Only failures are counted: secrets are high
 entropy and checked in microseconds, and a client's own parallel requests must never be refused.
+A locked client is refused even with the right secret (SECURITY-CHECKLIST item 141): checked
+here, or, with ``check_lock=False``, by the grant's own statement (``Context.client_lock``), so
+a successful grant costs one database round trip, not two.
 A client registered with a ``token_endpoint_auth_method`` must use that method and no other
 (OIDC Core section 9).
 """
@@ -15,6 +18,7 @@ import hmac
 import ipaddress
 
 from gateway.config.loader import Client
+from gateway.config.model import effective_rate_limit
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidClientError, SlowDownError, UnauthorizedClientError
 from gateway.oauth.rfc6749 import ClientCredentials
@@ -34,18 +38,22 @@ def throttle_keys(ctx: Context, client_id: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
-async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
-    """The client the request authenticates as, or ``invalid_client``."""
+async def authenticate_client(
+    ctx: Context, creds: ClientCredentials, *, check_lock: bool = True
+) -> Client:
+    """The client the request authenticates as, or ``invalid_client``. ``check_lock=False``:
+    the caller's grant checks the lock in its own statement (``Context.client_lock``)."""
     if creds.client_id is None:
         raise InvalidClientError("client authentication is required")
     keys = throttle_keys(ctx, creds.client_id)
     limits = ctx.settings.limits
     thresholds = (limits.client_failures, limits.client_failures_per_ip)[: len(keys)]
-    wait = await throttle.throttle_check(ctx.db, keys)
-    if wait:
-        raise SlowDownError("too many failed client authentications", retry_after=wait)
+    if check_lock:
+        await _refuse_when_locked(ctx, keys)
     client = ctx.config.client(creds.client_id)
     if not _credentials_match(client, creds):
+        if not check_lock:
+            await _refuse_when_locked(ctx, keys)  # a locked client's failures are not counted
         await throttle.throttle_failure(
             ctx.db, keys, thresholds, limits.client_lock_seconds, ctx.ip, ctx.user_agent
         )
@@ -56,6 +64,27 @@ async def authenticate_client(ctx: Context, creds: ClientCredentials) -> Client:
     if client.config.allowed_ips and not _ip_allowed(ctx.ip, client):
         raise UnauthorizedClientError("this client may not be used from this address")
     return client
+
+
+async def _refuse_when_locked(ctx: Context, keys: tuple[str, ...]) -> None:
+    wait = await throttle.throttle_check(ctx.db, keys)
+    if wait:
+        raise SlowDownError("too many failed client authentications", retry_after=wait)
+
+
+async def admit_client(ctx: Context, client: Client) -> None:
+    """Take one request from the client's bucket (README, "Rate limits"): its ``rate_limit``,
+    else ``rate_limits.client_default``; one bucket for its token, revocation and introspection
+    requests. Over the limit: ``slow_down``, 429 with ``Retry-After`` (RFC 6585 section 4)."""
+    limit = effective_rate_limit(client.config.rate_limit, ctx.settings.rate_limits.client_default)
+    if limit is None:
+        return
+    authority = ctx.authority
+    wait = await authority.limiter.take(
+        "client", f"client:{client.client_id}", limit, authority.clock.time()
+    )
+    if wait:
+        raise SlowDownError("too many requests from this client; retry later", retry_after=wait)
 
 
 def _credentials_match(client: Client | None, creds: ClientCredentials) -> bool:

@@ -11,6 +11,7 @@ from gateway.clock import Budget, Clock
 from gateway.config.loader import Config
 from gateway.config.model import GatewaySettings
 from gateway.passwords import Passwords
+from gateway.ratelimit.limiter import RateLimiter
 from gateway.store.pool import BoundedPool
 from gateway.tokens.jwt import Verifier
 from gateway.tokens.keys import KeyRing
@@ -88,6 +89,8 @@ class Authority:
     remote_keys_at: KeysAt | None = None
     discover: Discover = _no_discovery
     clock: Clock = field(default_factory=Clock)
+    # Rate-limit buckets (in this process, or shared through Redis: app.py makes it).
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     _verifier: tuple[Config, KeyRing, Verifier] | None = None
     _cookie_sealer: tuple[Config, Sealer] | None = None
 
@@ -132,6 +135,9 @@ class Context:
     # What this request may still spend waiting for the database (None: each statement gets
     # database.request_timeout of its own).
     budget: Budget | None = None
+    # The authenticated client's throttle keys, when the grant's own statement is to check its
+    # lock (the token endpoint's one-statement grants: grants/token.py LOCK_IN_STATEMENT).
+    client_lock: tuple[str, ...] = ()
 
     @property
     def settings(self) -> GatewaySettings:

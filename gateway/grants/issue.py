@@ -377,6 +377,7 @@ async def sign_in(
         session_id=session_id,
         secret_hash=secret_hash,
         password_changed_at=password_changed_at,
+        guard=ctx.client_lock,
     )
 
 

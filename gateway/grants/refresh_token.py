@@ -54,6 +54,7 @@ async def refresh(
         grace=tokens.refresh_grace,
         refresh_ttl=tokens.refresh_ttl,
         recover=for_token_handler,
+        guard=ctx.client_lock,
         ip=ctx.ip,
         user_agent=ctx.user_agent,
     )

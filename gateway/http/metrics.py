@@ -1,13 +1,17 @@
 """The application's metrics: a Prometheus registry per application (no process-global state),
-with counters of proxied answers by status class, refreshes by outcome, rejected CORS origins
-and configuration reloads, and gauges of the revocation feed. ``web/metrics.py`` serves them."""
+with counters of proxied answers by status class, refreshes by outcome, rejected CORS origins,
+configuration reloads and rate-limit refusals, and gauges of the revocation feed and of the
+rate limits' Redis. ``web/metrics.py`` serves them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class FeedState(Protocol):
@@ -20,6 +24,64 @@ class FeedState(Protocol):
     def reconnects(self) -> int: ...
 
     def down_for(self) -> float: ...
+
+
+class SharedBucketsState(Protocol):
+    """What the metrics read of the rate limits' Redis (``ratelimit.shared.SharedBuckets``)."""
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def outages(self) -> int: ...
+
+    @property
+    def unchecked(self) -> int: ...
+
+
+class LimiterState(Protocol):
+    """What the metrics read of the rate limiter (``ratelimit.limiter.RateLimiter``)."""
+
+    @property
+    def refused(self) -> Mapping[str, int]: ...
+
+    @property
+    def shared(self) -> SharedBucketsState | None: ...
+
+
+class LimiterCollector(Collector):
+    """The limiter's own counts, read at every scrape (the hot path only adds to integers)."""
+
+    def __init__(self, limiter: LimiterState) -> None:
+        self._limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "gateway_rate_limited",
+            "Requests refused with 429 by a rate limit, by what was limited (client, route)",
+            labels=["scope"],
+        )
+        for scope, count in sorted(self._limiter.refused.items()):
+            refused.add_metric([scope], float(count))
+        yield refused
+        shared = self._limiter.shared
+        if shared is None:
+            return
+        yield GaugeMetricFamily(
+            "gateway_rate_limit_redis_up",
+            "1 while the rate limits' Redis answers in time, 0 during an outage (fail open)",
+            value=1.0 if shared.up else 0.0,
+        )
+        yield CounterMetricFamily(
+            "gateway_rate_limit_redis_outages",
+            "Times the rate limits' Redis stopped answering in time",
+            value=float(shared.outages),
+        )
+        yield CounterMetricFamily(
+            "gateway_rate_limit_unchecked",
+            "Requests admitted without a rate-limit check because Redis did not answer",
+            value=float(shared.unchecked),
+        )
 
 
 class Metrics:
@@ -52,6 +114,10 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+
+    def watch_limiter(self, limiter: LimiterState) -> None:
+        """Rate-limit refusals and the state of its Redis, read at every scrape."""
+        self.registry.register(LimiterCollector(limiter))
 
     def watch_feed(self, feed: FeedState) -> None:
         """Gauges of the revocation feed, read at every scrape."""

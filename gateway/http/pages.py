@@ -157,10 +157,13 @@ def login_page(
     notice: str | None = None,
     register_url: str | None = None,
     forgot_url: str | None = None,
+    change_url: str | None = None,
 ) -> web.Response:
     """The sign-in form; ``providers`` are (name, action) pairs, one button each, posting the same
     hidden fields to sign in with that external provider instead; ``register_url`` and
-    ``forgot_url``: the "Create account" and "Forgot password?" links, when the site has them."""
+    ``forgot_url``: the "Create account" and "Forgot password?" links, when the site has them;
+    ``change_url``: the password step after the identifier step, where ``username`` is
+    read-only and this "Not you?" link goes back to the identifier step."""
     values = dict(fmt or {})
 
     def build(t: Texts) -> Mapping[str, object]:
@@ -176,9 +179,47 @@ def login_page(
             "providers": list(providers),
             "register_url": register_url,
             "forgot_url": forgot_url,
+            "change_url": change_url,
         }
 
     return _respond(request, "login.html", "title", status, build)
+
+
+def identifier_page(
+    request: web.BaseRequest,
+    *,
+    client_name: str,
+    action: str,
+    hidden: dict[str, str],
+    username: str = "",
+    message: str | None = None,
+    status: int = 200,
+    providers: Sequence[tuple[str, str]] = (),
+    register_url: str | None = None,
+) -> web.Response:
+    """The identifier step: the user name or email only, posted to ``action`` with the hidden
+    fields; ``providers`` and ``register_url`` as on the sign-in form."""
+
+    def build(t: Texts) -> Mapping[str, object]:
+        return {
+            "client_name": client_name,
+            "action": action,
+            "hidden": hidden,
+            "username": username,
+            "message": message,
+            "error": t[message] if message else None,
+            "providers": list(providers),
+            "register_url": register_url,
+        }
+
+    return _respond(request, "identifier.html", "title", status, build)
+
+
+def callback_page(request: web.BaseRequest, params: Sequence[tuple[str, str]]) -> web.Response:
+    """The built-in ``/oauth2/callback`` page for a developer testing with that redirect URI:
+    the parameters of its query (a code, or an error), each escaped."""
+    context = {"params": list(params)}
+    return _respond(request, "callback.html", "callback_title", 200, lambda _t: context)
 
 
 def consent_page(

@@ -9,6 +9,7 @@ or nested objects are coerced, and duplicate member names are rejected.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
@@ -16,6 +17,7 @@ from gateway.oauth.errors import InvalidRequestError
 
 MAX_PARAMS = 100
 MAX_VALUE = 8192
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class Params(Mapping[str, str]):
@@ -37,7 +39,7 @@ class Params(Mapping[str, str]):
                 raise InvalidRequestError(f"parameter {_safe(name)} is repeated")
             seen.add(name)
             too_long = len(value) > MAX_VALUE and name not in long_values
-            control = name not in lenient and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+            control = name not in lenient and _CONTROL.search(value) is not None
             if too_long or control or not _is_utf8(value) or not _is_utf8(name):
                 raise InvalidRequestError(f"parameter {_safe(name)} has an invalid value")
             if value != "":

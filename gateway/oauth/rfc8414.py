@@ -86,4 +86,7 @@ def metadata(config: Config) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
+        # OpenID Connect Back-Channel Logout 1.0 section 2.1: logout tokens always carry sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }

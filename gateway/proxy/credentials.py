@@ -4,10 +4,16 @@ Access tokens are verified locally. A verified token is remembered until its ``e
 what the client sent (the sealed ``__Secure-AT`` with its ``SID``, or the header value), so the hot
 path is one dictionary lookup: no database call, no decryption, no signature check. Revoked
 sessions and families (``Revocations``) are refused.
+
+The cache holds up to ``MAX_CACHED`` sessions per process, keyed by the SHA-256 of what was sent
+(a sealed cookie pair is over a kilobyte; its digest is 32 bytes). When full, expired entries go
+first, then the oldest tenth: a busy process never drops every session at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +35,7 @@ from gateway.tokens.external import parse_access_cookie, principal_claims
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
 from gateway.tokens.seal import Sealer
 
-MAX_CACHED = 50_000
+MAX_CACHED = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,29 +48,43 @@ class Principal:
 class VerifiedTokens:
     """Verified access tokens until they expire, keyed by what the client sent."""
 
-    def __init__(self, now: Now = time.time) -> None:
+    def __init__(self, now: Now = time.time, limit: int = MAX_CACHED) -> None:
         self._now = now
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._limit = limit
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: str) -> Principal | None:
-        entry = self._entries.get(key)
+        digest = _digest(key)
+        entry = self._entries.get(digest)
         if entry is None:
             return None
         if entry[0] <= self._now():
-            del self._entries[key]
+            del self._entries[digest]
             return None
         return entry[1]
 
     def put(self, key: str, principal: Principal) -> None:
-        if len(self._entries) >= MAX_CACHED:
-            now = self._now()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= MAX_CACHED:
-                self._entries.clear()
-        self._entries[key] = (float(principal.claims["exp"]), principal)
+        if len(self._entries) >= self._limit:
+            self._make_room()
+        self._entries[_digest(key)] = (float(principal.claims["exp"]), principal)
+
+    def _make_room(self) -> None:
+        now = self._now()
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        excess = len(self._entries) - self._limit + max(1, self._limit // 10)
+        if excess > 0:  # the oldest first (a dict keeps insertion order)
+            for digest in list(itertools.islice(self._entries, excess)):
+                del self._entries[digest]
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 @dataclass(frozen=True)

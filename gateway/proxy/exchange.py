@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from gateway.clock import Clock, Now
 from gateway.config.holder import PerConfig
 from gateway.config.loader import Config
-from gateway.config.model import Route
+from gateway.config.model import RateLimit, Route, effective_rate_limit
 from gateway.grants.context import Authority
 from gateway.grants.revoked import Revocations
 from gateway.http.cookies import RefreshCookie, set_external_cookies, set_token_cookies
@@ -43,6 +43,10 @@ class ProxyConfig:
         self.audience = settings.tokens.audience or settings.public_issuer()
         self.drop = {
             route.prefix: hop.inbound_drop(route.identity_headers) for route in settings.routes
+        }
+        self.rate_limits: dict[str, RateLimit | None] = {
+            route.prefix: effective_rate_limit(route.rate_limit, settings.rate_limits.route_default)
+            for route in settings.routes
         }
         self.timeouts = {
             route.prefix: Timeouts(connect=min(route.timeout, 10.0), read=route.timeout)

@@ -1,11 +1,13 @@
 """The token handler: one proxied request (DESIGN.md section 6).
 
-    route -> method -> path check -> (CORS: middleware and response hook) -> CSRF -> credentials
-    -> refresh when the access token expired -> forward, streaming both ways -> response + cookies
+    route -> method -> path check -> (CORS: middleware and response hook) -> credentials -> rate
+    limit -> CSRF -> refresh when the access token expired -> forward, streaming both ways ->
+    response + cookies
 
 Failures answer JSON: 401 with a challenge (and cleared cookies when a refresh was refused), 403
-for a cross-site unsafe request, 503 with ``Retry-After`` when a refresh needs the unreachable
-database (the session is kept), 502/504 when the upstream cannot answer.
+for a cross-site unsafe request, 429 with ``Retry-After`` over the route's rate limit, 503 with
+``Retry-After`` when a refresh needs the unreachable database (the session is kept), 502/504
+when the upstream cannot answer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gateway.proxy.client import (
 from gateway.proxy.credentials import Principal, present
 from gateway.proxy.csrf import csrf_refusal
 from gateway.proxy.exchange import PROXY, CookieSetter, Exchange, cookie_setter, upstream_headers
+from gateway.proxy.limits import rate_limited
 from gateway.proxy.renewal import renew, renew_after_refusal, unauthorized
 from gateway.proxy.routes import PathRefused, Target
 from gateway.proxy.websocket import proxy_websocket
@@ -95,6 +98,11 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
             revocations=state.revocations,
             audience=settings.audience,
         )
+    limit = settings.rate_limits[route.prefix]
+    if limit is not None:
+        limited = await rate_limited(exchange, limit)
+        if limited is not None:
+            return limited
     presented = exchange.presented
     if presented.has_cookies and not presented.bearer:
         refusal = csrf_refusal(exchange)

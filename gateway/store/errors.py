@@ -137,6 +137,8 @@ CAUSES: Mapping[str, Cause] = MappingProxyType(
         # The mail outbox (an operator's retry).
         "GM001": Cause(UnknownMailError, 404, "there is no such message"),
         "GM002": Cause(MailAlreadySentError, 409, "the message was sent or is being sent"),
+        # A locked throttle key checked inside a grant's statement (daemon.throttle_guard).
+        "GT001": Cause(oauth.SlowDownError, 429, "too many failed client authentications"),
     }
 )
 
@@ -149,6 +151,12 @@ def translate(exc: asyncpg.PostgresError) -> GatewayError:
     cause = CAUSES.get(code)
     if cause is None:
         return StoreError(f"database error {code}")
+    if cause.error is oauth.SlowDownError:
+        # The one value a daemon function hands over in DETAIL: the seconds to wait.
+        detail = getattr(exc, "detail", None) or ""
+        return oauth.SlowDownError(
+            cause.message, retry_after=int(detail) if detail.isdigit() else 1
+        )
     if issubclass(cause.error, oauth.OAuthError):
         return cause.error(cause.message, status=cause.status)
     return cause.error(cause.message)

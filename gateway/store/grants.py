@@ -8,6 +8,7 @@ from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
+from gateway.store.throttle import throttle_guard
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,16 @@ async def refresh_token(
     grace: int,
     refresh_ttl: int,
     recover: bool = False,
+    guard: tuple[str, ...] = (),
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> Rotation:
-    """``daemon.refresh_token``; ``ip`` and ``user_agent`` of the refresh go to its audit event."""
-    with sql_errors():
-        row = await db.fetchrow(
-            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    """``daemon.refresh_token``; ``guard``: the client's throttle keys, checked in the same
+    statement (``throttle.throttle_guard``); ``ip`` and ``user_agent`` of the refresh go to its
+    audit event."""
+    query, args = throttle_guard(
+        "daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        (
             old_hash,
             client_id,
             new_hash,
@@ -180,7 +184,11 @@ async def refresh_token(
             recover,
             ip,
             user_agent,
-        )
+        ),
+        guard,
+    )
+    with sql_errors():
+        row = await db.fetchrow(query, *args)
     assert row is not None
     return Rotation(
         row["status"],

@@ -3,33 +3,24 @@
 
 ``daemon.mail_enqueue`` and ``daemon.mail_requeue`` announce new work with
 ``NOTIFY gateway_mail``; ``MailWakeups`` keeps one connection listening for it in every process
-that sends, so a message queued by any replica goes out at once rather than at the next poll.
+that sends (``gateway.store.wakeups``), so a message queued by any replica goes out at once
+rather than at the next poll.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
-
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
+from gateway.store.wakeups import Wakeups, listening
 
-log = logging.getLogger(__name__)
+__all__ = ["ClaimedMail", "MailWakeups", "OutboxEntry", "listening"]
 CHANNEL = "gateway_mail"
 APPLICATION_NAME = "gateway mail wake-ups"  # as pg_stat_activity shows the connection
-CONNECT_TIMEOUT = 5.0
-HEARTBEAT_SECONDS = 5.0
-HEARTBEAT_TIMEOUT = 5.0
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,61 +116,8 @@ async def mail_outbox(db: Executor, *, include_sent: bool, limit: int) -> list[O
     return [OutboxEntry(**dict(row)) for row in rows]
 
 
-class MailWakeups:
-    """One connection listening on ``gateway_mail``: ``wake()`` is called at every
-    notification, and each time the connection is (re)established, since a notification may
-    have been missed while it was down. The sender polls as well, so a lost connection delays
-    mail by at most a poll interval; this connection only makes the usual case immediate."""
+class MailWakeups(Wakeups):
+    """One connection listening on ``gateway_mail`` (``gateway.store.wakeups``)."""
 
     def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
-        self._dsn = dsn
-        self._wake = wake
-        self.up = False
-
-    async def run(self) -> None:
-        """Listen until cancelled; reconnect with backoff after any failure."""
-        backoff = BACKOFF_FIRST
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT + HEARTBEAT_TIMEOUT):
-                    conn = await asyncpg.connect(
-                        self._dsn,
-                        timeout=CONNECT_TIMEOUT,
-                        command_timeout=HEARTBEAT_TIMEOUT,
-                        server_settings={"application_name": APPLICATION_NAME},
-                    )
-                    await conn.add_listener(CHANNEL, self._notified)
-                self.up = True
-                self._wake()
-                backoff = BACKOFF_FIRST
-                while not conn.is_closed():
-                    await asyncio.sleep(HEARTBEAT_SECONDS)
-                    async with asyncio.timeout(HEARTBEAT_TIMEOUT):  # a stalled server, too
-                        await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.up:
-                    log.warning("mail wake-ups lost their connection: %s", exc.__class__.__name__)
-            finally:
-                self.up = False
-                if conn is not None:
-                    conn.terminate()  # never waits on the server, never raises
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-            backoff = min(backoff * 2, BACKOFF_MAX)
-
-    def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._wake()
-
-
-@contextlib.asynccontextmanager
-async def listening(wakeups: MailWakeups) -> AsyncIterator[MailWakeups]:
-    """Run ``wakeups`` for the duration of the block."""
-    task = asyncio.create_task(wakeups.run())
-    try:
-        yield wakeups
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        super().__init__(dsn, wake, channel=CHANNEL, application_name=APPLICATION_NAME)

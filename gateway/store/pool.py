@@ -75,21 +75,36 @@ class BoundedPool:
         if allowed <= 0:
             raise self._late()
         started = loop.time()
-        task = asyncio.ensure_future(self._on_connection(statement, started + allowed))
+        # The statement runs as a task of its own that this request waits for at most
+        # ``allowed`` (one future and one timer: what shield + wait_for did, for less).
+        waiting = _Waiting(loop)
+        task = loop.create_task(self._on_connection(statement, started + allowed, waiting))
+        task.add_done_callback(waiting.wake)
+        timer = loop.call_later(allowed, waiting.wake, None)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), allowed)
-        except TimeoutError:
+            await waiting.future
+        except BaseException:  # the request was cancelled: the statement's outcome is nobody's
             task.add_done_callback(_forget)
-            raise self._late() from None
+            raise
         finally:
+            timer.cancel()
             if self.budget is not None:
                 self.budget.left -= loop.time() - started
+        if not task.done():
+            if not waiting.connected:
+                task.cancel()  # still queued for a connection: nothing was sent
+            task.add_done_callback(_forget)
+            raise self._late()
+        return task.result()
 
     async def _on_connection(
-        self, statement: Callable[[Any, float], Awaitable[T]], deadline: float
+        self, statement: Callable[[Any, float], Awaitable[T]], deadline: float, waiting: _Waiting
     ) -> T:
         loop = asyncio.get_running_loop()
-        async with self.pool.acquire(timeout=max(deadline - loop.time(), 0.001)) as con:
+        # No acquire timeout of its own (asyncpg would wrap the wait in one more task): the
+        # request stops waiting at the deadline and cancels a task still queued here.
+        async with self.pool.acquire() as con:
+            waiting.connected = True
             left = deadline - loop.time()
             if left <= 0:  # the request has answered already: never send it
                 raise self._late()
@@ -106,6 +121,20 @@ class BoundedPool:
 
     def _late(self) -> StoreError:
         return StoreError(f"the database did not answer within {self.seconds:g} s")
+
+
+class _Waiting:
+    """A request waiting for its statement's task: woken by the task's end or by its timer."""
+
+    __slots__ = ("connected", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.connected = False  # the task holds a connection (it may have sent the statement)
+
+    def wake(self, _: object) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
 
 
 def _forget(task: asyncio.Future[Any]) -> None:

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
+from gateway.store.throttle import throttle_guard
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,13 @@ async def login(
     clear: tuple[str, ...] = (),
     secret_hash: bytes | None = None,
     password_changed_at: datetime | None = None,
+    guard: tuple[str, ...] = (),
 ) -> Login:
-    """``daemon.login``; ``password_changed_at`` of the password the caller verified, if any."""
-    with sql_errors():
-        row = await db.fetchrow(
-            "SELECT * FROM daemon.login("
-            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    """``daemon.login``; ``password_changed_at`` of the password the caller verified, if any.
+    ``guard``: throttle keys checked in the same statement (``throttle.throttle_guard``)."""
+    query, args = throttle_guard(
+        "daemon.login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        (
             user_id,
             client_id,
             kind,
@@ -82,7 +84,11 @@ async def login(
             list(clear),
             secret_hash,
             password_changed_at,
-        )
+        ),
+        guard,
+    )
+    with sql_errors():
+        row = await db.fetchrow(query, *args)
     assert row is not None
     return Login(row["session_id"], row["family_id"], row["auth_time"])
 

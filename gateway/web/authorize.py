@@ -18,6 +18,7 @@ from uuid import UUID
 from aiohttp import hdrs, web
 
 from gateway.config.loader import Config
+from gateway.config.model import BUILTIN_IDENTIFIER
 from gateway.grants import federation, sessions
 from gateway.grants.accounts import FORGOT_PATH, REGISTER_PATH, site_accounts
 from gateway.grants.authorize import decide
@@ -29,10 +30,12 @@ from gateway.http import pages
 from gateway.http.context import grant_context
 from gateway.http.cookies import read_session, set_session_cookie
 from gateway.http.errors import read_body
+from gateway.keys import CONFIG
 from gateway.oauth.errors import (
     AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
+    OAuthError,
     SlowDownError,
 )
 from gateway.oauth.params import Params, parse_form, parse_query
@@ -40,6 +43,7 @@ from gateway.oauth.rfc6749 import (
     AuthorizationRequest,
     PageError,
     RedirectError,
+    build_redirect,
     validate_authorization_request,
 )
 from gateway.web.forms import FormKind, FormRefused, Refusal, Sealed, refusal_page
@@ -50,6 +54,7 @@ AUTHORIZE_FORM = FormKind("authorize-flow", FLOW_TTL)
 AUTHORIZE_PATH = "/oauth2/authorize"
 LENIENT = frozenset({"state"})  # checked by the validation, which can then echo it encoded
 LOGIN_ACTION = "/oauth2/login"
+IDENTIFIER_PATH = BUILTIN_IDENTIFIER
 EXTERNAL_ACTION = "/oauth2/external/{provider}"
 CONSENT_ACTION = "/oauth2/consent"
 
@@ -69,8 +74,24 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
     try:
         pairs = list(parse_form_pairs(await read_body(request)))
     except InvalidRequestError as exc:
-        return pages.error_page(request, exc.error, exc.description)
+        return error_answer(request, exc)
     return await _authorize(request, pairs)
+
+
+def error_answer(request: web.Request, error: OAuthError) -> web.Response:
+    """An authorization request that cannot be answered at its client's redirect URI (not
+    trusted yet: RFC 6749 section 4.1.2.1; SECURITY-CHECKLIST items 63-66). When the site of the
+    request's host has an ``oauth2.error`` page, 303 there with the reference's query: ``code``
+    (the HTTP status), ``error`` and ``error_description``; never to a URL from the request.
+    Otherwise the built-in error page."""
+    config = request.config_dict[CONFIG].current
+    page = config.site_pages(request.host or "").error
+    if page is None:
+        return pages.error_page(request, error.error, error.description, error.status)
+    query = {"code": str(error.status), "error": error.error}
+    if error.description:
+        query["error_description"] = error.description
+    return redirect(build_redirect(page, query, fragment=False), 303)
 
 
 def redirect(location: str, status: int = 302) -> web.Response:
@@ -83,17 +104,28 @@ def redirect(location: str, status: int = 302) -> web.Response:
 
 async def _authorize(request: web.Request, pairs: list[tuple[str, str]]) -> web.StreamResponse:
     ctx = grant_context(request)
-    try:
-        params = parse_query(pairs, lenient=LENIENT)
-        auth_request = validate_request(ctx.config, params)
-    except InvalidRequestError as exc:
-        return pages.error_page(request, exc.error, exc.description)
-    except PageError as exc:
-        return pages.error_page(request, exc.error.error, exc.error.description)
-    except RedirectError as exc:
-        return redirect(exc.location(ctx.issuer))
+    checked = checked_request(request, ctx, pairs)
+    if isinstance(checked, web.Response):
+        return checked
+    params, auth_request = checked
     session = await current_session(request, ctx)
     return await continue_flow(request, ctx, params, auth_request, session, status=302)
+
+
+def checked_request(
+    request: web.Request, ctx: Context, pairs: list[tuple[str, str]]
+) -> tuple[Params, AuthorizationRequest] | web.Response:
+    """The authorization request in ``pairs``, validated; or the answer to give instead (the
+    error page, or the site's error page, or the error redirect to the client)."""
+    try:
+        params = parse_query(pairs, lenient=LENIENT)
+        return params, validate_request(ctx.config, params)
+    except InvalidRequestError as exc:
+        return error_answer(request, exc)
+    except PageError as exc:
+        return error_answer(request, exc.error)
+    except RedirectError as exc:
+        return redirect(exc.location(ctx.issuer))
 
 
 def parse_form_pairs(body: bytes) -> list[tuple[str, str]]:
@@ -153,7 +185,9 @@ async def continue_flow(
     elif outcome.page == "login":
         site_page = _site_login_page(request, ctx.config, auth_request)
         if site_page is not None:
-            return redirect(site_page + "?" + urlencode(list(params.items())))
+            # A site's own page, or the built-in identifier step (BUILTIN_IDENTIFIER), gets
+            # the authorization request in its query, as the reference sends it.
+            return redirect(build_redirect(site_page, dict(params.items()), fragment=False))
         response = login_form(request, ctx, params, username=auth_request.login_hint or "")
     else:
         assert session is not None
@@ -183,35 +217,63 @@ def login_form(
     status: int = 200,
     fmt: dict[str, object] | None = None,
     link: dict[str, str] | None = None,
+    identifier: str | None = None,
 ) -> web.Response:
     """The built-in login page for an authorization request: the password form and a button per
     external sign-in provider, all carrying the request sealed and bound to this browser.
-    ``link``: an external identity to link to whoever signs in with a password here."""
+    ``link``: an external identity to link to whoever signs in with a password here.
+    ``identifier``: the password step after the identifier step: the name is sealed into the
+    flow and shown read-only, with a "Not you?" link back to the identifier step."""
     client = ctx.config.client(params.get("client_id", ""))
     assert client is not None
-    flow = seal_flow(request, ctx, params, link=link)
-    providers = [
-        (provider.label, EXTERNAL_ACTION.format(provider=name))
-        for name, provider in sign_in_providers(ctx.config).items()
-    ]
-    accounts = site_accounts(ctx.config, request.host or "")
+    flow = seal_flow(request, ctx, params, link=link, identifier=identifier)
     query = "?" + urlencode({"flow": flow.value})
+    offers = sign_in_offers(request, ctx, query) if link is None else SignInOffers([], None, None)
     response = pages.login_page(
         request,
         client_name=client.app,
         action=LOGIN_ACTION,
         hidden={"flow": flow.value},
-        username=username,
+        username=username if identifier is None else identifier,
         message=message,
         status=status,
-        providers=[] if link else providers,
+        providers=offers.providers if identifier is None else [],
         fmt={**(link or {}), **(fmt or {})},
         notice="external_link" if link else None,
-        register_url=REGISTER_PATH + query if accounts.registration and not link else None,
-        forgot_url=FORGOT_PATH + query if accounts.recovery and not link else None,
+        register_url=offers.register_url if identifier is None else None,
+        forgot_url=offers.forgot_url,
+        change_url=None if identifier is None else identifier_url(params),
     )
     flow.bind(response, ctx.settings)
     return response
+
+
+@dataclass(frozen=True)
+class SignInOffers:
+    """What a sign-in page offers besides the form: a button per external provider and the
+    site's "Create account" and "Forgot password?" links (``query`` carries the flow)."""
+
+    providers: list[tuple[str, str]]
+    register_url: str | None
+    forgot_url: str | None
+
+
+def sign_in_offers(request: web.Request, ctx: Context, query: str) -> SignInOffers:
+    accounts = site_accounts(ctx.config, request.host or "")
+    return SignInOffers(
+        [
+            (provider.label, EXTERNAL_ACTION.format(provider=name))
+            for name, provider in sign_in_providers(ctx.config).items()
+        ],
+        REGISTER_PATH + query if accounts.registration else None,
+        FORGOT_PATH + query if accounts.recovery else None,
+    )
+
+
+def identifier_url(params: Params) -> str:
+    """The identifier step of this authorization request, empty ("Not you?": no login_hint)."""
+    pairs = [(k, v) for k, v in params.items() if k != "login_hint"]
+    return IDENTIFIER_PATH + "?" + urlencode(pairs)
 
 
 def _site_login_page(
@@ -222,8 +284,12 @@ def _site_login_page(
     if name is None:
         return None
     site_pages = config.sites[name].oauth2
-    page = site_pages.secret if "secret" in auth_request.prompt else None
-    return page or site_pages.identifier
+    if "secret" in auth_request.prompt:
+        if site_pages.secret is not None:
+            return site_pages.secret
+        if site_pages.identifier == BUILTIN_IDENTIFIER:
+            return None  # the built-in password page: today's login form
+    return site_pages.identifier
 
 
 # --- the sealed flow --------------------------------------------------------------------------
@@ -236,10 +302,15 @@ def seal_flow(
     *,
     session: str | None = None,
     link: dict[str, str] | None = None,
+    identifier: str | None = None,
 ) -> Sealed:
     """The authorization request for the login and consent forms, sealed for this browser;
-    ``session``: the session a consent form belongs to; ``link``: a pending external link."""
-    return AUTHORIZE_FORM.seal(request, ctx, {"p": list(params.items()), "s": session, "l": link})
+    ``session``: the session a consent form belongs to; ``link``: a pending external link;
+    ``identifier``: the name given at the identifier step, which the password step uses."""
+    fields: dict[str, Any] = {"p": list(params.items()), "s": session, "l": link}
+    if identifier is not None:
+        fields["i"] = identifier
+    return AUTHORIZE_FORM.seal(request, ctx, fields)
 
 
 def flow_params(fields: Mapping[str, Any]) -> Params:
@@ -270,6 +341,7 @@ class Posted:
     auth_request: AuthorizationRequest
     flow_session: str | None
     link: dict[str, str] | None = None  # an external identity to link after a password sign-in
+    identifier: str | None = None  # the name from the identifier step: the password step's
 
 
 async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
@@ -283,10 +355,19 @@ async def posted_form(request: web.Request) -> Posted | web.StreamResponse:
     except FormRefused as refused:
         return refused_flow(request, refused)
     except PageError as exc:
-        return pages.error_page(request, exc.error.error, exc.error.description)
+        return error_answer(request, exc.error)
     except RedirectError as exc:
         return redirect(exc.location(ctx.issuer), 303)
-    return Posted(ctx, form, params, auth_request, fields.get("s"), fields.get("l"))
+    identifier = fields.get("i")
+    return Posted(
+        ctx,
+        form,
+        params,
+        auth_request,
+        fields.get("s"),
+        fields.get("l"),
+        str(identifier) if identifier is not None else None,
+    )
 
 
 @routes.post(LOGIN_ACTION)
@@ -297,7 +378,8 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     ctx, form = posted.ctx, posted.form
     client = ctx.config.client(posted.auth_request.client_id)
     assert client is not None
-    username = form.get("username", "")
+    # After the identifier step the name is the sealed one (the read-only field is not read).
+    username = posted.identifier if posted.identifier is not None else form.get("username", "")
 
     def again(message: str, status: int, **fmt: object) -> web.Response:
         return login_form(
@@ -309,6 +391,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             status=status,
             fmt=fmt,
             link=posted.link,
+            identifier=posted.identifier,
         )
 
     try:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from gateway.grants import tokens
-from gateway.grants.clients import authenticate_client
+from gateway.grants.clients import admit_client, authenticate_client
 from gateway.grants.context import Context
 from gateway.http.context import grant_context
 from gateway.http.errors import NO_STORE, read_body
@@ -71,6 +71,7 @@ async def _client_request(request: web.Request) -> tuple[Context, Any, Params]:
     client = await authenticate_client(
         ctx, client_credentials(request.headers.get(hdrs.AUTHORIZATION), params)
     )
+    await admit_client(ctx, client)
     return ctx, client, params
 
 

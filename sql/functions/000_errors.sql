@@ -23,4 +23,5 @@
 --   GK001  unknown account link (verify or reset)            GK002  account link expired
 --   GK003  account link used
 --   GM001  no such message (mail.outbox)                     GM002  the message was sent or is being sent
+--   GT001  a throttle key is locked (DETAIL: the seconds to wait)
 SELECT 1;

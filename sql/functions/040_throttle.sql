@@ -73,6 +73,26 @@ $$;
 COMMENT ON FUNCTION daemon.throttle_check(text[]) IS
     'Seconds until the last of these keys is unlocked, 0 when none is locked (reads only)';
 
+CREATE OR REPLACE FUNCTION daemon.throttle_guard(p_keys text[])
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_wait integer := daemon.throttle_check(p_keys);
+BEGIN
+    IF v_wait > 0 THEN
+        RAISE EXCEPTION 'throttled' USING ERRCODE = 'GT001', DETAIL = v_wait::text;
+    END IF;
+    RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION daemon.throttle_guard(text[]) IS
+    'daemon.throttle_check inside a grant''s own statement (SELECT daemon.throttle_guard(keys), g.* '
+    'FROM daemon.<grant>(...) g): raises GT001 with the seconds to wait as DETAIL when a key is '
+    'locked, which undoes what the grant did, so a client''s correct secret is refused during its '
+    'lock without a statement of its own (issue 13: one round trip per grant).';
+
 CREATE OR REPLACE FUNCTION daemon.throttle_attempt(
     p_keys text[], p_thresholds integer[], p_base_seconds integer,
     p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL

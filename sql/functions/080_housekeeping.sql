@@ -72,6 +72,14 @@ BEGIN
         SELECT id FROM mail.outbox WHERE state = 'sent' AND sent_at < v_before LIMIT p_batch)
       AND state = 'sent' AND sent_at < v_before;
     kind := 'sent mails'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
+    -- Back-channel logouts delivered (or skipped: no URI) longer ago than p_keep. Failed ones
+    -- stay for an operator to see.
+    DELETE FROM auth.backchannel_logout WHERE id IN (
+        SELECT id FROM auth.backchannel_logout
+        WHERE (state = 'sent' AND sent_at < v_before) OR (state = 'skipped' AND failed_at < v_before)
+        LIMIT p_batch)
+      AND ((state = 'sent' AND sent_at < v_before) OR (state = 'skipped' AND failed_at < v_before));
+    kind := 'back-channel logouts'; GET DIAGNOSTICS deleted = ROW_COUNT; RETURN NEXT;
     -- Account links (verify an email, reset a password) used or expired longer ago than p_keep.
     DELETE FROM auth.account_token WHERE id IN (
         SELECT id FROM auth.account_token
@@ -98,7 +106,8 @@ END;
 $$;
 COMMENT ON FUNCTION daemon.housekeep(integer, integer, integer) IS
     'Delete what is over for longer than p_keep seconds (sessions with their grants, token families, '
-    'current refresh tokens, codes, assertion ids, throttle counters, sent mails, account links, '
+    'current refresh tokens, codes, assertion ids, throttle counters, sent mails, delivered or '
+    'skipped back-channel logouts, account links, '
     'self-registered accounts never verified) and audit events older than '
     'p_audit_days (0 keeps them), at most p_batch rows of each per call. Returns the rows deleted '
     'by kind, or nothing when another housekeeper holds the lock. GW002 on bad arguments.';

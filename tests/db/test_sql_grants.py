@@ -461,7 +461,7 @@ async def test_housekeep_deletes_only_what_is_long_over(world: World) -> None:
     assert set(deleted) == {
         "sessions", "token families", "refresh tokens", "codes", "assertions",
         "external refreshes", "external sessions", "throttle counters", "sent mails",
-        "account links", "pending accounts", "audit events",
+        "back-channel logouts", "account links", "pending accounts", "audit events",
     }  # fmt: skip
     external_left = {
         r["subject"] for r in await db.fetch("SELECT subject FROM auth.external_session")

@@ -5,7 +5,10 @@ a CRM portal does: its own origin, its own back end, authlib as its OAuth client
 fresh ``state`` and ``nonce``); ``/cb`` checks the state, redeems the code from the back end,
 verifies the ID token (against the gateway's JWKS, or with the client secret for an HS256
 client, as the reference's own apps are configured) and shows who signed in; ``/logout`` starts
-RP-initiated logout with ``id_token_hint``; ``/bye`` is its post-logout page.
+RP-initiated logout with ``id_token_hint``; ``/bye`` is its post-logout page; ``/backchannel``
+is its ``backchannel_logout_uri`` (OpenID Connect Back-Channel Logout 1.0): it verifies each
+logout token exactly as the spec's section 2.6 says, with pyjwt against the gateway's JWKS
+fetched over HTTP (never with the gateway's own code), and answers 200, or 400 to a bad token.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 TIMEOUT = httpx.Timeout(20.0)
+# Back-Channel Logout 1.0 section 2.4: the member of the events claim.
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+# Section 2.6 leaves the clock skew to the RP; 5 minutes as pyjwt users commonly allow.
+LEEWAY = 300
+
+
+class LogoutTokenRefused(Exception):  # noqa: N818 - reads as "raise LogoutTokenRefused(why)"
+    """Section 2.6: the logout token fails a check; the RP answers 400."""
 
 
 @dataclass
@@ -53,6 +64,14 @@ class RelyingParty:
     goodbyes: list[dict[str, str]] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)  # authorization URLs the browser was sent to
     initiated: list[dict[str, str]] = field(default_factory=list)  # /login queries
+    # Back-channel logout: the verified logout tokens' claims (and their headers), the refused
+    # ones' reasons, the statuses to answer next instead of 200 (to play a failing app), and
+    # every request's headers and content type.
+    logouts: list[dict[str, Any]] = field(default_factory=list)
+    logout_headers: list[dict[str, Any]] = field(default_factory=list)
+    refused_logouts: list[str] = field(default_factory=list)
+    logout_answers: list[int] = field(default_factory=list)
+    logout_requests: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def origin(self) -> str:
@@ -66,6 +85,10 @@ class RelyingParty:
     @property
     def post_logout_uri(self) -> str:
         return f"{self.origin}/bye"
+
+    @property
+    def backchannel_logout_uri(self) -> str:
+        return f"{self.origin}/backchannel"
 
     def _client(self) -> AsyncOAuth2Client:
         return AsyncOAuth2Client(
@@ -139,6 +162,76 @@ class RelyingParty:
         )
         return claims
 
+    async def verify_logout_token(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Back-Channel Logout 1.0 section 2.6, step by step; (header, claims)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise LogoutTokenRefused(f"not a JWT: {exc}") from None
+        # Section 2.4 (errata 1): typ logout+jwt, so that no other JWT passes for one.
+        if header.get("typ") != "logout+jwt":
+            raise LogoutTokenRefused(f"typ is {header.get('typ')!r}")
+        # Step 2: signature, iss, aud, iat and exp as for an ID token (Core 3.1.3.7).
+        if self.algorithm == "HS256":
+            assert self.client_secret is not None
+            key: Any = self.client_secret
+        else:
+            jwks = jwt.PyJWKClient(f"{self.gateway}/oauth2/jwks", cache_keys=False)
+            try:
+                key = (await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)).key
+            except jwt.PyJWTError as exc:
+                raise LogoutTokenRefused(f"no key: {exc}") from None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                audience=self.client_id,
+                issuer=self.gateway,
+                leeway=LEEWAY,
+                options={"require": ["iss", "aud", "iat", "exp", "jti", "events"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise LogoutTokenRefused(f"invalid: {exc}") from None
+        # Step 3: sub, sid or both.
+        if not isinstance(claims.get("sub"), str) and not isinstance(claims.get("sid"), str):
+            raise LogoutTokenRefused("neither sub nor sid")
+        # Step 4: the events claim with the back-channel logout member, a JSON object.
+        events = claims["events"]
+        if not isinstance(events, dict) or not isinstance(
+            events.get(BACKCHANNEL_LOGOUT_EVENT), dict
+        ):
+            raise LogoutTokenRefused("no back-channel logout event")
+        # Step 5: no nonce.
+        if "nonce" in claims:
+            raise LogoutTokenRefused("a nonce")
+        # Step 6 (optional): a jti seen before is a replay.
+        if any(seen["jti"] == claims["jti"] for seen in self.logouts):
+            raise LogoutTokenRefused("jti seen before")
+        return header, claims
+
+    async def _backchannel(self, request: web.Request) -> web.Response:
+        self.logout_requests.append(
+            {
+                "content_type": request.content_type,
+                "cache_control": request.headers.get("Cache-Control", ""),
+            }
+        )
+        form = await request.post()
+        token = form.get("logout_token")
+        try:
+            if not isinstance(token, str):
+                raise LogoutTokenRefused("no logout_token")
+            header, claims = await self.verify_logout_token(token)
+        except LogoutTokenRefused as refused:
+            self.refused_logouts.append(str(refused))
+            return web.json_response({"error": "invalid_request"}, status=400)
+        if self.logout_answers:  # playing an application that fails
+            return web.Response(status=self.logout_answers.pop(0))
+        self.logouts.append(claims)
+        self.logout_headers.append(header)
+        return web.Response(status=200, headers={"Cache-Control": "no-store"})
+
     async def _logout(self, request: web.Request) -> web.Response:
         hint = self.sign_ins[-1].tokens["id_token"]
         query = httpx.QueryParams(
@@ -150,13 +243,14 @@ class RelyingParty:
         self.goodbyes.append(dict(request.query))
         return _page("Signed out", '<p id="bye">You left the application.</p>')
 
-    async def start(self, host: str = "127.0.0.1") -> None:
+    async def start(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         app = web.Application()
+        app.router.add_post("/backchannel", self._backchannel)
         app.router.add_get("/login", self._login)
         app.router.add_get("/cb", self._callback)
         app.router.add_get("/logout", self._logout)
         app.router.add_get("/bye", self._bye)
-        self.server = TestServer(app, host=host)
+        self.server = TestServer(app, host=host, port=port)
         await self.server.start_server()
 
     async def close(self) -> None:

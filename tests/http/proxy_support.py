@@ -267,6 +267,7 @@ def write_proxy_conf(
     routes: Sequence[Mapping[str, Any]],
     *,
     tokens: Mapping[str, Any] | None = None,
+    clients: Mapping[str, Any] | None = None,
     **gateway: Any,
 ) -> Path:
     settings: dict[str, Any] = {
@@ -277,7 +278,7 @@ def write_proxy_conf(
         "routes": list(routes),
     }
     settings.update(gateway)
-    return write_conf(directory, gateway=settings, clients=PROXY_CLIENTS)
+    return write_conf(directory, gateway=settings, clients=clients or PROXY_CLIENTS)
 
 
 async def add_users(database_url: str) -> dict[str, str]:
@@ -444,6 +445,7 @@ async def running_gateway(
     *,
     routes: Sequence[Mapping[str, Any]] | None = None,
     tokens: Mapping[str, Any] | None = None,
+    clients: Mapping[str, Any] | None = None,
     **gateway: Any,
 ) -> AsyncIterator[Gateway]:
     """Start the recording upstream and the gateway (configured with ``default_routes`` unless
@@ -455,7 +457,7 @@ async def running_gateway(
             {**r, "upstream": str(r["upstream"]).replace("{upstream}", upstream.root)}
             for r in (routes if routes is not None else default_routes(upstream.root))
         ]
-        conf = write_proxy_conf(directory, chosen, tokens=tokens, **gateway)
+        conf = write_proxy_conf(directory, chosen, tokens=tokens, clients=clients, **gateway)
         holder = ConfigHolder(load_config(conf, environ={}))
         server = GatewayTestServer(create_app(holder, database_url=database_url), host="127.0.0.1")
         await server.start_server()

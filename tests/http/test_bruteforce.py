@@ -288,3 +288,75 @@ async def test_a_clients_parallel_requests_are_never_throttled(as_client: Client
             "/oauth2/introspect", data={"token": "x"}, headers=basic("rs", "rss3cr3t")
         )
     )
+
+
+async def count(database_url: str, query: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+async def lock_client(as_client: Client, client_id: str) -> None:
+    for i in range(5):
+        resp = await as_client.post(
+            TOKEN, data={"grant_type": "client_credentials"}, headers=basic(client_id, f"bad{i}")
+        )
+        assert resp.status == 401, await resp.text()
+
+
+async def test_a_locked_clients_client_credentials_leave_nothing(
+    as_client: Client, database_url: str
+) -> None:
+    """SECURITY-CHECKLIST item 141(a) where the lock is checked by the grant's own statement
+    (daemon.throttle_guard inside daemon.login, issue 13): the right secret of a locked client
+    is 429 and opens no session; wrong secrets during the lock are 429 too and not counted."""
+    sessions = "SELECT count(*) FROM auth.session WHERE client_id = 'cc'"
+    before = await count(database_url, sessions)
+    await lock_client(as_client, "cc")
+    failures = await count(
+        database_url, "SELECT failures FROM auth.throttle WHERE key = 'client:cc'"
+    )
+    ok = {"grant_type": "client_credentials"}
+    await assert_429(await as_client.post(TOKEN, data=ok, headers=basic("cc", "ccs3cr3t")))
+    await assert_429(await as_client.post(TOKEN, data=ok, headers=basic("cc", "still-wrong")))
+    assert await count(database_url, sessions) == before
+    assert failures == await count(
+        database_url, "SELECT failures FROM auth.throttle WHERE key = 'client:cc'"
+    )
+    clock_of(as_client).advance(10)
+    await assert_ok(await as_client.post(TOKEN, data=ok, headers=basic("cc", "ccs3cr3t")))
+    assert await count(database_url, sessions) == before + 1
+
+
+async def test_a_locked_clients_refresh_rotates_nothing(
+    as_client: Client, database_url: str
+) -> None:
+    """SECURITY-CHECKLIST item 141 at the refresh grant, whose one statement checks the lock
+    (issue 13): the right secret and a valid refresh token of a locked client are 429, the
+    refresh token is not rotated (no new token stored), and it refreshes once the lock is over."""
+    issued = await assert_ok(
+        await as_client.post(
+            TOKEN,
+            data={
+                "grant_type": "password",
+                "username": "alice",
+                "password": ALICE,
+                "scope": "openid offline_access",
+            },
+            headers=basic("conf", "s3cr3t"),
+        )
+    )
+    refresh = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+    tokens = "SELECT count(*) FROM auth.refresh_token"
+    before = await count(database_url, tokens)
+    await lock_client(as_client, "conf")
+    await assert_429(await as_client.post(TOKEN, data=refresh, headers=basic("conf", "s3cr3t")))
+    assert await count(database_url, tokens) == before
+    clock_of(as_client).advance(10)
+    renewed = await assert_ok(
+        await as_client.post(TOKEN, data=refresh, headers=basic("conf", "s3cr3t"))
+    )
+    assert renewed["refresh_token"] != issued["refresh_token"]
+    assert await count(database_url, tokens) == before + 1

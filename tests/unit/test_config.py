@@ -129,6 +129,75 @@ def test_unsafe_redirect_uris_are_refused(tmp_path: Path, uri: str, reason: str)
     assert reason in issue
 
 
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        (
+            "http://chat.example.com/backchannel",
+            "http is allowed only for loopback hosts (127.0.0.1, localhost, [::1])",
+        ),
+        ("/backchannel", "must be an absolute https URL"),
+        ("backchannel", "must be an absolute https URL"),
+        (
+            "https://chat.example.com/backchannel#x",
+            "must not contain a fragment (Back-Channel Logout 1.0 section 2.2)",
+        ),
+        ("https://chat.example.com/backchannel#", "must not contain a fragment"),
+        ("https://user@chat.example.com/backchannel", "must not contain user info"),
+        ("com.example.chat:/backchannel", "must be an absolute https URL"),
+        ("https://chat.example.com/back channel", "must not contain spaces"),
+    ],
+)
+def test_bad_backchannel_logout_uris_are_config_errors(
+    tmp_path: Path, uri: str, reason: str
+) -> None:
+    """A bad backchannel_logout_uri is an error of the clients file, naming the app's key (as
+    for redirect URIs, SECURITY-CHECKLIST item 68: https, http only on loopback)."""
+    path = write_conf(
+        tmp_path,
+        clients={
+            "chat": {"client_id": "chat", "client_secret": "s", "backchannel_logout_uri": uri}
+        },
+    )
+    (issue,) = issues_of(path)
+    clients_file = tmp_path / "oauth2" / "default.json"
+    assert issue.startswith(f"{clients_file}: chat.backchannel_logout_uri: "), issue
+    assert reason in issue
+
+
+def test_backchannel_logout_settings(tmp_path: Path) -> None:
+    uris = {
+        "a": "https://chat.example.com/backchannel?tenant=1",
+        "b": "http://127.0.0.1:9000/backchannel",
+        "c": "http://localhost/backchannel",
+        "d": "http://[::1]:8080/backchannel",
+    }
+    path = write_conf(
+        tmp_path,
+        gateway={"backchannel_logout": {"max_age": 3600, "timeout": 2}},
+        clients={
+            app: {
+                "client_id": app,
+                "client_secret": "s",
+                "backchannel_logout_uri": uri,
+                "backchannel_logout_session_required": app == "a",
+            }
+            for app, uri in uris.items()
+        },
+    )
+    config = load_config(path, environ={})
+    for app, uri in uris.items():
+        assert config.clients[app].config.backchannel_logout_uri == uri
+    assert config.clients["a"].config.backchannel_logout_session_required is True
+    assert config.clients["b"].config.backchannel_logout_session_required is False
+    settings = config.gateway.backchannel_logout
+    assert (settings.max_age, settings.timeout, settings.poll_interval) == (3600, 2.0, 5.0)
+    bad = write_conf(tmp_path / "bad", gateway={"backchannel_logout": {"max_age": 0, "x": 1}})
+    issues = issues_of(bad)
+    assert any("backchannel_logout.max_age: " in i for i in issues), issues
+    assert any("backchannel_logout.x: unknown key" in i for i in issues), issues
+
+
 def test_loopback_and_native_redirect_uris_are_accepted(tmp_path: Path) -> None:
     uris = ["http://127.0.0.1:9000/cb", "http://localhost/cb", "com.example.app:/cb"]
     path = write_conf(tmp_path, clients={"app": {"client_id": "app", "redirect_uris": uris}})
@@ -415,3 +484,32 @@ def test_a_reloaded_listen_change_waits_for_the_restart(
     assert current.public_issuer() == "http://127.0.0.1:8080"
     assert current.routes[0].upstream == "http://127.0.0.1:8080/demo-api"
     assert "need a restart changed: listen" in caplog.text
+
+
+def test_site_pages_are_paths_or_https_urls(tmp_path: Path) -> None:
+    """A site's ``oauth2`` pages are redirect targets of the gateway: an absolute path on the
+    request's host or an https URL (http on loopback), never scheme-relative, a script or a
+    fragment (SECURITY-CHECKLIST item 66: the gateway sends browsers only where its
+    configuration says)."""
+    good = {
+        "identifier": "/oauth2/identifier",
+        "secret": "/signin/secret?x=1",
+        "callback": "https://app.example.test/callback/",
+        "error": "http://127.0.0.1:8080/error",
+    }
+    path = write_conf(tmp_path / "good", sites={"s": {"hosts": ["a.test"], "oauth2": good}})
+    pages = load_config(path, environ={}).site_pages("A.test:443")
+    assert pages.has_builtin_identifier
+    assert pages.callback == good["callback"]
+    assert load_config(path, environ={}).site_pages("b.test").error is None
+    bad = {
+        "identifier": "//evil.example/signin",
+        "secret": "javascript:alert(1)",
+        "callback": "http://app.example.test/cb",
+        "error": "/error#x",
+    }
+    path = write_conf(tmp_path / "bad", sites={"s": {"hosts": ["a.test"], "oauth2": bad}})
+    issues = issues_of(path)
+    assert len(issues) == 4, issues
+    for key in bad:
+        assert any(f"oauth2.{key}" in issue for issue in issues), (key, issues)

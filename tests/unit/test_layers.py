@@ -42,6 +42,15 @@ FORBIDDEN: dict[str, set[str]] = {
     # message is stays pure.
     "gateway.mail": {"aiohttp", "gateway.grants", "gateway.http"} | FACES | ENTRY,
     "gateway.mail.message": {"asyncpg", "aiosmtplib", "gateway.store", "gateway.mail.sender"},
+    # The back-channel logout sender: a background task beside the mail sender; it talks
+    # HTTP to clients (aiohttp's client), never to the faces or their plumbing.
+    "gateway.backchannel": {"asyncpg", "gateway.grants", "gateway.http"} | FACES | ENTRY,
+    # Rate-limit buckets (in the process, or in Redis through aiocache): called by the use
+    # cases and by the token handler, so it stands beside store and imports neither.
+    "gateway.ratelimit": {"aiohttp", "asyncpg", "gateway.store", "gateway.grants", "gateway.http"}
+    | FACES
+    | ENTRY,
+    "gateway.ratelimit.bucket": {"aiocache", "redis"},
     "gateway.http": {"asyncpg", "gateway.store"} | FACES | ENTRY,
     "gateway.web": {"asyncpg", "gateway.store", "gateway.proxy"} | ENTRY,
     "gateway.proxy": {"asyncpg", "gateway.store", "gateway.web"} | ENTRY,

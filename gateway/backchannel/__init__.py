@@ -1,0 +1,1 @@
+"""OpenID Connect Back-Channel Logout: the sender of the logout outbox (``sender``)."""
