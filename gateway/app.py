@@ -22,6 +22,7 @@ from gateway.config.loader import Config
 from gateway.config.model import is_loopback_host
 from gateway.config.watch import watch
 from gateway.errors import GatewayError
+from gateway.grants.audit_log import AuditLogWriter
 from gateway.grants.context import Authority
 from gateway.grants.revoked import revocation_listener
 from gateway.http.cors import setup_cors
@@ -60,6 +61,7 @@ from gateway.web import (
     token,
     tokens,
 )
+from gateway.web import sessions as account_sessions
 from gateway.web.remote_keys import remote_key_cache
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,16 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
                 log.info("housekeeping deleted %s", describe_deleted(deleted))
 
     task = asyncio.create_task(run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _audit_log(app: web.Application) -> AsyncIterator[None]:
+    """The SIEM output (``audit.log``): every process looks, one writes each event
+    (``grants/audit_log.py``)."""
+    task = asyncio.create_task(AuditLogWriter(app[keys.CONFIG], app[keys.POOL]).run())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -291,6 +303,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
+    app.cleanup_ctx.append(_audit_log)
     app.cleanup_ctx.append(_mail)
     app.cleanup_ctx.append(_backchannel_logout)
     app[REQUEST_IDS] = RequestIds()
@@ -313,6 +326,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
         admin,
         invitation,
         accounts,
+        account_sessions,
     ):
         app.router.add_routes(module.routes)
     if config.demo:

@@ -182,7 +182,7 @@ async def _user_update(
 ) -> int:
     async with _connected(config, dsn) as conn:
         await migrate(conn)
-        return await user_store.user_update(conn, username, password_hash, locked)
+        return await user_store.user_update(conn, username, password_hash, locked, actor="cli")
 
 
 async def _user_add(
@@ -618,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway import cli_org  # it builds on this module's helpers
 
     cli_org.add_parsers(sub, common, Parser)
+    from gateway import cli_session
+
+    cli_session.add_parsers(sub, common, Parser)
     mail = sub.add_parser("mail", help="the outgoing mail queue")
     mail_sub = mail.add_subparsers(
         dest="mail_command", required=True, metavar="ACTION", parser_class=Parser

@@ -571,6 +571,15 @@ class Logging(Strict):
     access_log: bool = True
 
 
+class Audit(Strict):
+    """The audit log's SIEM output (docs/audit.md): each event also as one JSON line of the
+    ``gateway.audit`` logger, written by one process of all replicas at a time."""
+
+    log: bool = False
+    # Seconds between looks at new events (each process looks; one writes).
+    log_interval: float = Field(1.0, ge=0.1, le=60)
+
+
 class Route(Strict):
     prefix: Annotated[str, AfterValidator(check_route_prefix)]
     upstream: Annotated[str, AfterValidator(check_upstream)]
@@ -702,6 +711,7 @@ class GatewaySettings(Strict):
     limits: Limits = Limits()
     passwords: PasswordHashing = PasswordHashing()
     logging: Logging = Logging()
+    audit: Audit = Audit()
     rate_limits: RateLimits = RateLimits()
     trusted_proxies: tuple[Network, ...] = ()
     # The one header the trusted proxies set; the other is never read.

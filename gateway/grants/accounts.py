@@ -113,7 +113,7 @@ async def throttle_request(ctx: Context, email: str) -> None:
         keys.append(f"account:ip:{ctx.ip}")
         thresholds.append(limits.account_requests_per_ip)
     wait = await throttle.throttle_attempt(
-        ctx.db, tuple(keys), tuple(thresholds), limits.account_lock_seconds
+        ctx.db, tuple(keys), tuple(thresholds), limits.account_lock_seconds, ctx.ip, ctx.user_agent
     )
     if wait:
         raise SlowDownError("too many requests; try again later", retry_after=wait)

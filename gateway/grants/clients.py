@@ -54,7 +54,9 @@ async def authenticate_client(
     if not _credentials_match(client, creds):
         if not check_lock:
             await _refuse_when_locked(ctx, keys)  # a locked client's failures are not counted
-        await throttle.throttle_failure(ctx.db, keys, thresholds, limits.client_lock_seconds)
+        await throttle.throttle_failure(
+            ctx.db, keys, thresholds, limits.client_lock_seconds, ctx.ip, ctx.user_agent
+        )
         raise InvalidClientError(
             "client authentication failed", challenge=creds.method == "client_secret_basic"
         )

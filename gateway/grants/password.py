@@ -46,7 +46,13 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
         user_id, existing_session = await _session_of_secret(ctx, session_secret)
         new_secret_hash = None
     else:
-        account = await check_password(ctx, params.require("username"), params.require("password"))
+        account = await check_password(
+            ctx,
+            params.require("username"),
+            params.require("password"),
+            client_id=client.client_id,
+            origin="password",
+        )
         user_id = account.user_id
         password_changed_at = account.password_changed_at
         session_secret = issue.new_secret()
@@ -108,7 +114,9 @@ async def _session_of_secret(ctx: Context, secret: str) -> tuple[UUID, UUID]:
         raise SlowDownError("too many failed sign-in attempts; try again later", retry_after=wait)
     found = await store.session_by_secret(ctx.db, issue.secret_hash(secret))
     if found is None:
-        await throttle.throttle_failure(ctx.db, keys, thresholds, limits.login_lock_seconds)
+        await throttle.throttle_failure(
+            ctx.db, keys, thresholds, limits.login_lock_seconds, ctx.ip, ctx.user_agent
+        )
         raise InvalidGrantError("the session secret is not valid")
     session_id, user_id = found
     return user_id, session_id

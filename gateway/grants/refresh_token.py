@@ -55,6 +55,8 @@ async def refresh(
         refresh_ttl=tokens.refresh_ttl,
         recover=for_token_handler,
         guard=ctx.client_lock,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
     )
     if rotation.status == "replay":
         raise InvalidGrantError("the refresh token was already used; the session has ended")

@@ -11,15 +11,23 @@ from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidGrantError
 from gateway.store import grants as grant_store
 from gateway.store import sessions as store
-from gateway.store.sessions import Session
+from gateway.store.sessions import Session, SessionInfo
 
 __all__ = [
     "Session",
+    "SessionInfo",
     "current_session",
+    "end_other_sessions",
+    "end_own_session",
     "end_sessions",
     "mark_delivered",
     "open_browser_session",
+    "sessions_of",
 ]
+
+# Why a session ended (auth.session.revoked_reason, the audit's session.revoke detail).
+ENDED_BY_USER = "ended by the user"
+ENDED_BY_OPERATOR = "ended by an operator"
 
 
 async def open_browser_session(
@@ -63,7 +71,15 @@ async def end_sessions(ctx: Context, session_ids: Iterable[str], reason: str) ->
             session_id = UUID(sid)
         except ValueError:
             continue
-        await store.session_revoke(ctx.db, session_id, reason)
+        await store.session_end(
+            ctx.db,
+            session_id,
+            user_id=None,
+            reason=reason,
+            actor=None,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+        )
         ended.append(sid)
     return ended
 
@@ -73,3 +89,36 @@ async def mark_delivered(ctx: Context, family_id: UUID, generation: int) -> None
     carried it arrived (``daemon.family_delivered``), so the refresh token before it is no
     longer a candidate for lost-response recovery."""
     await grant_store.family_delivered(ctx.db, family_id, generation)
+
+
+async def sessions_of(ctx: Context, user_id: UUID) -> list[SessionInfo]:
+    """The user's live sessions, most recently used first (the account page)."""
+    return await store.session_list(ctx.db, user_id, include_over=False)
+
+
+async def end_own_session(ctx: Context, session: Session, target: UUID) -> bool:
+    """End one of the signed-in user's own sessions (``daemon.session_end``, which goes through
+    ``daemon.session_revoke``); False when it is not a live session of theirs."""
+    owner = await store.session_end(
+        ctx.db,
+        target,
+        user_id=session.user_id,
+        reason=ENDED_BY_USER,
+        actor=f"user:{session.user_id}",
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+    )
+    return owner is not None
+
+
+async def end_other_sessions(ctx: Context, session: Session, *, keep_this: bool) -> int:
+    """End the user's other sessions (``keep_this``) or all of them; how many ended."""
+    return await store.session_end_all(
+        ctx.db,
+        session.user_id,
+        keep=session.session_id if keep_this else None,
+        reason=ENDED_BY_USER,
+        actor=f"user:{session.user_id}",
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+    )

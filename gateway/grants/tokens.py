@@ -49,7 +49,9 @@ async def revoke(ctx: Context, client: Client, params: Params) -> None:
     token = revocation_token(params)
     family = await _family_of_any(ctx, token) if token is not None else None
     if family is not None:
-        outcome = await store.token_revoke(ctx.db, family, client.client_id, "revoked by client")
+        outcome = await store.token_revoke(
+            ctx.db, family, client.client_id, "revoked by client", ctx.ip, ctx.user_agent
+        )
         if outcome == "wrong_client":
             raise UnauthorizedClientError("the token was issued to another client")
 

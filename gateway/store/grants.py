@@ -165,11 +165,14 @@ async def refresh_token(
     refresh_ttl: int,
     recover: bool = False,
     guard: tuple[str, ...] = (),
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> Rotation:
     """``daemon.refresh_token``; ``guard``: the client's throttle keys, checked in the same
-    statement (``throttle.throttle_guard``)."""
+    statement (``throttle.throttle_guard``); ``ip`` and ``user_agent`` of the refresh go to its
+    audit event."""
     query, args = throttle_guard(
-        "daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8)",
+        "daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         (
             old_hash,
             client_id,
@@ -179,6 +182,8 @@ async def refresh_token(
             grace,
             refresh_ttl,
             recover,
+            ip,
+            user_agent,
         ),
         guard,
     )
@@ -225,11 +230,23 @@ async def family_delivered(db: Executor, family_id: UUID, generation: int) -> No
         await db.execute("SELECT daemon.family_delivered($1, $2)", family_id, generation)
 
 
-async def token_revoke(db: Executor, family_id: UUID, client_id: str, reason: str) -> str:
+async def token_revoke(
+    db: Executor,
+    family_id: UUID,
+    client_id: str,
+    reason: str,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> str:
     with sql_errors():
         return str(
             await db.fetchval(
-                "SELECT daemon.token_revoke($1, $2, $3)", family_id, client_id, reason
+                "SELECT daemon.token_revoke($1, $2, $3, $4, $5)",
+                family_id,
+                client_id,
+                reason,
+                ip,
+                user_agent,
             )
         )
 

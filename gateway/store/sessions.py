@@ -151,3 +151,102 @@ async def consent_grant(
 ) -> None:
     with sql_errors():
         await db.execute("SELECT daemon.consent_grant($1, $2, $3)", user_id, client_id, list(scope))
+
+
+async def login_failure(
+    db: Executor,
+    *,
+    login: str,
+    client_id: str | None,
+    origin: str,
+    ip: str | None,
+    user_agent: str | None,
+) -> None:
+    """``daemon.login_failure``: audit a failed sign-in (never the password)."""
+    with sql_errors():
+        await db.execute(
+            "SELECT daemon.login_failure($1, $2, $3, $4, $5)",
+            login[:320],
+            client_id,
+            origin,
+            ip,
+            user_agent,
+        )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions as the account page and ``gateway session list`` show it."""
+
+    session_id: UUID
+    client_id: str
+    app: str | None
+    kind: str
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    state: str  # live, ended, expired
+
+
+async def session_list(db: Executor, user_id: UUID, *, include_over: bool) -> list[SessionInfo]:
+    """``daemon.session_list``: live sessions first, most recently used first."""
+    with sql_errors():
+        rows = await db.fetch("SELECT * FROM daemon.session_list($1, $2)", user_id, include_over)
+    return [
+        SessionInfo(**{**dict(row), "ip": str(row["ip"]) if row["ip"] is not None else None})
+        for row in rows
+    ]
+
+
+async def session_end(
+    db: Executor,
+    session_id: UUID,
+    *,
+    user_id: UUID | None,
+    reason: str,
+    actor: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> UUID | None:
+    """``daemon.session_end``: the owner of the session it ended, None when there was no such
+    live session (of ``user_id``, when given)."""
+    with sql_errors():
+        owner: UUID | None = await db.fetchval(
+            "SELECT daemon.session_end($1, $2, $3, $4, $5, $6)",
+            session_id,
+            user_id,
+            reason,
+            actor,
+            ip,
+            user_agent,
+        )
+    return owner
+
+
+async def session_end_all(
+    db: Executor,
+    user_id: UUID,
+    *,
+    keep: UUID | None,
+    reason: str,
+    actor: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> int:
+    """``daemon.session_end_all``: how many of the user's live sessions (all but ``keep``)
+    it ended."""
+    with sql_errors():
+        ended: int = await db.fetchval(
+            "SELECT daemon.session_end_all($1, $2, $3, $4, $5, $6)",
+            user_id,
+            keep,
+            reason,
+            actor,
+            ip,
+            user_agent,
+        )
+    return ended

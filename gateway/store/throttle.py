@@ -10,12 +10,23 @@ from gateway.store.pool import Executor
 
 
 async def throttle_attempt(
-    db: Executor, keys: tuple[str, ...], thresholds: tuple[int, ...], base_seconds: int
+    db: Executor,
+    keys: tuple[str, ...],
+    thresholds: tuple[int, ...],
+    base_seconds: int,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> int:
-    """``daemon.throttle_attempt``: seconds to wait (the attempt is refused), or 0 (counted)."""
+    """``daemon.throttle_attempt``: seconds to wait (the attempt is refused), or 0 (counted).
+    ``ip`` and ``user_agent`` go to the audit event of a key it locks."""
     with sql_errors():
         wait = await db.fetchval(
-            "SELECT daemon.throttle_attempt($1, $2, $3)", list(keys), list(thresholds), base_seconds
+            "SELECT daemon.throttle_attempt($1, $2, $3, $4, $5)",
+            list(keys),
+            list(thresholds),
+            base_seconds,
+            ip,
+            user_agent,
         )
     return int(wait)
 
@@ -28,12 +39,23 @@ async def throttle_check(db: Executor, keys: tuple[str, ...]) -> int:
 
 
 async def throttle_failure(
-    db: Executor, keys: tuple[str, ...], thresholds: tuple[int, ...], base_seconds: int
+    db: Executor,
+    keys: tuple[str, ...],
+    thresholds: tuple[int, ...],
+    base_seconds: int,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> None:
-    """``daemon.throttle_failure``: count a failure, locking keys that reach their threshold."""
+    """``daemon.throttle_failure``: count a failure, locking keys that reach their threshold
+    (audited with ``ip`` and ``user_agent``)."""
     with sql_errors():
         await db.execute(
-            "SELECT daemon.throttle_failure($1, $2, $3)", list(keys), list(thresholds), base_seconds
+            "SELECT daemon.throttle_failure($1, $2, $3, $4, $5)",
+            list(keys),
+            list(thresholds),
+            base_seconds,
+            ip,
+            user_agent,
         )
 
 

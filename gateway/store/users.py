@@ -20,11 +20,16 @@ async def user_add(
 
 
 async def user_update(
-    db: Executor, username: str, password_hash: str | None, locked: bool | None
+    db: Executor,
+    username: str,
+    password_hash: str | None,
+    locked: bool | None,
+    actor: str | None = None,
 ) -> int:
-    """``daemon.user_update``: the number of sessions ended; ``UnknownUserError`` (GW003)."""
+    """``daemon.user_update``: the number of sessions ended; ``UnknownUserError`` (GW003).
+    ``actor`` (e.g. ``cli``) goes to the audit events."""
     with sql_errors():
         ended: int = await db.fetchval(
-            "SELECT daemon.user_update($1, $2, $3)", username, password_hash, locked
+            "SELECT daemon.user_update($1, $2, $3, $4)", username, password_hash, locked, actor
         )
     return ended

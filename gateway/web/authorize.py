@@ -395,7 +395,9 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         )
 
     try:
-        account = await check_password(ctx, username, form.get("password", ""))
+        account = await check_password(
+            ctx, username, form.get("password", ""), client_id=client.client_id
+        )
     except InvalidGrantError:
         return again("wrong", 401)
     except SlowDownError as exc:

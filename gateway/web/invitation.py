@@ -188,7 +188,9 @@ async def _join(
     else:
         t = pages.texts(request)
         try:
-            account = await check_password(ctx, view.email, form.get("password", ""))
+            account = await check_password(
+                ctx, view.email, form.get("password", ""), origin="invitation"
+            )
         except InvalidGrantError:
             raise _WrongPassword(t["wrong"], 401) from None
         except SlowDownError as exc:

@@ -1,3 +1,27 @@
+-- The audit log (audit.event): one row per security event, written inside the transaction of
+-- whatever caused it. Event kinds are a stable contract (docs/audit.md lists them); detail
+-- never holds a secret (no token, code, cookie, password or client secret).
+--
+-- Who and from where: daemon.audit takes the address as an argument; the actor and the
+-- User-Agent (and the address, when the argument is NULL) come from the transaction's audit
+-- context, which an outer function sets with daemon.audit_context before it changes anything.
+-- So a nested call (daemon.session_revoke inside daemon.user_update) records the same context
+-- without passing it down. The context is transaction-local (set_config(..., true)): it never
+-- outlives the statement's transaction on a pooled connection.
+
+CREATE OR REPLACE FUNCTION daemon.audit_context(p_actor text, p_ip inet, p_user_agent text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('gateway.audit_actor', coalesce(p_actor, ''), true),
+           set_config('gateway.audit_ip', coalesce(host(p_ip), ''), true),
+           set_config('gateway.audit_user_agent', coalesce(left(p_user_agent, 512), ''), true);
+$$;
+COMMENT ON FUNCTION daemon.audit_context(text, inet, text) IS
+    'Who is acting (cli, user:<uuid>, client:<id>, system), from which address and User-Agent, for '
+    'every audit event of the current transaction that does not name its own address';
+
 CREATE OR REPLACE FUNCTION daemon.audit(
     p_kind text, p_user_id uuid, p_client_id text, p_session_id uuid, p_ip inet,
     p_detail jsonb DEFAULT '{}'
@@ -5,8 +29,120 @@ CREATE OR REPLACE FUNCTION daemon.audit(
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO audit.event (kind, user_id, client_id, session_id, ip, detail)
-    VALUES (p_kind, p_user_id, p_client_id, p_session_id, p_ip, coalesce(p_detail, '{}'));
+    INSERT INTO audit.event (kind, user_id, client_id, session_id, ip, detail, actor, user_agent)
+    VALUES (p_kind, p_user_id, p_client_id, p_session_id,
+            coalesce(p_ip, nullif(current_setting('gateway.audit_ip', true), '')::inet),
+            coalesce(p_detail, '{}'),
+            nullif(current_setting('gateway.audit_actor', true), ''),
+            nullif(current_setting('gateway.audit_user_agent', true), ''));
 $$;
 COMMENT ON FUNCTION daemon.audit(text, uuid, text, uuid, inet, jsonb) IS
-    'Record a security event. Callers never pass secrets in p_detail.';
+    'Record a security event; actor, User-Agent (and the address when p_ip is NULL) come from '
+    'daemon.audit_context. Callers never pass secrets in p_detail.';
+
+CREATE OR REPLACE FUNCTION daemon.audit_list(
+    p_username text, p_kinds text[], p_since timestamptz, p_limit integer
+) RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
+                 client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
+        RAISE EXCEPTION 'limit must be 1 to 100000' USING ERRCODE = 'GW002';
+    END IF;
+    IF p_username IS NOT NULL THEN
+        SELECT u.id INTO v_user FROM auth.users u
+        WHERE lower(u.username) = lower(p_username) OR lower(u.email) = lower(p_username)
+        ORDER BY lower(u.username) = lower(p_username) DESC LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no such user' USING ERRCODE = 'GW003';
+        END IF;
+    END IF;
+    -- The newest p_limit events, returned oldest first (as a log reads).
+    RETURN QUERY
+        SELECT * FROM (
+            SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id,
+                   e.ip, e.user_agent, e.detail
+            FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
+            WHERE (v_user IS NULL OR e.user_id = v_user)
+              AND (p_kinds IS NULL OR e.kind = ANY (p_kinds))
+              AND (p_since IS NULL OR e.at >= p_since)
+            ORDER BY e.id DESC
+            LIMIT p_limit) newest
+        ORDER BY newest.id;
+END;
+$$;
+COMMENT ON FUNCTION daemon.audit_list(text, text[], timestamptz, integer) IS
+    'The newest p_limit audit events (oldest first), of one user (name or email) and of some kinds '
+    'when given, since p_since when given. GW003 for an unknown user, GW002 for a bad limit.';
+
+CREATE OR REPLACE FUNCTION daemon.audit_after(p_id bigint, p_limit integer)
+RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
+               client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id, e.ip,
+           e.user_agent, e.detail
+    FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
+    WHERE e.id > p_id
+    ORDER BY e.id
+    LIMIT p_limit;
+$$;
+COMMENT ON FUNCTION daemon.audit_after(bigint, integer) IS
+    'Audit events after id p_id, oldest first, at most p_limit: what the log follower writes next';
+
+CREATE OR REPLACE FUNCTION daemon.audit_emit(p_limit integer, p_gap_wait integer)
+RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
+               client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_last bigint;
+    r record;
+BEGIN
+    -- One writer at a time across every process and replica: the others get nothing. The lock
+    -- ends with the caller's transaction, which writes the lines before it commits (a writer
+    -- that dies before its commit leaves the events to the next one: at least once).
+    IF NOT pg_try_advisory_xact_lock(hashtext('gateway.audit_log')) THEN
+        RETURN;
+    END IF;
+    SELECT c.last_id INTO v_last FROM audit.log_cursor c FOR UPDATE;
+    IF NOT FOUND THEN
+        -- Switched on for the first time: from now on (the past stays in `gateway audit`).
+        INSERT INTO audit.log_cursor (last_id)
+        SELECT coalesce(max(e.id), 0) FROM audit.event e;
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id,
+               e.ip, e.user_agent, e.detail
+        FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
+        WHERE e.id > v_last
+        ORDER BY e.id
+        LIMIT p_limit
+    LOOP
+        -- Identity values are taken before their transaction commits, so a lower id can become
+        -- visible after a higher one: stop at a gap until the event after it is p_gap_wait
+        -- seconds old (then the gap is a rolled-back or deleted event).
+        IF r.id <> v_last + 1 AND r.at > daemon.now() - make_interval(secs => p_gap_wait) THEN
+            EXIT;
+        END IF;
+        id := r.id; at := r.at; kind := r.kind; actor := r.actor; user_id := r.user_id;
+        username := r.username; client_id := r.client_id; session_id := r.session_id;
+        ip := r.ip; user_agent := r.user_agent; detail := r.detail;
+        RETURN NEXT;
+        v_last := r.id;
+    END LOOP;
+    UPDATE audit.log_cursor SET last_id = v_last, updated_at = daemon.now();
+END;
+$$;
+COMMENT ON FUNCTION daemon.audit_emit(integer, integer) IS
+    'The next audit events to write to the log (audit.log), at most p_limit, oldest first, and '
+    'the cursor moved past them in the caller''s transaction; nothing when another process holds '
+    'the writer''s lock. A gap in the ids is waited on until the event after it is p_gap_wait '
+    'seconds old. The first call only places the cursor at the newest event.';

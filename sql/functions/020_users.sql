@@ -32,8 +32,9 @@ $$;
 COMMENT ON FUNCTION daemon.user_add(text, text, text, text) IS
     'Create a user. Raises GW001 when the name or email is taken, GW002 on bad input.';
 
+DROP FUNCTION IF EXISTS daemon.user_update(text, text, boolean);
 CREATE OR REPLACE FUNCTION daemon.user_update(
-    p_username text, p_password_hash text, p_locked boolean
+    p_username text, p_password_hash text, p_locked boolean, p_actor text DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -46,6 +47,9 @@ DECLARE
 BEGIN
     IF p_password_hash IS NOT NULL AND p_password_hash NOT LIKE '$argon2id$%' THEN
         RAISE EXCEPTION 'password hash must be argon2id' USING ERRCODE = 'GW002';
+    END IF;
+    IF p_actor IS NOT NULL THEN
+        PERFORM daemon.audit_context(p_actor, NULL, NULL);
     END IF;
     UPDATE auth.users
     SET password_hash = coalesce(p_password_hash, password_hash),
@@ -80,8 +84,9 @@ BEGIN
     RETURN v_ended;
 END;
 $$;
-COMMENT ON FUNCTION daemon.user_update(text, text, boolean) IS
+COMMENT ON FUNCTION daemon.user_update(text, text, boolean, text) IS
     'Set a user''s password (argon2id hash) and/or lock flag; NULL keeps a value. A new password or '
     'a lock ends every live session of the user; a new password also removes the user''s external '
     'identity links. Returns the number of sessions ended; GW003 when '
-    'there is no such user, GW002 on a bad hash.';
+    'there is no such user, GW002 on a bad hash. Audited as user.password, user.lock or '
+    'user.unlock (and session.revoke for each session ended) with p_actor (e.g. cli).';

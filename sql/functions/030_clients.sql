@@ -35,6 +35,8 @@ BEGIN
                     v_new.grant_types, v_new.redirect_uris, v_new.javascript_origins, v_new.scopes,
                     v_new.settings);
             added := added + 1;
+            PERFORM daemon.audit('client.add', NULL, v_new.client_id, NULL, NULL,
+                                 jsonb_build_object('app', v_new.app, 'provider', v_new.provider));
         ELSIF (v_old.provider, v_old.app, v_old.secret_hash, v_old.public, v_old.grant_types,
                v_old.redirect_uris, v_old.javascript_origins, v_old.scopes, v_old.settings, v_old.enabled)
               IS DISTINCT FROM
@@ -47,16 +49,39 @@ BEGIN
                 scopes = v_new.scopes, settings = v_new.settings, enabled = true, updated_at = daemon.now()
             WHERE client_id = v_new.client_id;
             updated := updated + 1;
+            -- Which settings changed, by name (never a value: secret_hash is one).
+            PERFORM daemon.audit('client.update', NULL, v_new.client_id, NULL, NULL,
+                jsonb_build_object('app', v_new.app, 'changed', to_jsonb(ARRAY(
+                    SELECT n FROM (VALUES
+                        ('provider', v_old.provider IS DISTINCT FROM v_new.provider),
+                        ('app', v_old.app IS DISTINCT FROM v_new.app),
+                        ('secret', v_old.secret_hash IS DISTINCT FROM v_new.secret_hash),
+                        ('grant_types', v_old.grant_types IS DISTINCT FROM v_new.grant_types),
+                        ('redirect_uris', v_old.redirect_uris IS DISTINCT FROM v_new.redirect_uris),
+                        ('javascript_origins',
+                         v_old.javascript_origins IS DISTINCT FROM v_new.javascript_origins),
+                        ('scopes', v_old.scopes IS DISTINCT FROM v_new.scopes),
+                        ('settings', v_old.settings IS DISTINCT FROM v_new.settings),
+                        ('enabled', NOT v_old.enabled)) AS d(n, differs)
+                    WHERE differs))));
         END IF;
     END LOOP;
 
-    UPDATE oauth2.client SET enabled = false, updated_at = daemon.now()
-    WHERE enabled
-      AND client_id NOT IN (SELECT value->>'client_id' FROM jsonb_array_elements(p_clients));
-    GET DIAGNOSTICS disabled = ROW_COUNT;
+    FOR v_old IN
+        UPDATE oauth2.client SET enabled = false, updated_at = daemon.now()
+        WHERE enabled
+          AND client_id NOT IN (SELECT value->>'client_id' FROM jsonb_array_elements(p_clients))
+        RETURNING *
+    LOOP
+        PERFORM daemon.audit('client.disable', NULL, v_old.client_id, NULL, NULL,
+                             jsonb_build_object('app', v_old.app));
+        disabled := disabled + 1;
+    END LOOP;
     RETURN NEXT;
 END;
 $$;
 COMMENT ON FUNCTION daemon.client_sync(jsonb) IS
     'Make oauth2.client match the configured clients: insert new ones, update changed ones, '
-    'disable removed ones (kept for the sessions that reference them). Secrets arrive hashed.';
+    'disable removed ones (kept for the sessions that reference them). Secrets arrive hashed. '
+    'Each change is audited: client.add, client.update (detail.changed names the settings), '
+    'client.disable.';

@@ -9,9 +9,13 @@
 
 DROP FUNCTION IF EXISTS daemon.throttle_fail(text[], integer[], integer);
 DROP FUNCTION IF EXISTS daemon.throttle_clear(text[]);
+-- The address and User-Agent of the attempt came later (audit of locks): replace, not amend.
+DROP FUNCTION IF EXISTS daemon.throttle_failure(text[], integer[], integer);
+DROP FUNCTION IF EXISTS daemon.throttle_attempt(text[], integer[], integer);
 
 CREATE OR REPLACE FUNCTION daemon.throttle_failure(
-    p_keys text[], p_thresholds integer[], p_base_seconds integer
+    p_keys text[], p_thresholds integer[], p_base_seconds integer,
+    p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -19,6 +23,8 @@ AS $$
 DECLARE
     i integer;
     v_failures integer;
+    v_locked_until timestamptz;
+    v_seconds integer;
 BEGIN
     IF array_length(p_keys, 1) IS DISTINCT FROM array_length(p_thresholds, 1) THEN
         RAISE EXCEPTION 'one threshold per key' USING ERRCODE = 'GW002';
@@ -32,18 +38,28 @@ BEGIN
             failures = CASE WHEN t.last_failure_at < daemon.now() - interval '1 hour' THEN 1
                             ELSE t.failures + 1 END,
             last_failure_at = daemon.now()
-        RETURNING failures INTO v_failures;
+        RETURNING failures, locked_until INTO v_failures, v_locked_until;
         IF v_failures >= p_thresholds[i] THEN
-            UPDATE auth.throttle SET locked_until = daemon.now() + make_interval(secs =>
-                least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600))
+            v_seconds := least(p_base_seconds * power(2, least(v_failures - p_thresholds[i], 12)), 3600);
+            UPDATE auth.throttle SET locked_until = daemon.now() + make_interval(secs => v_seconds)
             WHERE key = p_keys[i];
+            -- Audited when the key becomes locked (not at each extension of a lock).
+            IF v_locked_until IS NULL OR v_locked_until <= daemon.now() THEN
+                IF p_ip IS NOT NULL OR p_user_agent IS NOT NULL THEN
+                    PERFORM daemon.audit_context(NULL, p_ip, p_user_agent);
+                END IF;
+                PERFORM daemon.audit('throttle.lock', NULL, NULL, NULL, p_ip,
+                    jsonb_build_object('key', p_keys[i], 'failures', v_failures,
+                                       'seconds', v_seconds));
+            END IF;
         END IF;
     END LOOP;
 END;
 $$;
-COMMENT ON FUNCTION daemon.throttle_failure(text[], integer[], integer) IS
+COMMENT ON FUNCTION daemon.throttle_failure(text[], integer[], integer, inet, text) IS
     'Count a failure for each key; the failure that reaches a key''s threshold locks it for '
-    'base * 2^(excess) seconds, at most an hour.';
+    'base * 2^(excess) seconds, at most an hour (audited as throttle.lock with p_ip and '
+    'p_user_agent when the key was not locked).';
 
 CREATE OR REPLACE FUNCTION daemon.throttle_check(p_keys text[])
 RETURNS integer
@@ -78,7 +94,8 @@ COMMENT ON FUNCTION daemon.throttle_guard(text[]) IS
     'lock without a statement of its own (issue 13: one round trip per grant).';
 
 CREATE OR REPLACE FUNCTION daemon.throttle_attempt(
-    p_keys text[], p_thresholds integer[], p_base_seconds integer
+    p_keys text[], p_thresholds integer[], p_base_seconds integer,
+    p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -103,11 +120,11 @@ BEGIN
     IF v_wait > 0 THEN
         RETURN v_wait;  -- refused: not counted, the caller must not check the credentials
     END IF;
-    PERFORM daemon.throttle_failure(p_keys, p_thresholds, p_base_seconds);
+    PERFORM daemon.throttle_failure(p_keys, p_thresholds, p_base_seconds, p_ip, p_user_agent);
     RETURN 0;
 END;
 $$;
-COMMENT ON FUNCTION daemon.throttle_attempt(text[], integer[], integer) IS
+COMMENT ON FUNCTION daemon.throttle_attempt(text[], integer[], integer, inet, text) IS
     'Count an attempt for each key (account, address, client), or refuse it: the seconds to wait '
     'when a key is locked (nothing counted), else 0. The attempt that reaches a key''s threshold '
     'locks it for base * 2^(excess) seconds, at most an hour; the lock applies to later attempts.';

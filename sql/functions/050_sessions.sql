@@ -36,6 +36,8 @@ AS $$
 DECLARE
     v_session auth.session%ROWTYPE;
 BEGIN
+    PERFORM daemon.audit_context(coalesce('user:' || p_user_id, 'client:' || p_client_id), p_ip,
+                                 p_user_agent);
     PERFORM 1 FROM oauth2.client c WHERE c.client_id = p_client_id AND c.enabled;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown client' USING ERRCODE = 'GS006';
@@ -103,6 +105,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM daemon.audit_context('user:' || p_user_id, p_ip, p_user_agent);
     -- As in daemon.login: no sign-in slips past a concurrent new password or lock.
     PERFORM 1 FROM auth.users u WHERE u.id = p_user_id AND NOT u.locked
         AND NOT u.pending_verification

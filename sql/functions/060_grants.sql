@@ -39,6 +39,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
+    -- The session's "last used" (the account page): a code issued from it is a use.
+    UPDATE auth.session SET last_seen_at = daemon.now() WHERE id = p_session_id;
     INSERT INTO auth.code (code_hash, client_id, user_id, session_id, redirect_uri, scope, nonce,
                            code_challenge, code_challenge_method, offline, expires_at, auth_time)
     VALUES (p_code_hash, p_client_id, p_user_id, p_session_id, p_redirect_uri, coalesce(p_scope, '{}'),
@@ -165,9 +167,12 @@ COMMENT ON FUNCTION daemon.family_open(uuid, text, uuid, text[], text) IS
 DROP FUNCTION IF EXISTS daemon.refresh_token(bytea, text, bytea, text, text[], integer, integer);
 DROP FUNCTION IF EXISTS daemon.refresh_token(
     bytea, text, bytea, text, text[], integer, integer, boolean);
+DROP FUNCTION IF EXISTS daemon.refresh_token(
+    bytea, text, bytea, text, text[], integer, integer, boolean, inet, text);
 CREATE FUNCTION daemon.refresh_token(
     p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
-    p_grace integer, p_refresh_ttl integer, p_recover boolean DEFAULT false
+    p_grace integer, p_refresh_ttl integer, p_recover boolean DEFAULT false,
+    p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
                  username text, email text, name text)
@@ -180,6 +185,8 @@ DECLARE
     v_session auth.session%ROWTYPE;
     v_changed timestamptz;
 BEGIN
+    -- Who refreshes, from where: on every audit event below (and daemon.session_revoke's).
+    PERFORM daemon.audit_context('client:' || p_client_id, p_ip, p_user_agent);
     SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown refresh token' USING ERRCODE = 'GR001';
@@ -218,6 +225,8 @@ BEGIN
             family_id := f.id; session_id := f.session_id; user_id := f.user_id;
             scope := coalesce(p_scope, f.scope); successor_sealed := f.successor_sealed;
             auth_time := v_session.auth_time; generation := f.generation;
+            PERFORM daemon.audit('refresh', f.user_id, f.client_id, f.session_id, p_ip,
+                                 jsonb_build_object('status', status, 'generation', f.generation));
             RETURN NEXT;
             RETURN;
         END IF;
@@ -229,13 +238,13 @@ BEGIN
             UPDATE auth.refresh_token r
             SET abandoned_at = daemon.now(), superseded_at = coalesce(r.superseded_at, daemon.now())
             WHERE r.family_id = f.id AND r.generation = f.generation;
-            PERFORM daemon.audit('refresh.recovered', f.user_id, f.client_id, f.session_id, NULL,
+            PERFORM daemon.audit('refresh.recovered', f.user_id, f.client_id, f.session_id, p_ip,
                                  jsonb_build_object('generation', rt.generation));
             status := 'recovered';
         ELSE
             -- RFC 9700 4.14.2: a superseded token used again is a replay; end the whole session
             -- (daemon.session_revoke: session, every family in it, audit, revocation notice).
-            PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, NULL,
+            PERFORM daemon.audit('refresh.replay', f.user_id, f.client_id, f.session_id, p_ip,
                                  jsonb_build_object('generation', rt.generation));
             PERFORM daemon.session_revoke(f.session_id, 'refresh token replay');
             status := 'replay';
@@ -260,6 +269,8 @@ BEGIN
     WHERE id = f.id;
     UPDATE auth.session SET last_seen_at = daemon.now() WHERE id = f.session_id;
     status := coalesce(status, 'rotated');
+    PERFORM daemon.audit('refresh', f.user_id, f.client_id, f.session_id, p_ip,
+                         jsonb_build_object('status', status, 'generation', f.generation + 1));
     family_id := f.id; session_id := f.session_id; user_id := f.user_id;
     scope := coalesce(p_scope, f.scope); successor_sealed := NULL;
     auth_time := v_session.auth_time; generation := f.generation + 1;
@@ -267,13 +278,15 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION daemon.refresh_token(
-    bytea, text, bytea, text, text[], integer, integer, boolean) IS
+    bytea, text, bytea, text, text[], integer, integer, boolean, inet, text) IS
     'Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
     'caller issues p_new_hash''s token), recovered (likewise, after a lost response: the unused '
     'successor was abandoned; only with p_recover, the token handler''s cookie sessions), grace (the caller unseals successor_sealed and returns that '
     'token again), replay (the session was revoked). username, email and name are the user''s (NULL '
     'for a client''s own family and on replay). OA001 for unknown, foreign, expired or revoked '
-    'tokens, a locked user or a password changed since; OA003 when p_scope exceeds the granted scope.';
+    'tokens, a locked user or a password changed since; OA003 when p_scope exceeds the granted scope. '
+    'Audited: refresh (rotated, recovered, grace; one row), refresh.recovered, refresh.replay, '
+    'with p_ip and p_user_agent.';
 
 CREATE OR REPLACE FUNCTION daemon.token_status(p_family_id uuid)
 RETURNS TABLE (active boolean, client_id text, session_id uuid, user_id uuid, username text,
@@ -306,8 +319,11 @@ AS $$
 $$;
 COMMENT ON FUNCTION daemon.refresh_lookup(bytea) IS 'A refresh token by hash, for introspection and revocation';
 
-CREATE OR REPLACE FUNCTION daemon.token_revoke(p_family_id uuid, p_client_id text, p_reason text)
-RETURNS text
+DROP FUNCTION IF EXISTS daemon.token_revoke(uuid, text, text);
+CREATE OR REPLACE FUNCTION daemon.token_revoke(
+    p_family_id uuid, p_client_id text, p_reason text, p_ip inet DEFAULT NULL,
+    p_user_agent text DEFAULT NULL
+) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -324,14 +340,15 @@ BEGIN
     IF f.revoked_at IS NULL THEN
         UPDATE auth.token_family SET revoked_at = daemon.now(), revoked_reason = p_reason, successor_sealed = NULL
         WHERE id = p_family_id;
-        PERFORM daemon.audit('token.revoke', f.user_id, f.client_id, f.session_id, NULL,
+        PERFORM daemon.audit_context('client:' || p_client_id, p_ip, p_user_agent);
+        PERFORM daemon.audit('token.revoke', f.user_id, f.client_id, f.session_id, p_ip,
                              jsonb_build_object('reason', p_reason));
         PERFORM pg_notify('gateway_revocation', 'f:' || p_family_id);
     END IF;
     RETURN 'revoked';
 END;
 $$;
-COMMENT ON FUNCTION daemon.token_revoke(uuid, text, text) IS
+COMMENT ON FUNCTION daemon.token_revoke(uuid, text, text, inet, text) IS
     'RFC 7009: revoke a token family (its refresh token and every access token issued in it). '
     'Returns revoked, unknown or wrong_client (another client''s token: nothing changes).';
 

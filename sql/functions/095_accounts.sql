@@ -203,7 +203,7 @@ BEGIN
         RAISE EXCEPTION 'unknown account link' USING ERRCODE = 'GK001';  -- locked since
     END IF;
     -- The existing path for a new password: audited, ends every session of the user.
-    v_ended := daemon.user_update(v_username, p_password_hash, NULL);
+    v_ended := daemon.user_update(v_username, p_password_hash, NULL, 'user:' || t.user_id);
     -- The link reached the mailbox: a pending account is verified by it too.
     UPDATE auth.users u SET pending_verification = false, email_verified = true
     WHERE u.id = t.user_id;

@@ -1,0 +1,83 @@
+"""The audit log as JSON: ``gateway audit --json`` lines and the optional SIEM output (``audit.log:
+true``), where each event also becomes one line of the ``gateway.audit`` logger.
+
+Events are made inside SQL, in the transaction of their change, by any process of any replica.
+Every process runs ``AuditLogWriter``, which looks for new events every ``audit.log_interval``
+seconds; ``daemon.audit_emit`` lets one of them at a time take the next batch (an advisory lock)
+and moves a shared cursor (``audit.log_cursor``) in the same transaction as the lines are written,
+so each event is written once by one replica (at least once if a writer dies mid-batch), in id
+order, and waiting briefly at a gap in the ids (a transaction not committed yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from gateway.config.holder import ConfigHolder
+from gateway.errors import GatewayError
+from gateway.store import audit as store
+from gateway.store.audit import AuditEvent
+
+audit_log = logging.getLogger("gateway.audit")
+log = logging.getLogger(__name__)
+BATCH = 500
+GAP_WAIT = 15  # seconds: longer than any transaction of the gateway (database.command_timeout)
+
+
+def audit_json(event: AuditEvent) -> dict[str, Any]:
+    """One event as a JSON object (docs/audit.md): never a secret, since no audit event holds
+    one."""
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "type": event.kind,
+        "actor": event.actor,
+        "user_id": str(event.user_id) if event.user_id else None,
+        "user": event.username,
+        "client_id": event.client_id,
+        "session_id": str(event.session_id) if event.session_id else None,
+        "address": event.ip,
+        "user_agent": event.user_agent,
+        "detail": event.detail,
+    }
+
+
+def write_events(events: list[AuditEvent]) -> None:
+    """Each event as one line of the ``gateway.audit`` logger: ``msg`` is the type, ``event``
+    the whole event."""
+    for event in events:
+        audit_log.info(
+            "audit %s", event.kind, extra={"fields": {"event": audit_json(event)}, "redacted": True}
+        )
+
+
+class AuditLogWriter:
+    """Writes new audit events to the log while ``audit.log`` is true (read at every look, so
+    a configuration reload switches it)."""
+
+    def __init__(self, holder: ConfigHolder, pool: asyncpg.Pool) -> None:
+        self._holder = holder
+        self._pool = pool
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            settings = self._holder.current.gateway.audit
+            written = 0
+            if settings.log:
+                try:
+                    written = await store.emit_audit_events(
+                        self._pool, BATCH, GAP_WAIT, write_events
+                    )
+                except (GatewayError, OSError) as exc:
+                    if not failing:
+                        log.warning("cannot write the audit log (%s); retrying", exc)
+                    failing = True
+                else:
+                    failing = False
+            if written < BATCH:  # a full batch: more are waiting, go on at once
+                await asyncio.sleep(settings.log_interval)

@@ -1,0 +1,88 @@
+"""The audit log (``sql/functions/010_audit.sql``): one function per ``daemon.audit_*``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from gateway.store.errors import sql_errors
+from gateway.store.pool import Executor
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    kind: str
+    actor: str | None
+    user_id: UUID | None
+    username: str | None
+    client_id: str | None
+    session_id: UUID | None
+    ip: str | None
+    user_agent: str | None
+    detail: dict[str, Any]
+
+
+def _event(row: asyncpg.Record) -> AuditEvent:
+    values = dict(row)
+    values["ip"] = str(row["ip"]) if row["ip"] is not None else None
+    detail = values["detail"]
+    values["detail"] = dict(detail) if isinstance(detail, dict) else {}
+    return AuditEvent(**values)
+
+
+async def audit_list(
+    db: Executor,
+    *,
+    username: str | None,
+    kinds: tuple[str, ...] | None,
+    since: datetime | None,
+    limit: int,
+) -> list[AuditEvent]:
+    """``daemon.audit_list``: the newest ``limit`` events, oldest first; ``UnknownUserError``
+    (GW003) for a user name that names nobody."""
+    with sql_errors():
+        rows = await db.fetch(
+            "SELECT * FROM daemon.audit_list($1, $2, $3, $4)",
+            username,
+            list(kinds) if kinds is not None else None,
+            since,
+            limit,
+        )
+    return [_event(row) for row in rows]
+
+
+async def audit_emit(db: Executor, limit: int, gap_wait: int) -> list[AuditEvent]:
+    """``daemon.audit_emit``: the next events to write to the log, the cursor moved past them
+    in the caller's transaction; empty when another process is the writer."""
+    with sql_errors():
+        rows = await db.fetch("SELECT * FROM daemon.audit_emit($1, $2)", limit, gap_wait)
+    return [_event(row) for row in rows]
+
+
+async def emit_audit_events(
+    pool: asyncpg.Pool, limit: int, gap_wait: int, write: Callable[[list[AuditEvent]], None]
+) -> int:
+    """One batch of the SIEM output: ``daemon.audit_emit`` and ``write(events)`` in one
+    transaction, so the cursor moves only once the lines are written (at least once: a process
+    that dies before the commit leaves them to the next writer). How many were written."""
+    with sql_errors():
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch("SELECT * FROM daemon.audit_emit($1, $2)", limit, gap_wait)
+            events = [_event(row) for row in rows]
+            if events:
+                write(events)
+    return len(events)
+
+
+async def audit_after(db: Executor, after_id: int, limit: int) -> list[AuditEvent]:
+    """``daemon.audit_after``: events after ``after_id``, oldest first."""
+    with sql_errors():
+        rows = await db.fetch("SELECT * FROM daemon.audit_after($1, $2)", after_id, limit)
+    return [_event(row) for row in rows]

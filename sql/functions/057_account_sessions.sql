@@ -1,0 +1,112 @@
+-- Sessions as people see them (the account page, `gateway session ...`) and failed sign-ins.
+-- Ending a session always goes through daemon.session_revoke, the one place that ends sessions
+-- (token families, the revocation notice to every token handler, back-channel logout).
+
+CREATE OR REPLACE FUNCTION daemon.login_failure(
+    p_login text, p_client_id text, p_origin text, p_ip inet, p_user_agent text
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    PERFORM daemon.audit_context(NULL, p_ip, p_user_agent);
+    -- The account the name refers to, when there is one (as daemon.user_lookup finds it).
+    SELECT u.id INTO v_user FROM auth.users u
+    WHERE lower(u.username) = lower(p_login)
+       OR (position('@' IN p_login) > 0 AND lower(u.email) = lower(p_login))
+    ORDER BY lower(u.username) = lower(p_login) DESC
+    LIMIT 1;
+    PERFORM daemon.audit('login.failure', v_user, p_client_id, NULL, p_ip,
+                         jsonb_build_object('login', left(p_login, 128), 'origin', p_origin));
+END;
+$$;
+COMMENT ON FUNCTION daemon.login_failure(text, text, text, inet, text) IS
+    'Audit a failed sign-in (wrong password, unknown or locked account): login.failure with the '
+    'name as typed (128 characters at most), the account it names if any, never the password';
+
+CREATE OR REPLACE FUNCTION daemon.session_list(p_user_id uuid, p_include_over boolean)
+RETURNS TABLE (session_id uuid, client_id text, app text, kind text, ip inet, user_agent text,
+               created_at timestamptz, last_seen_at timestamptz, expires_at timestamptz,
+               revoked_at timestamptz, revoked_reason text, state text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.id, s.client_id, c.app, s.kind, s.ip, s.user_agent, s.created_at, s.last_seen_at,
+           s.expires_at, s.revoked_at, s.revoked_reason,
+           CASE WHEN s.revoked_at IS NOT NULL THEN 'ended'
+                WHEN s.expires_at <= daemon.now() THEN 'expired'
+                ELSE 'live' END
+    FROM auth.session s LEFT JOIN oauth2.client c ON c.client_id = s.client_id
+    WHERE s.user_id = p_user_id
+      AND (p_include_over OR (s.revoked_at IS NULL AND s.expires_at > daemon.now()))
+    ORDER BY (s.revoked_at IS NULL AND s.expires_at > daemon.now()) DESC, s.last_seen_at DESC,
+             s.id;
+$$;
+COMMENT ON FUNCTION daemon.session_list(uuid, boolean) IS
+    'A user''s sessions, live ones first and most recently used first (last_seen_at: the sign-in, '
+    'the last token issued or refreshed in it); with p_include_over also the ended (revoked) and '
+    'expired ones housekeeping has not deleted yet. state: live, ended or expired.';
+
+CREATE OR REPLACE FUNCTION daemon.session_end(
+    p_session_id uuid, p_user_id uuid, p_reason text, p_actor text, p_ip inet, p_user_agent text
+) RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    SELECT s.user_id INTO v_user FROM auth.session s
+    WHERE s.id = p_session_id AND (p_user_id IS NULL OR s.user_id = p_user_id)
+      AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
+    IF NOT FOUND THEN
+        IF p_user_id IS NULL THEN
+            -- Perhaps the token handler's session at an external provider (sign-out ends it).
+            PERFORM daemon.audit_context(p_actor, p_ip, p_user_agent);
+            PERFORM daemon.session_revoke(p_session_id, p_reason);
+        END IF;
+        RETURN NULL;
+    END IF;
+    PERFORM daemon.audit_context(coalesce(p_actor, 'user:' || v_user), p_ip, p_user_agent);
+    IF NOT daemon.session_revoke(p_session_id, p_reason) THEN
+        RETURN NULL;  -- ended meanwhile by someone else
+    END IF;
+    RETURN v_user;
+END;
+$$;
+COMMENT ON FUNCTION daemon.session_end(uuid, uuid, text, text, inet, text) IS
+    'End one live session through daemon.session_revoke (only when it is p_user_id''s, unless '
+    'p_user_id is NULL, which also ends a token handler''s external session of that id), audited '
+    'with p_actor (default user:<owner>), p_ip and p_user_agent. Returns the owner, or NULL when '
+    'there was no such live session of a user.';
+
+CREATE OR REPLACE FUNCTION daemon.session_end_all(
+    p_user_id uuid, p_except uuid, p_reason text, p_actor text, p_ip inet, p_user_agent text
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_session uuid;
+    v_ended integer := 0;
+BEGIN
+    PERFORM daemon.audit_context(coalesce(p_actor, 'user:' || p_user_id), p_ip, p_user_agent);
+    FOR v_session IN
+        SELECT s.id FROM auth.session s
+        WHERE s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
+          AND s.id IS DISTINCT FROM p_except
+        ORDER BY s.id
+    LOOP
+        IF daemon.session_revoke(v_session, p_reason) THEN
+            v_ended := v_ended + 1;
+        END IF;
+    END LOOP;
+    RETURN v_ended;
+END;
+$$;
+COMMENT ON FUNCTION daemon.session_end_all(uuid, uuid, text, text, inet, text) IS
+    'End every live session of a user except p_except (NULL: all of them), each through '
+    'daemon.session_revoke; audited with p_actor (default user:<id>), p_ip, p_user_agent. '
+    'Returns how many were ended.';
