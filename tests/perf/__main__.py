@@ -20,11 +20,18 @@ import time
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--baseline", metavar="REF", help="token endpoint: also run revision REF")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run the gateway of git revision REF: before/after"
+    )
     args = parser.parse_args()
     short = ["--duration", "3", "--rounds", "1"] if args.quick else []
     runs = [
-        ["tests.perf.bench_proxy", *short, *(["--quick"] if args.quick else [])],
+        [
+            "tests.perf.bench_proxy",
+            *short,
+            *(["--quick"] if args.quick else []),
+            *(["--baseline", args.baseline] if args.baseline else []),
+        ],
         [
             "tests.perf.bench_token",
             *short,

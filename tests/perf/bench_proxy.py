@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -168,6 +169,45 @@ def spawn(
 
     stack.callback(stop)
     return process
+
+
+def baseline_checkout(stack: ExitStack, work: Path, ref: str) -> Path:
+    """A worktree of ``ref`` (removed at the end): the code the baseline gateway runs."""
+    tree = work / "baseline"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    stack.callback(
+        subprocess.run,
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return tree
+
+
+def baseline_database(url: str) -> str:
+    """The same server, a database of the baseline's own (its SQL functions differ)."""
+    import asyncpg
+    import uvloop
+
+    parts = urllib.parse.urlsplit(url)
+    name = (parts.path.lstrip("/") or "postgres") + "_baseline"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    uvloop.run(create())
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def write_config(
@@ -389,14 +429,16 @@ def paced(
     return wrk(name, url, load, cookie, meter, script)
 
 
-def paced_table(rate: int, direct: Result, minimal: Result, gateway: Result) -> str:
+def paced_table(
+    rate: int, direct: Result, minimal: Result, gateway: Result, *others: Result
+) -> str:
     lines = [
         f"wrk paced at about {rate} req/s ({PACED_CONNECTIONS} connections, random waits):"
         " latency the gateway adds",
         f"{'scenario':<38}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
         f"{'+p50 vs min':>13}{'+p99 vs min':>13}{'+p99 vs direct':>16}",
     ]
-    for r in (direct, minimal, gateway):
+    for r in (direct, minimal, gateway, *others):
         cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else "-"
         lines.append(
             f"{r.name:<38}{r.rps:>8.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{cpu:>12}"
@@ -559,6 +601,11 @@ def main() -> int:
     parser.add_argument(
         "--paced-rate", type=int, default=2000, help="req/s of the paced latency scenario"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the gateway of git revision REF (defaults), interleaved: before and after",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -587,10 +634,16 @@ def main() -> int:
         wait_port(min_port)
 
         def gateway(
-            port: int, workers: int, access_ttl: int, name: str, *, access_log: bool = True
+            port: int,
+            workers: int,
+            access_ttl: int,
+            name: str,
+            *,
+            access_log: bool = True,
+            other: dict[str, str] | None = None,
         ) -> CpuMeter:
             conf = write_config(work / name, port, upstream, access_ttl, access_log=access_log)
-            run_env = {**env, "GATEWAY_CONFIG": str(conf)}
+            run_env = {**(other or env), "GATEWAY_CONFIG": str(conf)}
             gateway_cmd = [PYTHON, "-m", "gateway"]
             process = spawn(
                 stack,
@@ -614,6 +667,25 @@ def main() -> int:
             check=True,
             timeout=60,
         )
+        baseline: tuple[str, CpuMeter, int, str] | None = None
+        if args.baseline:
+            code = baseline_checkout(stack, work, args.baseline)
+            other = {**env, "PYTHONPATH": str(code)}
+            if env.get("GATEWAY_DATABASE_URL"):
+                other["GATEWAY_DATABASE_URL"] = baseline_database(env["GATEWAY_DATABASE_URL"])
+            gwb_port = free_port()
+            subprocess.run(
+                [PYTHON, "-m", "gateway", "user", "add", USER, "--password-stdin"],
+                input="bench-password",
+                text=True,
+                env={**other, "GATEWAY_CONFIG": str(conf_env["GATEWAY_CONFIG"])},
+                cwd=work,
+                check=False,  # exists already in a reused database
+                capture_output=True,
+                timeout=120,
+            )
+            gwb_meter = gateway(gwb_port, 1, 3600, "baseline", other=other)
+            baseline = (args.baseline, gwb_meter, gwb_port, sign_in(gwb_port))
         gw2_meter = gateway(gw2_port, 2, 3600, "two")
         gwq_meter = gateway(gwq_port, 1, 3600, "quiet", access_log=False)
         gwr_meter = gateway(gwr_port, 1, 1, "refresh")
@@ -633,6 +705,16 @@ def main() -> int:
         wrk("warm-up", f"http://127.0.0.1:{gw2_port}{path}", warm, cookie2)
         rounds: dict[str, list[Result]] = {}
         for _ in range(max(1, args.rounds)):
+            if baseline is not None:
+                ref, b_meter, b_port, b_cookie = baseline
+                result = wrk(
+                    f"gateway, defaults, at {ref}",
+                    f"http://127.0.0.1:{b_port}{path}",
+                    args,
+                    b_cookie,
+                    b_meter,
+                )
+                rounds.setdefault(result.name, []).append(result)
             for result in (
                 wrk("upstream direct", f"{upstream}{path}", args, meter=up_meter),
                 wrk(
@@ -664,13 +746,15 @@ def main() -> int:
                 ),
             ):
                 rounds.setdefault(result.name, []).append(result)
-        w_direct, w_min, w_gw, w_quiet, w_gw2 = (median_round(r) for r in rounds.values())
+        medians = {name: median_round(r) for name, r in rounds.items()}
+        w_before = [medians.pop(n) for n in list(medians) if n.startswith("gateway, defaults, at")]
+        w_direct, w_min, w_gw, w_quiet, w_gw2 = medians.values()
         w_gw2.note = "; ".join(
             filter(None, [w_gw2.note, f"{w_gw2.rps / w_gw.rps:.2f}x one worker"])
         )
         wrk_table = table(
             "wrk (C load generator, 1 thread)",
-            [w_direct, w_min, w_gw, w_quiet, w_gw2],
+            [w_direct, w_min, w_gw, *w_before, w_quiet, w_gw2],
             w_direct,
             w_min,
         )
@@ -695,6 +779,17 @@ def main() -> int:
                     gw_meter,
                 ),
             ):
+                paced_rounds.setdefault(result.name, []).append(result)
+            if baseline is not None:
+                ref, b_meter, b_port, b_cookie = baseline
+                result = paced(
+                    f"gateway, defaults, at {ref}",
+                    f"http://127.0.0.1:{b_port}{path}",
+                    args,
+                    script,
+                    b_cookie,
+                    b_meter,
+                )
                 paced_rounds.setdefault(result.name, []).append(result)
         paced_text = paced_table(args.paced_rate, *(median_round(r) for r in paced_rounds.values()))
         if args.quick:

@@ -209,45 +209,6 @@ class Server:
     meter: bench.CpuMeter
 
 
-def baseline_checkout(stack: ExitStack, work: Path, ref: str) -> Path:
-    """A worktree of ``ref`` (removed at the end): the code the baseline gateway runs."""
-    tree = work / "baseline"
-    subprocess.run(
-        ["git", "-C", str(bench.ROOT), "worktree", "add", "--detach", str(tree), ref],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    stack.callback(
-        subprocess.run,
-        ["git", "-C", str(bench.ROOT), "worktree", "remove", "--force", str(tree)],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    return tree
-
-
-def baseline_database(url: str) -> str:
-    """The same server, a database of the baseline's own (its SQL functions differ)."""
-    import asyncpg
-    import uvloop
-
-    parts = urllib.parse.urlsplit(url)
-    name = (parts.path.lstrip("/") or "postgres") + "_baseline"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    uvloop.run(create())
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
 def start_servers(
     stack: ExitStack, work: Path, env: dict[str, str], label: str, code: Path
 ) -> list[Server]:
@@ -304,10 +265,10 @@ def main() -> int:
             env["GATEWAY_DATABASE_URL"] = url
         servers = start_servers(stack, work, env, "", bench.ROOT)
         if args.baseline:
-            code = baseline_checkout(stack, work, args.baseline)
+            code = bench.baseline_checkout(stack, work, args.baseline)
             other = dict(env)
             if url:
-                other["GATEWAY_DATABASE_URL"] = baseline_database(url)
+                other["GATEWAY_DATABASE_URL"] = bench.baseline_database(url)
             servers += start_servers(stack, work, other, f"baseline {args.baseline}", code)
         cc = lua(work, "grant_type=client_credentials&scope=orders.read")
         pw = password_lua(work)
