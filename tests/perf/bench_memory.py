@@ -154,6 +154,7 @@ def main() -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gw-bench-mem-") as tmp:
         work = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env["PYTHONPATH"] = str(bench.ROOT)  # the gateway of this checkout
         if os.environ.get("GATEWAY_DATABASE_URL"):
             env["GATEWAY_DATABASE_URL"] = os.environ["GATEWAY_DATABASE_URL"]
         up_port, gw_port = bench.free_port(), bench.free_port()

@@ -614,6 +614,7 @@ def main() -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         work = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env["PYTHONPATH"] = str(ROOT)  # the gateway of this checkout, whatever is installed
         if os.environ.get("GATEWAY_DATABASE_URL"):
             env["GATEWAY_DATABASE_URL"] = os.environ["GATEWAY_DATABASE_URL"]
         global SERVER_CORES, LOAD_CORES
