@@ -470,7 +470,7 @@ class RateLimits(Strict):
     # address without one). Unset: none.
     route_default: RateLimit | None = None
     # Seconds a bucket update in Redis may take; slower counts as an outage (limits fail open).
-    redis_timeout: float = Field(0.01, gt=0, le=1.0)
+    redis_timeout: float = Field(0.05, gt=0, le=1.0)
     # Prefix of the bucket keys in Redis (several deployments can share one server).
     redis_prefix: str = Field("gateway:ratelimit:", pattern=r"^[\x21-\x7e]{0,100}$")
 

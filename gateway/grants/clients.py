@@ -22,6 +22,7 @@ from gateway.config.model import effective_rate_limit
 from gateway.grants.context import Context
 from gateway.oauth.errors import InvalidClientError, SlowDownError, UnauthorizedClientError
 from gateway.oauth.rfc6749 import ClientCredentials
+from gateway.ratelimit.limiter import address_key
 from gateway.store import throttle
 
 _DUMMY = hashlib.sha256(b"no such client").digest()
@@ -75,14 +76,18 @@ async def _refuse_when_locked(ctx: Context, keys: tuple[str, ...]) -> None:
 async def admit_client(ctx: Context, client: Client) -> None:
     """Take one request from the client's bucket (README, "Rate limits"): its ``rate_limit``,
     else ``rate_limits.client_default``; one bucket for its token, revocation and introspection
-    requests. Over the limit: ``slow_down``, 429 with ``Retry-After`` (RFC 6585 section 4)."""
+    requests (a public client's: per client address). Over the limit: ``slow_down``, 429 with
+    ``Retry-After`` (RFC 6585 section 4)."""
     limit = effective_rate_limit(client.config.rate_limit, ctx.settings.rate_limits.client_default)
     if limit is None:
         return
+    key = f"client:{client.client_id}"
+    if client.config.is_public:
+        # Anyone can name a public client: one bucket for all would let anyone use up every
+        # user's budget. A bucket per client and address instead.
+        key = f"{key}:ip:{address_key(ctx.ip)}"
     authority = ctx.authority
-    wait = await authority.limiter.take(
-        "client", f"client:{client.client_id}", limit, authority.clock.time()
-    )
+    wait = await authority.limiter.take("client", key, limit, authority.clock.time())
     if wait:
         raise SlowDownError("too many requests from this client; retry later", retry_after=wait)
 

@@ -98,16 +98,17 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
             revocations=state.revocations,
             audience=settings.audience,
         )
-    limit = settings.rate_limits[route.prefix]
-    if limit is not None:
-        limited = await rate_limited(exchange, limit)
-        if limited is not None:
-            return limited
     presented = exchange.presented
     if presented.has_cookies and not presented.bearer:
         refusal = csrf_refusal(exchange)
         if refusal is not None:
             return json_error(403, "forbidden", refusal)
+    # After CSRF: a cross-site form refused there must not use up the victim's session budget.
+    limit = settings.rate_limits[route.prefix]
+    if limit is not None:
+        limited = await rate_limited(exchange, limit)
+        if limited is not None:
+            return limited
     if presented.invalid_bearer:
         return unauthorized(config, "the bearer token is not valid", clear=False, error=True)
 

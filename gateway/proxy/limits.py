@@ -1,15 +1,16 @@
 """The token handler's rate limit (README, "Rate limits"): a bucket per route and session.
 
 The session is the access token's ``sid`` (from the cookie or a Bearer header), else the one the
-``SID`` cookie names (an expired access token about to be refreshed); a request with neither is
-counted per client address (``trusted_proxies`` decide which; an IPv6 client per /64, which one
-host usually holds whole). Session ids are hashed before they become keys.
+``SID`` cookie names (an expired access token about to be refreshed); a request with neither, and
+a cookie request that another site's page made (``Sec-Fetch-Site: cross-site``: it must not use
+up the victim's budget), is counted per client address (``trusted_proxies`` decide which; an
+IPv6 client per /64, which one host usually holds whole). Session ids are hashed before they
+become keys.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 
 from aiohttp import hdrs, web
 
@@ -18,13 +19,18 @@ from gateway.http.cookies import SESSION, unseal_cookie
 from gateway.http.errors import json_error
 from gateway.http.forwarded import client_address
 from gateway.proxy.exchange import Exchange
+from gateway.ratelimit.limiter import address_key
 
 
 def bucket_key(exchange: Exchange) -> str:
     """Which bucket the request takes from: ``route:<prefix>:sid:<hash>`` or ``...:ip:<addr>``."""
     presented = exchange.presented
     session: object = None
-    if presented.principal is not None:
+    if presented.has_cookies and not presented.bearer and _cross_site(exchange.request):
+        # Another site's page making the browser send the victim's cookies (an <img>, a form):
+        # charged to the requesting address, never to the victim's session.
+        pass
+    elif presented.principal is not None:
         session = presented.principal.claims.get("sid")
     elif presented.sealed_session:
         session = presented.session or unseal_cookie(
@@ -37,14 +43,13 @@ def bucket_key(exchange: Exchange) -> str:
     return f"route:{prefix}:ip:{_address(exchange)}"
 
 
+def _cross_site(request: web.Request) -> bool:
+    """Fetch metadata says another site made the request (browsers send it on every request)."""
+    return request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
+
+
 def _address(exchange: Exchange) -> str:
-    address = client_address(exchange.request, exchange.config.gateway) or ""
-    if ":" in address:
-        try:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
-        except ValueError:
-            return address
-    return address
+    return address_key(client_address(exchange.request, exchange.config.gateway))
 
 
 async def rate_limited(exchange: Exchange, limit: RateLimit) -> web.Response | None:

@@ -14,6 +14,8 @@ absent bucket (TAT in the past) is a full one, so buckets are forgotten once ful
 
 from __future__ import annotations
 
+import itertools
+
 from gateway.config.model import RateLimit
 
 MAX_BUCKETS = 100_000
@@ -30,7 +32,8 @@ def admit(tat: float, now: float, interval: float, burst: int) -> tuple[float, f
 
 class LocalBuckets:
     """This process's buckets: a dictionary of TATs, no I/O. Bounded: past ``MAX_BUCKETS`` keys
-    the full buckets are forgotten, and if all are in use (a flood of addresses), all of them."""
+    the full buckets are forgotten (losing nothing), then the least recently used tenth, so a
+    flood of new keys (many addresses) neither grows memory nor resets the buckets in use."""
 
     def __init__(self, limit: int = MAX_BUCKETS) -> None:
         self._tat: dict[str, float] = {}
@@ -41,15 +44,17 @@ class LocalBuckets:
         tat, wait = admit(self._tat.get(key, 0.0), now, 1.0 / limit.rate, limit.capacity)
         if wait:
             return wait
-        if key not in self._tat and len(self._tat) >= self._limit:
+        if self._tat.pop(key, None) is None and len(self._tat) >= self._limit:
             self._prune(now)
-        self._tat[key] = tat
+        self._tat[key] = tat  # at the end: the dictionary's order is the order of last use
         return 0.0
 
     def _prune(self, now: float) -> None:
         self._tat = {k: v for k, v in self._tat.items() if v > now}
-        if len(self._tat) >= self._limit:
-            self._tat.clear()
+        excess = len(self._tat) - self._limit + max(1, self._limit // 10)
+        if excess > 0:
+            for key in list(itertools.islice(self._tat, excess)):
+                del self._tat[key]
 
     def __len__(self) -> int:
         return len(self._tat)

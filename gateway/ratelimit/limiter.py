@@ -6,6 +6,7 @@ Redis (``SharedBuckets``), where every replica and worker shares them.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
 
@@ -15,6 +16,18 @@ from gateway.ratelimit.shared import SharedBuckets
 
 # What a bucket limits, as the metrics label refusals.
 SCOPES = ("client", "route")
+
+
+def address_key(address: str | None) -> str:
+    """A client address as a bucket key: IPv4 whole, IPv6 by its /64 (which one host usually
+    holds whole, so a host cannot rotate addresses to get fresh buckets)."""
+    address = address or ""
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return address
 
 
 class RateLimiter:

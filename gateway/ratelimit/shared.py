@@ -77,6 +77,9 @@ def redis_cache(server: RedisServer) -> Any:
     )
 
 
+MISSES = 3  # late answers in a row that make an outage
+
+
 class SharedBuckets:
     """Buckets in Redis; ``take`` returns None (not checked: admit) during an outage."""
 
@@ -89,6 +92,7 @@ class SharedBuckets:
         self.outages = 0  # outages since the process started
         self.unchecked = 0  # requests admitted without a check (during outages)
         self._down_since = 0.0
+        self._misses = 0  # consecutive updates without an answer in time
         self._down = asyncio.Event()
         self._prober: asyncio.Task[None] | None = None
 
@@ -126,9 +130,14 @@ class SharedBuckets:
                     await self._load()
                     answer = await self.cache.raw("evalsha", SCRIPT_SHA, *args)
         except FAILURES as exc:
-            self._fail(exc)
+            # One late answer (a busy event loop, a GC pause) lets this request through; only
+            # MISSES in a row are an outage that turns the limits off until Redis answers.
+            self._misses += 1
+            if self._misses >= MISSES or not isinstance(exc, TimeoutError):
+                self._fail(exc)
             self.unchecked += 1
             return None
+        self._misses = 0
         return float(answer)
 
     async def _load(self) -> None:
@@ -166,6 +175,7 @@ class SharedBuckets:
             except FAILURES:
                 continue
             self._down.clear()
+            self._misses = 0
             self.up = True
             log.info(
                 "Redis at %s answers again after %.0f s: rate limits apply again",

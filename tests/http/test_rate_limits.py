@@ -140,8 +140,9 @@ async def test_each_session_has_its_own_bucket_on_a_route(gw: Gateway) -> None:
     assert refused.headers["Access-Control-Allow-Origin"] == APP
     assert refused.headers["Access-Control-Allow-Credentials"] == "true"
     assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
+    # Another origin's page is refused by the CSRF check first (and can read nothing).
     foreign = await send(gw, "/api/limited/a", cookies=alice, headers={"Origin": EVIL})
-    assert foreign.status == 429
+    assert foreign.status == 403
     assert "Access-Control-Allow-Origin" not in foreign.headers
 
     # Bob's session, and alice's requests to a route without a limit, are not affected.
@@ -155,7 +156,7 @@ async def test_each_session_has_its_own_bucket_on_a_route(gw: Gateway) -> None:
     assert (await send(gw, "/api/limited/a", cookies=alice)).status == 429
 
     metrics = await send(gw, "/metrics", browser=False)
-    assert 'gateway_rate_limited_total{scope="route"} 4.0' in metrics.text
+    assert 'gateway_rate_limited_total{scope="route"} 3.0' in metrics.text
     assert 'gateway_rate_limited_total{scope="client"} 0.0' in metrics.text
 
 
@@ -223,3 +224,54 @@ async def test_a_reload_applies_new_limits_and_defaults(gw: Gateway, tmp_path: P
         429,
     ]
     assert [(await send(gw, "/api/limited/1", cookies=alice)).status for _ in range(6)] == [200] * 6
+
+
+async def test_a_public_clients_bucket_is_per_address(
+    tmp_path: Path, database_url: str, users: dict[str, str]
+) -> None:
+    """Anyone can name a public client, so its requests are counted per client address: a
+    stranger looping on ``client_id=pub`` uses up only their own address's bucket, and users of
+    the same application elsewhere still get their tokens (review of issue 14)."""
+    clients = {
+        **PROXY_CLIENTS,
+        "pub": {**CLIENTS["pub"], "rate_limit": {"rate": 0.001, "burst": 2}},
+    }
+    async with running_gateway(
+        tmp_path / "conf", database_url, clients=clients, trusted_proxies=["127.0.0.1/32"]
+    ) as gateway:
+
+        async def refresh_as(address: str) -> Answer:
+            return await send(
+                gateway,
+                "/oauth2/token",
+                method="POST",
+                headers={"X-Forwarded-For": address},
+                data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": "pub"},
+                browser=False,
+            )
+
+        stranger = [(await refresh_as("198.51.100.7")).status for _ in range(3)]
+        assert stranger == [400, 400, 429]
+        assert (await refresh_as("203.0.113.9")).status == 400  # not 429: a bucket of its own
+        assert (await refresh_as("198.51.100.7")).status == 429
+
+
+async def test_another_sites_requests_do_not_use_up_the_victims_session_bucket(
+    gw: Gateway,
+) -> None:
+    """A page of another site making the browser send the victim's cookies (an <img>: a GET
+    with ``Sec-Fetch-Site: cross-site``; a form: refused by the CSRF check first) is charged to
+    the requesting address, not to the victim's session (review of issue 14)."""
+    alice = (await gw.sign_in(username="alice")).cookie_header()
+    for _ in range(5):
+        await send(gw, "/api/limited/a", cookies=alice, headers={"Sec-Fetch-Site": "cross-site"})
+        forged = await send(
+            gw,
+            "/api/limited/a",
+            method="POST",
+            cookies=alice,
+            headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"},
+        )
+        assert forged.status == 403, forged.text
+    statuses = [(await send(gw, "/api/limited/a", cookies=alice)).status for _ in range(3)]
+    assert statuses == [200, 200, 200]

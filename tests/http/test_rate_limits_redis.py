@@ -202,7 +202,8 @@ async def _outage(
         server.stall()
         stalled = [await timed_status(gw, "/public/x") for _ in range(5)]
         assert [status for status, _ in stalled] == [200] * 5
-        # The first waits for redis_timeout, the others do not even ask.
+        # The first three wait for redis_timeout (three late answers make an outage), the
+        # others do not even ask.
         assert all(elapsed < 1.0 for _, elapsed in stalled), stalled
 
         server.kill()

@@ -48,6 +48,23 @@ def test_buckets_are_independent_and_bounded() -> None:
     assert len(buckets) == 3
 
 
+def test_a_flood_of_new_keys_evicts_the_least_recently_used_not_everything() -> None:
+    """Review of issue 14: a full table of live buckets loses its least recently used tenth
+    for a new key; the buckets in use keep their state (a flood cannot reset a limit)."""
+    buckets = LocalBuckets(limit=20)
+    limit = RateLimit(rate=0.001, burst=1)  # one request, then a very long wait
+    for i in range(20):
+        assert buckets.take(f"k{i}", limit, T0) == 0.0
+    assert buckets.take("k0", limit, T0) > 0  # k0 used last now (a refusal does not count)
+    buckets.take("k5", limit, T0 + 1)  # refused as well
+    assert buckets.take("new", limit, T0 + 2) == 0.0
+    assert len(buckets) == 19  # the 2 least recently used went, the new one came
+    assert buckets.take("k19", limit, T0 + 3) > 0  # kept: still refused
+    assert (
+        buckets.take("k0", limit, T0 + 3) == 0.0
+    )  # evicted (first inserted, never admitted since)
+
+
 def test_burst_defaults_to_the_rate_rounded_up() -> None:
     assert RateLimit(rate=20).capacity == 20
     assert RateLimit(rate=0.5).capacity == 1
@@ -127,7 +144,7 @@ def test_limits_load(tmp_path: Path) -> None:
     assert config.gateway.routes[0].rate_limit is False
     assert config.gateway.rate_limits.route_default == RateLimit(rate=10, burst=20)
     assert config.gateway.rate_limits.client_default is None
-    assert config.gateway.rate_limits.redis_timeout == 0.01
+    assert config.gateway.rate_limits.redis_timeout == 0.05
     assert config.clients["svc"].config.rate_limit == RateLimit(rate=3)
 
 
