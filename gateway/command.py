@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,7 +63,17 @@ async def connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
         await conn.close()
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(cell: str) -> str:
+    """A cell as text a terminal only shows: control characters (escape sequences included,
+    as an attacker can put in a user name, a user agent or a failed login) as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", cell)
+
+
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

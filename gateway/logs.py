@@ -85,6 +85,9 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    # The SIEM output (audit.log) is data, not chatter: written whatever the level, since the
+    # shared cursor moves on once a batch is handed over.
+    logging.getLogger("gateway.audit").setLevel(logging.INFO)
 
 
 class AccessLog:

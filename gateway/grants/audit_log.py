@@ -15,12 +15,11 @@ import asyncio
 import logging
 from typing import Any
 
-import asyncpg
-
 from gateway.config.holder import ConfigHolder
 from gateway.errors import GatewayError
 from gateway.store import audit as store
 from gateway.store.audit import AuditEvent
+from gateway.store.pool import Pool
 
 audit_log = logging.getLogger("gateway.audit")
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class AuditLogWriter:
     """Writes new audit events to the log while ``audit.log`` is true (read at every look, so
     a configuration reload switches it)."""
 
-    def __init__(self, holder: ConfigHolder, pool: asyncpg.Pool) -> None:
+    def __init__(self, holder: ConfigHolder, pool: Pool) -> None:
         self._holder = holder
         self._pool = pool
 
@@ -76,6 +75,10 @@ class AuditLogWriter:
                 except (GatewayError, OSError) as exc:
                     if not failing:
                         log.warning("cannot write the audit log (%s); retrying", exc)
+                    failing = True
+                except Exception:  # never let the writer die silently: log it, go on
+                    if not failing:
+                        log.exception("the audit log writer failed; retrying")
                     failing = True
                 else:
                     failing = False

@@ -49,8 +49,8 @@ BEGIN
                     PERFORM daemon.audit_context(NULL, p_ip, p_user_agent);
                 END IF;
                 PERFORM daemon.audit('throttle.lock', NULL, NULL, NULL, p_ip,
-                    jsonb_build_object('key', p_keys[i], 'failures', v_failures,
-                                       'seconds', v_seconds));
+                    jsonb_build_object('key', daemon.throttle_key_shown(p_keys[i]),
+                                       'failures', v_failures, 'seconds', v_seconds));
             END IF;
         END IF;
     END LOOP;
@@ -60,6 +60,24 @@ COMMENT ON FUNCTION daemon.throttle_failure(text[], integer[], integer, inet, te
     'Count a failure for each key; the failure that reaches a key''s threshold locks it for '
     'base * 2^(excess) seconds, at most an hour (audited as throttle.lock with p_ip and '
     'p_user_agent when the key was not locked).';
+
+CREATE OR REPLACE FUNCTION daemon.throttle_key_shown(p_key text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- An account key holds the name as typed: kept when it names an account, else only its
+    -- length (a password typed into the name field must not reach the audit or a SIEM).
+    SELECT CASE
+        WHEN p_key NOT LIKE 'acct:%' THEN p_key
+        WHEN EXISTS (SELECT 1 FROM auth.users u
+                     WHERE lower(u.username) = substr(p_key, 6) OR lower(u.email) = substr(p_key, 6))
+            THEN p_key
+        ELSE 'acct:(an unknown name of ' || length(p_key) - 5 || ' characters)'
+    END;
+$$;
+COMMENT ON FUNCTION daemon.throttle_key_shown(text) IS
+    'A throttle key as the audit shows it: an account key only when it names an account';
 
 CREATE OR REPLACE FUNCTION daemon.throttle_check(p_keys text[])
 RETURNS integer
@@ -88,10 +106,10 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION daemon.throttle_guard(text[]) IS
-    'daemon.throttle_check inside a grant''s own statement (SELECT daemon.throttle_guard(keys), g.* '
-    'FROM daemon.<grant>(...) g): raises GT001 with the seconds to wait as DETAIL when a key is '
-    'locked, which undoes what the grant did, so a client''s correct secret is refused during its '
-    'lock without a statement of its own (issue 13: one round trip per grant).';
+    'daemon.throttle_check as the first step of a grant''s function (daemon.login, '
+    'daemon.refresh_token: p_guard): raises GT001 with the seconds to wait as DETAIL when a key '
+    'is locked, so a client''s correct secret is refused during its lock without a statement of '
+    'its own (issue 13: one round trip per grant).';
 
 CREATE OR REPLACE FUNCTION daemon.throttle_attempt(
     p_keys text[], p_thresholds integer[], p_base_seconds integer,

@@ -18,13 +18,19 @@ BEGIN
        OR (position('@' IN p_login) > 0 AND lower(u.email) = lower(p_login))
     ORDER BY lower(u.username) = lower(p_login) DESC
     LIMIT 1;
+    -- The name as typed only when it names an account: an unknown "name" may be a password
+    -- typed into the wrong field, and the audit goes to operators and SIEMs.
     PERFORM daemon.audit('login.failure', v_user, p_client_id, NULL, p_ip,
-                         jsonb_build_object('login', left(p_login, 128), 'origin', p_origin));
+                         CASE WHEN v_user IS NOT NULL
+                              THEN jsonb_build_object('login', left(p_login, 128), 'origin', p_origin)
+                              ELSE jsonb_build_object('login_length', length(p_login),
+                                                      'origin', p_origin) END);
 END;
 $$;
 COMMENT ON FUNCTION daemon.login_failure(text, text, text, inet, text) IS
     'Audit a failed sign-in (wrong password, unknown or locked account): login.failure with the '
-    'name as typed (128 characters at most), the account it names if any, never the password';
+    'account it names and the name as typed (128 characters at most), or for an unknown name only '
+    'its length (it may be a password typed into the name field); never the password';
 
 CREATE OR REPLACE FUNCTION daemon.session_list(p_user_id uuid, p_include_over boolean)
 RETURNS TABLE (session_id uuid, client_id text, app text, kind text, ip inet, user_agent text,

@@ -101,6 +101,29 @@ async def test_password_grant_success_failure_and_lockout_are_audited(
     assert_no_secret([*failures, lock, login], ALICE, "wrong-password-1", ok["access_token"])
 
 
+async def test_a_name_that_is_no_account_is_never_audited_as_typed(
+    as_client: Client, db: asyncpg.Connection, users: dict[str, str]
+) -> None:
+    """A password typed into the name field (an unknown "name") reaches neither login.failure
+    nor the throttle.lock of its account key: only its length (review of issue 14)."""
+    typed = "Tr0ub4dor&3-typed-as-name"
+    for _ in range(3):
+        response = await as_client.post(
+            TOKEN,
+            data={"grant_type": "password", "username": typed, "password": "x"},
+            headers={**basic("conf", "s3cr3t"), "User-Agent": UA},
+        )
+        assert response.status in (400, 429), await response.text()
+    failures = await events(db, "login.failure")
+    assert failures, "failed sign-ins are audited"
+    assert {f["detail"]["login_length"] for f in failures} == {len(typed)}
+    locks = await events(db, "throttle.lock")
+    assert [lock["detail"]["key"] for lock in locks] == [
+        f"acct:(an unknown name of {len(typed)} characters)"
+    ]
+    assert_no_secret([*failures, *locks], typed, typed.lower())
+
+
 async def test_login_page_failure_is_audited_with_its_client(
     as_client: Client, db: asyncpg.Connection, users: dict[str, str]
 ) -> None:
