@@ -8,7 +8,6 @@ from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
-from gateway.store.throttle import throttle_guard
 
 
 @dataclass(frozen=True)
@@ -168,12 +167,12 @@ async def refresh_token(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> Rotation:
-    """``daemon.refresh_token``; ``guard``: the client's throttle keys, checked in the same
-    statement (``throttle.throttle_guard``); ``ip`` and ``user_agent`` of the refresh go to its
-    audit event."""
-    query, args = throttle_guard(
-        "daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        (
+    """``daemon.refresh_token``; ``guard``: the client's throttle keys, whose lock refuses the
+    refresh before anything else (``daemon.throttle_guard``); ``ip`` and ``user_agent`` of the
+    refresh go to its audit event."""
+    with sql_errors():
+        row = await db.fetchrow(
+            "SELECT * FROM daemon.refresh_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             old_hash,
             client_id,
             new_hash,
@@ -184,11 +183,8 @@ async def refresh_token(
             recover,
             ip,
             user_agent,
-        ),
-        guard,
-    )
-    with sql_errors():
-        row = await db.fetchrow(query, *args)
+            list(guard) or None,
+        )
     assert row is not None
     return Rotation(
         row["status"],

@@ -8,7 +8,6 @@ from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
-from gateway.store.throttle import throttle_guard
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,11 @@ async def login(
     guard: tuple[str, ...] = (),
 ) -> Login:
     """``daemon.login``; ``password_changed_at`` of the password the caller verified, if any.
-    ``guard``: throttle keys checked in the same statement (``throttle.throttle_guard``)."""
-    query, args = throttle_guard(
-        "daemon.login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        (
+    ``guard``: throttle keys whose lock refuses the sign-in first (``daemon.throttle_guard``)."""
+    with sql_errors():
+        row = await db.fetchrow(
+            "SELECT * FROM daemon.login("
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             user_id,
             client_id,
             kind,
@@ -84,11 +84,8 @@ async def login(
             list(clear),
             secret_hash,
             password_changed_at,
-        ),
-        guard,
-    )
-    with sql_errors():
-        row = await db.fetchrow(query, *args)
+            list(guard) or None,
+        )
     assert row is not None
     return Login(row["session_id"], row["family_id"], row["auth_time"])
 

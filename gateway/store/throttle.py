@@ -3,8 +3,6 @@ before the slow check; client and session secrets count failures only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
 
@@ -69,16 +67,3 @@ async def throttle_success(
             list(refund),
             list(thresholds),
         )
-
-
-def throttle_guard(
-    call: str, args: tuple[Any, ...], keys: tuple[str, ...]
-) -> tuple[str, tuple[Any, ...]]:
-    """The statement ``SELECT * FROM <call>``, refused (``SlowDownError``, nothing of ``call``
-    kept) when one of ``keys`` is locked: ``daemon.throttle_guard`` runs in the same statement,
-    so a grant checks its client's lock without a round trip of its own. No keys: unguarded."""
-    if not keys:
-        return f"SELECT * FROM {call}", args  # noqa: S608 - call: a constant of the store
-    guard = f"daemon.throttle_guard(${len(args) + 1})"
-    query = f"SELECT {guard} AS throttle_guard, g.* FROM {call} g"  # noqa: S608 - as above
-    return query, (*args, list(keys))

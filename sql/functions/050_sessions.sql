@@ -24,11 +24,13 @@ COMMENT ON FUNCTION daemon.user_lookup(text) IS
 -- Its signature changed; the files are applied again at every change, so drop what exists.
 DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea);
 DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz);
+DROP FUNCTION IF EXISTS daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz, text[]);
 CREATE FUNCTION daemon.login(
     p_user_id uuid, p_client_id text, p_kind text, p_scope text[], p_origin text,
     p_refresh_hash bytea, p_session_ttl integer, p_refresh_ttl integer,
     p_ip inet, p_user_agent text, p_session_id uuid DEFAULT NULL, p_clear text[] DEFAULT '{}',
-    p_secret_hash bytea DEFAULT NULL, p_password_changed_at timestamptz DEFAULT NULL
+    p_secret_hash bytea DEFAULT NULL, p_password_changed_at timestamptz DEFAULT NULL,
+    p_guard text[] DEFAULT NULL
 ) RETURNS TABLE (session_id uuid, family_id uuid, auth_time timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -36,6 +38,10 @@ AS $$
 DECLARE
     v_session auth.session%ROWTYPE;
 BEGIN
+    -- The client's lock (SECURITY-CHECKLIST item 141) before anything else: GT001 (issue 13).
+    IF p_guard IS NOT NULL THEN
+        PERFORM daemon.throttle_guard(p_guard);
+    END IF;
     PERFORM daemon.audit_context(coalesce('user:' || p_user_id, 'client:' || p_client_id), p_ip,
                                  p_user_agent);
     PERFORM 1 FROM oauth2.client c WHERE c.client_id = p_client_id AND c.enabled;
@@ -87,8 +93,9 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
-COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz) IS
-    'Sign-in after the caller verified the credentials: opens a session (or reuses p_session_id when it '
+COMMENT ON FUNCTION daemon.login(uuid, text, text, text[], text, bytea, integer, integer, inet, text, uuid, text[], bytea, timestamptz, text[]) IS
+    'Sign-in after the caller verified the credentials (refused with GT001 first when a p_guard '
+    'throttle key is locked): opens a session (or reuses p_session_id when it '
     'is live and belongs to the user), opens a token family with its first refresh token (when '
     'p_refresh_hash is given) and clears the throttle keys p_clear. Raises OA002 for a disabled '
     'client and OA001 for a locked account or a password changed since p_password_changed_at.';

@@ -169,10 +169,12 @@ DROP FUNCTION IF EXISTS daemon.refresh_token(
     bytea, text, bytea, text, text[], integer, integer, boolean);
 DROP FUNCTION IF EXISTS daemon.refresh_token(
     bytea, text, bytea, text, text[], integer, integer, boolean, inet, text);
+DROP FUNCTION IF EXISTS daemon.refresh_token(
+    bytea, text, bytea, text, text[], integer, integer, boolean, inet, text, text[]);
 CREATE FUNCTION daemon.refresh_token(
     p_old_hash bytea, p_client_id text, p_new_hash bytea, p_new_sealed text, p_scope text[],
     p_grace integer, p_refresh_ttl integer, p_recover boolean DEFAULT false,
-    p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL
+    p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL, p_guard text[] DEFAULT NULL
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
                  username text, email text, name text)
@@ -185,6 +187,11 @@ DECLARE
     v_session auth.session%ROWTYPE;
     v_changed timestamptz;
 BEGIN
+    -- The client's lock (SECURITY-CHECKLIST item 141) before anything else, so a replay seen
+    -- below always commits its revocation: GT001 (issue 13: one round trip per grant).
+    IF p_guard IS NOT NULL THEN
+        PERFORM daemon.throttle_guard(p_guard);
+    END IF;
     -- Who refreshes, from where: on every audit event below (and daemon.session_revoke's).
     PERFORM daemon.audit_context('client:' || p_client_id, p_ip, p_user_agent);
     SELECT * INTO rt FROM auth.refresh_token WHERE token_hash = p_old_hash;
@@ -278,8 +285,8 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION daemon.refresh_token(
-    bytea, text, bytea, text, text[], integer, integer, boolean, inet, text) IS
-    'Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
+    bytea, text, bytea, text, text[], integer, integer, boolean, inet, text, text[]) IS
+    'Refused with GT001 first when a p_guard throttle key is locked. Rotate a refresh token (see the state machine at the top of this file). status: rotated (the '
     'caller issues p_new_hash''s token), recovered (likewise, after a lost response: the unused '
     'successor was abandoned; only with p_recover, the token handler''s cookie sessions), grace (the caller unseals successor_sealed and returns that '
     'token again), replay (the session was revoked). username, email and name are the user''s (NULL '
