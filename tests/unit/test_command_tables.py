@@ -20,3 +20,21 @@ def test_a_table_with_an_escape_sequence_prints_none(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert "login=\\x1b[2Jgone" in out
+
+
+def test_the_audit_output_is_written_whatever_the_log_level() -> None:
+    """Review of issue 14: with logging.level WARNING the SIEM lines (INFO records of
+    gateway.audit) must still be written, since the shared cursor moves on once handed over."""
+    import logging
+
+    from gateway.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("WARNING")
+        assert logging.getLogger("gateway.audit").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("gateway.grants").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("gateway.audit").setLevel(logging.NOTSET)
