@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -314,27 +314,45 @@ OUTBOX_COLUMNS = (
 
 def cmd_mail_outbox(args: argparse.Namespace) -> int:
     """The outbox: messages not sent yet (queued, being sent, failed), or ``--all``."""
+    return _outbox_command(
+        args,
+        lambda config, dsn: _mail_outbox(config, dsn, args.all, args.limit),
+        _outbox_json,
+        OUTBOX_COLUMNS,
+        lambda e: (str(e.id), e.kind, e.recipient),
+        "messages",
+    )
+
+
+def _outbox_command(
+    args: argparse.Namespace,
+    fetch: Callable[[Config, str], Coroutine[Any, Any, Sequence[Any]]],
+    to_json: Callable[[Any], dict[str, Any]],
+    columns: tuple[str, ...],
+    first_cells: Callable[[Any], tuple[str, ...]],
+    what: str,
+) -> int:
+    """``gateway mail outbox`` and ``gateway logout outbox``: entries with a state, attempts, the
+    last error and times, as a table or JSON."""
     if args.limit < 1:
         raise CommandError("--limit must be at least 1", EXIT_USAGE)
     config = _load(args)
     location = _locate(config)
     try:
-        entries = asyncio.run(_mail_outbox(config, location.dsn, args.all, args.limit))
+        entries: Sequence[Any] = asyncio.run(fetch(config, location.dsn))
     finally:
         location.close()
     if args.json:
-        print(json.dumps([_outbox_json(e) for e in entries], indent=2))
+        print(json.dumps([to_json(e) for e in entries], indent=2))
         return EXIT_OK
     if not entries:
-        print("the outbox holds no messages" if args.all else "no messages waiting or failed")
+        print(f"the outbox holds no {what}" if args.all else f"no {what} waiting or failed")
         return EXIT_OK
-    rows = [OUTBOX_COLUMNS]
+    rows = [columns]
     for e in entries:
         rows.append(
             (
-                str(e.id),
-                e.kind,
-                e.recipient,
+                *first_cells(e),
                 e.state,
                 str(e.attempts),
                 _cell(e.last_error, 60),
@@ -400,38 +418,14 @@ LOGOUT_COLUMNS = (
 
 def cmd_logout_outbox(args: argparse.Namespace) -> int:
     """Back-channel logouts not delivered yet (queued, being sent, failed), or ``--all``."""
-    if args.limit < 1:
-        raise CommandError("--limit must be at least 1", EXIT_USAGE)
-    config = _load(args)
-    location = _locate(config)
-    try:
-        entries = asyncio.run(_logout_outbox(config, location.dsn, args.all, args.limit))
-    finally:
-        location.close()
-    if args.json:
-        print(json.dumps([_logout_json(e) for e in entries], indent=2))
-        return EXIT_OK
-    if not entries:
-        print("the outbox holds no logouts" if args.all else "no logouts waiting or failed")
-        return EXIT_OK
-    rows = [LOGOUT_COLUMNS]
-    for e in entries:
-        rows.append(
-            (
-                str(e.id),
-                e.client_id,
-                str(e.session_id),
-                e.state,
-                str(e.attempts),
-                _cell(e.last_error, 60),
-                _when(e.next_attempt_at),
-                _when(e.created_at),
-            )
-        )
-    _print_table(rows)
-    if len(entries) == args.limit:
-        print(f"(the first {args.limit}; see more with --limit)", file=sys.stderr)
-    return EXIT_OK
+    return _outbox_command(
+        args,
+        lambda config, dsn: _logout_outbox(config, dsn, args.all, args.limit),
+        _logout_json,
+        LOGOUT_COLUMNS,
+        lambda e: (str(e.id), e.client_id, str(e.session_id)),
+        "logouts",
+    )
 
 
 async def _logout_outbox(
