@@ -47,7 +47,7 @@ def _when(moment: datetime) -> str:
 def _row(s: SessionInfo, current: Session) -> dict[str, object]:
     return {
         "id": str(s.session_id),
-        "client": f"{s.app} ({s.client_id})" if s.app else s.client_id,
+        "client": f"{s.app} ({s.client_id})" if s.app and s.app != s.client_id else s.client_id,
         "device": describe_device(s.user_agent),
         "address": s.ip or "-",
         "started": _when(s.created_at),
