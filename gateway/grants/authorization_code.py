@@ -41,7 +41,13 @@ async def authorization_code_grant(ctx: Context, client: Client, params: Params)
     assert redeemed.user_id is not None
     assert redeemed.auth_time is not None
     holder = await issue.holder(
-        ctx, redeemed.scope, redeemed.user_id, redeemed.username, redeemed.email, redeemed.name
+        ctx,
+        redeemed.scope,
+        redeemed.user_id,
+        redeemed.username,
+        redeemed.email,
+        redeemed.name,
+        email_verified=redeemed.email_verified,
     )
     return issue.user_tokens(
         ctx,

@@ -103,7 +103,13 @@ async def _issue(
         )
         access = None
         holder = await issue.holder(
-            ctx, request.scope, session.user_id, session.username, session.email, session.name
+            ctx,
+            request.scope,
+            session.user_id,
+            session.username,
+            session.email,
+            session.name,
+            email_verified=session.email_verified,
         )
         if "token" in request.response_types:
             ttl = issue.access_ttl(ctx, client, service=False)
@@ -131,6 +137,7 @@ async def _issue(
                     session.email,
                     session.name,
                     holder.organizations,
+                    email_verified=holder.email_verified,
                 ),
                 scope=request.scope,
                 session_id=session.session_id,

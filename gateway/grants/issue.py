@@ -196,11 +196,14 @@ def user_profile(
     email: str | None,
     name: str | None,
     organizations: tuple[str, ...] | None = None,
+    *,
+    email_verified: bool = False,
 ) -> dict[str, Any]:
     profile: dict[str, Any] = {
         "sub": str(user_id),
         "username": username,
         "email": email,
+        "email_verified": email_verified,
         "name": name,
     }
     if organizations is not None:
@@ -218,6 +221,7 @@ class Holder:
     email: str | None
     name: str | None
     organizations: tuple[str, ...] | None = None
+    email_verified: bool = False  # the address was shown to reach the user (a link they used)
 
 
 async def holder(
@@ -227,13 +231,15 @@ async def holder(
     username: str | None,
     email: str | None,
     name: str | None,
+    *,
+    email_verified: bool = False,
 ) -> Holder:
     """The holder of user tokens; with the ``organization`` scope, the organisations the user
     belongs to now (Keycloak 26's ``organization`` claim: a list of aliases)."""
     organizations = None
     if oidc.ORGANIZATION_SCOPE in scope:
         organizations = await org_store.user_organizations(ctx.db, user_id)
-    return Holder(user_id, username, email, name, organizations)
+    return Holder(user_id, username, email, name, organizations, email_verified)
 
 
 def user_tokens(
@@ -279,7 +285,12 @@ def user_tokens(
             ctx,
             client,
             user=user_profile(
-                holder.user_id, holder.username, holder.email, holder.name, holder.organizations
+                holder.user_id,
+                holder.username,
+                holder.email,
+                holder.name,
+                holder.organizations,
+                email_verified=holder.email_verified,
             ),
             scope=scope,
             session_id=session_id,

@@ -77,7 +77,13 @@ async def jwt_bearer_grant(ctx: Context, client: Client, params: Params) -> Toke
         refresh_token=refresh,
     )
     holder = await issue.holder(
-        ctx, scope, account.user_id, account.username, account.email, account.name
+        ctx,
+        scope,
+        account.user_id,
+        account.username,
+        account.email,
+        account.name,
+        email_verified=account.email_verified,
     )
     return issue.user_tokens(
         ctx,

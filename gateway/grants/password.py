@@ -90,7 +90,15 @@ async def password_grant(ctx: Context, client: Client, params: Params) -> TokenR
             ttl=ctx.settings.tokens.code_ttl,
         )
         extra["code"] = code
-    holder = await issue.holder(ctx, scope, user_id, session.username, session.email, session.name)
+    holder = await issue.holder(
+        ctx,
+        scope,
+        user_id,
+        session.username,
+        session.email,
+        session.name,
+        email_verified=session.email_verified,
+    )
     return issue.user_tokens(
         ctx,
         client,

@@ -72,7 +72,13 @@ async def refresh(
     if rotation.user_id is not None:
         # daemon.refresh_token checked family, session and user, and returned the user's names.
         holder = await issue.holder(
-            ctx, rotation.scope, rotation.user_id, rotation.username, rotation.email, rotation.name
+            ctx,
+            rotation.scope,
+            rotation.user_id,
+            rotation.username,
+            rotation.email,
+            rotation.name,
+            email_verified=rotation.email_verified,
         )
         return issue.user_tokens(
             ctx,

@@ -35,10 +35,21 @@ async def userinfo(ctx: Context, token: str) -> dict[str, Any]:
     if "openid" not in scope:
         raise InsufficientScopeError("the openid scope is required")
     holder = await issue.holder(
-        ctx, scope, status.user_id, status.username, status.email, status.name
+        ctx,
+        scope,
+        status.user_id,
+        status.username,
+        status.email,
+        status.name,
+        email_verified=bool(status.email_verified),
     )
     user = issue.user_profile(
-        holder.user_id, holder.username, holder.email, holder.name, holder.organizations
+        holder.user_id,
+        holder.username,
+        holder.email,
+        holder.name,
+        holder.organizations,
+        email_verified=holder.email_verified,
     )
     return oidc.user_claims(user, scope)
 

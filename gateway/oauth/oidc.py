@@ -31,7 +31,7 @@ def user_claims(user: Mapping[str, Any], scope: Iterable[str]) -> dict[str, Any]
         claims["preferred_username"] = user["username"]
     if "email" in scopes and user.get("email"):
         claims["email"] = user["email"]
-        claims["email_verified"] = False
+        claims["email_verified"] = bool(user.get("email_verified", False))
     if ORGANIZATION_SCOPE in scopes and user.get(ORGANIZATION_CLAIM) is not None:
         claims[ORGANIZATION_CLAIM] = list(user[ORGANIZATION_CLAIM])
     return claims

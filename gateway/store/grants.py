@@ -23,6 +23,7 @@ class Redeemed:
     username: str | None = None
     email: str | None = None
     name: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Rotation:
     username: str | None = None
     email: str | None = None
     name: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TokenStatus:
     name: str | None
     scope: tuple[str, ...]
     expires_at: datetime
+    email_verified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ async def code_redeem(
         row["username"],
         row["email"],
         row["name"],
+        bool(row["email_verified"]),
     )
 
 
@@ -198,6 +202,7 @@ async def refresh_token(
         row["username"],
         row["email"],
         row["name"],
+        bool(row["email_verified"]),
     )
 
 

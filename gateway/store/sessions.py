@@ -19,6 +19,7 @@ class Account:
     password_hash: str
     locked: bool
     password_changed_at: datetime
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Session:
     name: str | None
     auth_time: datetime
     expires_at: datetime
+    email_verified: bool = False
 
 
 async def user_lookup(db: Executor, login: str) -> Account | None:

@@ -5,12 +5,12 @@
 DROP FUNCTION IF EXISTS daemon.user_lookup(text);
 CREATE FUNCTION daemon.user_lookup(p_login text)
 RETURNS TABLE (user_id uuid, username text, email text, name text, password_hash text, locked boolean,
-               password_changed_at timestamptz)
+               password_changed_at timestamptz, email_verified boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT id, username, email, name, password_hash, locked OR pending_verification,
-           password_changed_at
+           password_changed_at, email_verified
     FROM auth.users
     WHERE lower(username) = lower(p_login) OR (position('@' IN p_login) > 0 AND lower(email) = lower(p_login))
     ORDER BY lower(username) = lower(p_login) DESC
@@ -163,13 +163,14 @@ AS $$
 $$;
 COMMENT ON FUNCTION daemon.session_by_secret(bytea) IS 'The live session a session secret belongs to';
 
-CREATE OR REPLACE FUNCTION daemon.session_get(p_session_id uuid)
+DROP FUNCTION IF EXISTS daemon.session_get(uuid);  -- email_verified added to its result
+CREATE FUNCTION daemon.session_get(p_session_id uuid)
 RETURNS TABLE (session_id uuid, user_id uuid, username text, email text, name text,
-               auth_time timestamptz, expires_at timestamptz)
+               auth_time timestamptz, expires_at timestamptz, email_verified boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.id, u.id, u.username, u.email, u.name, s.auth_time, s.expires_at
+    SELECT s.id, u.id, u.username, u.email, u.name, s.auth_time, s.expires_at, u.email_verified
     FROM auth.session s JOIN auth.users u ON u.id = s.user_id
     WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now()
       AND NOT u.locked AND s.kind = 'browser';

@@ -52,14 +52,15 @@ COMMENT ON FUNCTION daemon.code_issue(bytea, text, uuid, uuid, text, text[], tex
     'Store an authorization code (its SHA-256) bound to client, redirect URI, PKCE challenge, user and '
     'session. OA007 when the session is over.';
 
--- The result columns changed once (user name, email and name added): replace, not amend.
+-- The result columns changed (user name, email and name added, then email_verified): replace,
+-- not amend.
 DROP FUNCTION IF EXISTS daemon.code_redeem(bytea, text, text, text, bytea, integer);
 CREATE FUNCTION daemon.code_redeem(
     p_code_hash bytea, p_client_id text, p_redirect_uri text, p_verifier_challenge text,
     p_refresh_hash bytea, p_refresh_ttl integer
 ) RETURNS TABLE (status text, session_id uuid, family_id uuid, user_id uuid, scope text[],
                  nonce text, auth_time timestamptz, offline boolean, username text,
-                 email text, name text)
+                 email text, name text, email_verified boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -108,7 +109,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the session is over' USING ERRCODE = 'GS001';
     END IF;
-    SELECT u.username, u.email, u.name INTO username, email, name
+    SELECT u.username, u.email, u.name, u.email_verified
+    INTO username, email, name, email_verified
     FROM auth.users u WHERE u.id = c.user_id AND NOT u.locked;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the account cannot sign in' USING ERRCODE = 'GS003';
@@ -177,7 +179,7 @@ CREATE FUNCTION daemon.refresh_token(
     p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL, p_guard text[] DEFAULT NULL
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
-                 username text, email text, name text)
+                 username text, email text, name text, email_verified boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -214,8 +216,8 @@ BEGIN
     END IF;
     IF f.user_id IS NOT NULL THEN
         -- The user's names come back too, so the caller needs no second query for the ID token.
-        SELECT u.password_changed_at, u.username, u.email, u.name
-        INTO v_changed, username, email, name
+        SELECT u.password_changed_at, u.username, u.email, u.name, u.email_verified
+        INTO v_changed, username, email, name, email_verified
         FROM auth.users u WHERE u.id = f.user_id AND NOT u.locked;
         IF NOT FOUND OR v_changed > f.created_at THEN
             RAISE EXCEPTION 'the account changed since the token was issued' USING ERRCODE = 'GS002';
@@ -295,16 +297,18 @@ COMMENT ON FUNCTION daemon.refresh_token(
     'Audited: refresh (rotated, recovered, grace; one row), refresh.recovered, refresh.replay, '
     'with p_ip and p_user_agent.';
 
-CREATE OR REPLACE FUNCTION daemon.token_status(p_family_id uuid)
+DROP FUNCTION IF EXISTS daemon.token_status(uuid);  -- email_verified added to its result
+CREATE FUNCTION daemon.token_status(p_family_id uuid)
 RETURNS TABLE (active boolean, client_id text, session_id uuid, user_id uuid, username text,
-               email text, name text, scope text[], expires_at timestamptz)
+               email text, name text, scope text[], expires_at timestamptz, email_verified boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT f.revoked_at IS NULL AND f.expires_at > daemon.now() AND s.revoked_at IS NULL
                AND s.expires_at > daemon.now() AND (u.id IS NULL OR NOT u.locked)
                AND (u.id IS NULL OR u.password_changed_at <= f.created_at),
-           f.client_id, f.session_id, f.user_id, u.username, u.email, u.name, f.scope, f.expires_at
+           f.client_id, f.session_id, f.user_id, u.username, u.email, u.name, f.scope, f.expires_at,
+           u.email_verified
     FROM auth.token_family f
     JOIN auth.session s ON s.id = f.session_id
     LEFT JOIN auth.users u ON u.id = f.user_id

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -414,6 +415,33 @@ async def test_userinfo_get_post_header_and_body(as_client: Client) -> None:
         assert claims["name"] == USERS["alice"][2]
         assert claims["email"] == USERS["alice"][1]
         assert isinstance(claims["email_verified"], bool)
+
+
+async def test_email_verified_says_whether_the_address_was_verified(
+    as_client: Client, database_url: str
+) -> None:
+    """OIDC Core 5.1: ``email_verified`` is true only for an address the user was shown to
+    receive mail at (an invitation or a verification link sets it): the ID token of the code
+    grant, the refreshed ID token and userinfo all say so; an unverified address says false."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE auth.users SET email_verified = (username = 'alice')")
+    finally:
+        await conn.close()
+    for username, verified in (("alice", True), ("bob", False)):
+        body = await tokens(
+            as_client, "conf", username=username, scope="openid email offline_access"
+        )
+        assert unverified(body["id_token"])[1]["email_verified"] is verified
+        info = await (await userinfo(as_client, body["access_token"])).json()
+        assert (info["email"], info["email_verified"]) == (USERS[username][1], verified)
+        refreshed = await as_client.post(
+            "/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+            headers=basic("conf", "s3cr3t"),
+        )
+        new = await refreshed.json()
+        assert unverified(new["id_token"])[1]["email_verified"] is verified, new
 
 
 async def test_userinfo_claims_follow_scope(as_client: Client) -> None:
