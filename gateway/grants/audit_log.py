@@ -5,8 +5,9 @@ Events are made inside SQL, in the transaction of their change, by any process o
 Every process runs ``AuditLogWriter``, which looks for new events every ``audit.log_interval``
 seconds; ``daemon.audit_emit`` lets one of them at a time take the next batch (an advisory lock)
 and moves a shared cursor (``audit.log_cursor``) in the same transaction as the lines are written,
-so each event is written once by one replica (at least once if a writer dies mid-batch), in id
-order, and waiting briefly at a gap in the ids (a transaction not committed yet).
+so each event is written once by one replica (at least once if a writer dies mid-batch). Events
+are taken in the order of the transactions that wrote them, once every older transaction has
+ended, so a slow transaction's event is never skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from gateway.store.pool import Pool
 audit_log = logging.getLogger("gateway.audit")
 log = logging.getLogger(__name__)
 BATCH = 500
-GAP_WAIT = 15  # seconds: longer than any transaction of the gateway (database.command_timeout)
 
 
 def audit_json(event: AuditEvent) -> dict[str, Any]:
@@ -69,9 +69,7 @@ class AuditLogWriter:
             written = 0
             if settings.log:
                 try:
-                    written = await store.emit_audit_events(
-                        self._pool, BATCH, GAP_WAIT, write_events
-                    )
+                    written = await store.emit_audit_events(self._pool, BATCH, write_events)
                 except (GatewayError, OSError) as exc:
                     if not failing:
                         log.warning("cannot write the audit log (%s); retrying", exc)

@@ -58,23 +58,23 @@ async def audit_list(
     return [_event(row) for row in rows]
 
 
-async def audit_emit(db: Executor, limit: int, gap_wait: int) -> list[AuditEvent]:
+async def audit_emit(db: Executor, limit: int) -> list[AuditEvent]:
     """``daemon.audit_emit``: the next events to write to the log, the cursor moved past them
     in the caller's transaction; empty when another process is the writer."""
     with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.audit_emit($1, $2)", limit, gap_wait)
+        rows = await db.fetch("SELECT * FROM daemon.audit_emit($1)", limit)
     return [_event(row) for row in rows]
 
 
 async def emit_audit_events(
-    pool: asyncpg.Pool, limit: int, gap_wait: int, write: Callable[[list[AuditEvent]], None]
+    pool: asyncpg.Pool, limit: int, write: Callable[[list[AuditEvent]], None]
 ) -> int:
     """One batch of the SIEM output: ``daemon.audit_emit`` and ``write(events)`` in one
     transaction, so the cursor moves only once the lines are written (at least once: a process
     that dies before the commit leaves them to the next writer). How many were written."""
     with sql_errors():
         async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch("SELECT * FROM daemon.audit_emit($1, $2)", limit, gap_wait)
+            rows = await conn.fetch("SELECT * FROM daemon.audit_emit($1)", limit)
             events = [_event(row) for row in rows]
             if events:
                 write(events)

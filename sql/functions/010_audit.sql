@@ -95,13 +95,18 @@ $$;
 COMMENT ON FUNCTION daemon.audit_after(bigint, integer) IS
     'Audit events after id p_id, oldest first, at most p_limit: what the log follower writes next';
 
-CREATE OR REPLACE FUNCTION daemon.audit_emit(p_limit integer, p_gap_wait integer)
+DROP FUNCTION IF EXISTS daemon.audit_emit(integer, integer);  -- by transaction now (0014)
+CREATE OR REPLACE FUNCTION daemon.audit_emit(p_limit integer)
 RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
                client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- Every transaction below this one has ended: the events it left are final. Read before
+    -- this transaction takes an id of its own (the cursor's row lock gives it one).
+    v_done xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    v_xid xid8;
     v_last bigint;
     r record;
 BEGIN
@@ -111,38 +116,32 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('gateway.audit_log')) THEN
         RETURN;
     END IF;
-    SELECT c.last_id INTO v_last FROM audit.log_cursor c FOR UPDATE;
+    SELECT c.last_xid, c.last_id INTO v_xid, v_last FROM audit.log_cursor c FOR UPDATE;
     IF NOT FOUND THEN
         -- Switched on for the first time: from now on (the past stays in `gateway audit`).
-        INSERT INTO audit.log_cursor (last_id)
-        SELECT coalesce(max(e.id), 0) FROM audit.event e;
+        INSERT INTO audit.log_cursor (last_xid, last_id) VALUES (v_done, 0);
         RETURN;
     END IF;
     FOR r IN
         SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id,
-               e.ip, e.user_agent, e.detail
+               e.ip, e.user_agent, e.detail, e.xid
         FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
-        WHERE e.id > v_last
-        ORDER BY e.id
+        WHERE e.xid IS NOT NULL AND (e.xid, e.id) > (v_xid, v_last) AND e.xid < v_done
+        ORDER BY e.xid, e.id
         LIMIT p_limit
     LOOP
-        -- Identity values are taken before their transaction commits, so a lower id can become
-        -- visible after a higher one: stop at a gap until the event after it is p_gap_wait
-        -- seconds old (then the gap is a rolled-back or deleted event).
-        IF r.id <> v_last + 1 AND r.at > daemon.now() - make_interval(secs => p_gap_wait) THEN
-            EXIT;
-        END IF;
         id := r.id; at := r.at; kind := r.kind; actor := r.actor; user_id := r.user_id;
         username := r.username; client_id := r.client_id; session_id := r.session_id;
         ip := r.ip; user_agent := r.user_agent; detail := r.detail;
         RETURN NEXT;
+        v_xid := r.xid;
         v_last := r.id;
     END LOOP;
-    UPDATE audit.log_cursor SET last_id = v_last, updated_at = daemon.now();
+    UPDATE audit.log_cursor SET last_xid = v_xid, last_id = v_last, updated_at = daemon.now();
 END;
 $$;
-COMMENT ON FUNCTION daemon.audit_emit(integer, integer) IS
-    'The next audit events to write to the log (audit.log), at most p_limit, oldest first, and '
-    'the cursor moved past them in the caller''s transaction; nothing when another process holds '
-    'the writer''s lock. A gap in the ids is waited on until the event after it is p_gap_wait '
-    'seconds old. The first call only places the cursor at the newest event.';
+COMMENT ON FUNCTION daemon.audit_emit(integer) IS
+    'The next audit events to write to the log (audit.log), at most p_limit, in (transaction, id) '
+    'order, of transactions that have all ended (older than every running one), and the cursor '
+    'moved past them in the caller''s transaction: an event can never appear behind the cursor. '
+    'Nothing when another process holds the writer''s lock. The first call only places the cursor.';

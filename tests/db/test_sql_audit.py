@@ -107,3 +107,29 @@ async def test_retention_deletes_events_older_than_the_setting_by_the_applicatio
         assert await db.fetchval("SELECT count(*) FROM audit.event") == 1
     finally:
         await db.execute("SELECT set_config('gateway.clock_offset', '', false)")
+
+
+async def test_the_siem_cursor_never_passes_an_event_of_a_transaction_still_running(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """Review of issue 14: a transaction that wrote an event (a lower id) and commits after a
+    later one must not be skipped, however long it takes. daemon.audit_emit waits for every
+    older transaction to end, then writes both, in the order their transactions began."""
+    await db.execute("DELETE FROM audit.log_cursor")
+    assert await db.fetch("SELECT * FROM daemon.audit_emit(100)") == []  # places the cursor
+    slow = await asyncpg.connect(database_url)
+    try:
+        transaction = slow.transaction()
+        await transaction.start()
+        await slow.execute("SELECT daemon.audit('test.slow', NULL, NULL, NULL, NULL)")
+        await db.execute("SELECT daemon.audit('test.fast', NULL, NULL, NULL, NULL)")
+        # A minute later by the application's clock the fast event is long committed, but the
+        # slow transaction is still running: nothing yet.
+        await db.execute("SELECT set_config('gateway.clock_offset', '60 seconds', false)")
+        assert await db.fetch("SELECT * FROM daemon.audit_emit(100)") == []
+        await transaction.commit()
+    finally:
+        await slow.close()
+    emitted = [r["kind"] for r in await db.fetch("SELECT * FROM daemon.audit_emit(100)")]
+    assert emitted == ["test.slow", "test.fast"]
+    assert await db.fetch("SELECT * FROM daemon.audit_emit(100)") == []  # each once
