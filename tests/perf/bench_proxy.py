@@ -448,6 +448,30 @@ def paced_table(
     return "\n".join(lines)
 
 
+def access_log_cost(directory: Path, lines: int = 100_000) -> float:
+    """CPU microseconds per access line, all of it: ``AccessLogger.log`` on the request path, the
+    writer thread and its writes to a file, measured in this process (the A/B rows above differ
+    by more than this between runs of one configuration on a shared machine)."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.logs import AccessLog, AccessLogger
+
+    fd = os.open(directory / "access-cost.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    sink = AccessLog(fd)
+    request = make_mocked_request("GET", "/api/orders/1", headers={"Host": "127.0.0.1"})
+    response = web.Response(body=b"x" * 100)
+    logger = AccessLogger(sink, "")
+    started = time.process_time()
+    for i in range(lines):
+        logger.log(request, response, 0.00123)
+        if i % 1000 == 999:
+            time.sleep(0.001)  # the writer keeps up, as between a server's requests
+    sink.close(10)
+    os.close(fd)
+    return (time.process_time() - started) / lines * 1e6
+
+
 def median_round(rounds: list[Result]) -> Result:
     """The round with the median throughput, so its latencies and CPU belong to the same run."""
     ordered = sorted(rounds, key=lambda r: r.rps)
@@ -758,6 +782,12 @@ def main() -> int:
             [w_direct, w_min, w_gw, *w_before, w_quiet, w_gw2],
             w_direct,
             w_min,
+        )
+        line_us = access_log_cost(work)
+        share = f", {line_us / w_gw.cpu_us:.1%} of the defaults row's CPU" if w_gw.cpu_us else ""
+        wrk_table += (
+            f"\naccess log: {line_us:.1f} us of CPU per line (the logger, the writer thread and its"
+            f" writes; 100,000 lines in this process){share}"
         )
         script = paced_script(work, args.paced_rate)
         paced_rounds: dict[str, list[Result]] = {}
