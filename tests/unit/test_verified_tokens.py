@@ -52,3 +52,20 @@ def test_a_full_cache_of_live_sessions_drops_the_oldest_tenth_only() -> None:
     assert kept == list(range(10, 100))
     assert cache.get("cookie-new") is not None
     assert len(cache) == 91
+
+
+def test_claims_that_repeat_across_sessions_share_one_string() -> None:
+    """Two sessions' cached claims hold one object for names and for the issuer, audience,
+    client and scope (memory per cached session, issue 13), and equal values all the same."""
+    import json
+
+    from gateway.proxy.credentials import shared_strings
+
+    raw = '{"iss": "https://gw.example", "aud": "api", "scope": "openid", "sub": "u-%d"}'
+    first = shared_strings(json.loads(raw % 1))
+    second = shared_strings(json.loads(raw % 2))
+    assert first == json.loads(raw % 1)
+    for name in ("iss", "aud", "scope"):
+        assert first[name] is second[name]
+    assert next(iter(first)) is next(iter(second))
+    assert first["sub"] != second["sub"]
