@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from uuid import UUID
@@ -20,15 +19,12 @@ import asyncpg
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
+from gateway.store.wakeups import CONNECT_TIMEOUT, Listener
 
 log = logging.getLogger(__name__)
 CHANNEL = "gateway_revocation"
 APPLICATION_NAME = "gateway revocation feed"  # as pg_stat_activity shows the connection
-HEARTBEAT_SECONDS = 1.0
-HEARTBEAT_TIMEOUT = 5.0
-CONNECT_TIMEOUT = 5.0
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
+HEARTBEAT_SECONDS = 1.0  # a revocation feed notices a lost connection within a second or so
 STARTUP_WAIT = CONNECT_TIMEOUT  # seconds a starting process waits for the first load
 
 Revoked = Callable[[str, str], None]
@@ -52,16 +48,18 @@ async def listen(conn: asyncpg.Connection, callback: Revoked) -> None:
         await conn.add_listener(CHANNEL, on_notify)
 
 
-class RevocationFeed:
-    """One listening connection that never gives up.
+class RevocationFeed(Listener):
+    """One listening connection that never gives up (``Listener``).
 
     ``down_for()`` says how long the process has gone without it (from the start until the
     first connection, and after every loss): while it is down, revocations made by other
     processes are not seen, so readiness reports it and a balancer can take the replica out.
     """
 
+    heartbeat_seconds = HEARTBEAT_SECONDS
+
     def __init__(self, dsn: str, horizon: Callable[[], int], on_revoked: Revoked) -> None:
-        self._dsn = dsn
+        super().__init__(dsn, APPLICATION_NAME)
         self._horizon = horizon
         self._on_revoked = on_revoked
         self._down_since: float | None = time.monotonic()
@@ -87,45 +85,26 @@ class RevocationFeed:
         """Seconds since the feed was last listening (0 while it listens)."""
         return 0.0 if self._down_since is None else time.monotonic() - self._down_since
 
-    async def run(self) -> None:
-        """Listen until cancelled; never ends otherwise."""
-        backoff = BACKOFF_FIRST
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT + HEARTBEAT_TIMEOUT):
-                    conn = await asyncpg.connect(
-                        self._dsn,
-                        timeout=CONNECT_TIMEOUT,
-                        command_timeout=HEARTBEAT_TIMEOUT,
-                        server_settings={"application_name": APPLICATION_NAME},
-                    )
-                    await listen(conn, self._on_revoked)
-                    # Listening first, then the reload: nothing revoked in between is missed.
-                    for kind, ident in await revocations_since(conn, self._horizon()):
-                        self._on_revoked(kind, str(ident))
-                    self._loaded.set()
-                if self._down_since is not None:
-                    log.info("revocation feed listening (down %.1f s)", self.down_for())
-                self._down_since = None
-                backoff = BACKOFF_FIRST
-                while not conn.is_closed():
-                    await asyncio.sleep(HEARTBEAT_SECONDS)
-                    async with asyncio.timeout(HEARTBEAT_TIMEOUT):  # a stalled server, too
-                        await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._down_since is None:
-                    log.warning("revocation feed lost its connection: %s", _describe(exc))
-            finally:
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                if conn is not None:
-                    conn.terminate()  # never waits on the server, never raises
-            self.reconnects += 1
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-            backoff = min(backoff * 2, BACKOFF_MAX)
+    async def connected(self, conn: asyncpg.Connection) -> None:
+        await listen(conn, self._on_revoked)
+        # Listening first, then the reload: nothing revoked in between is missed.
+        for kind, ident in await revocations_since(conn, self._horizon()):
+            self._on_revoked(kind, str(ident))
+        self._loaded.set()
+
+    def went_up(self) -> None:
+        if self._down_since is not None:
+            log.info("revocation feed listening (down %.1f s)", self.down_for())
+        self._down_since = None
+
+    def lost(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            log.warning("revocation feed lost its connection: %s", _describe(exc))
+
+    def went_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self.reconnects += 1
 
 
 def _describe(exc: BaseException) -> str:

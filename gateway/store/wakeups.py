@@ -20,20 +20,32 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 
 
-class Wakeups:
-    """One connection listening on ``channel``: ``wake()`` is called at every
-    notification, and each time the connection is (re)established, since a notification may
-    have been missed while it was down. The senders poll as well, so a lost connection delays
-    work by at most a poll interval; this connection only makes the usual case immediate."""
+class Listener:
+    """A connection of its own, listening: connect, ``connected(conn)`` (LISTEN, and whatever
+    must follow it), then a heartbeat every ``heartbeat_seconds`` (a stalled server counts as a
+    lost connection); after any failure a new connection with doubling, jittered backoff, for
+    as long as the process runs. Subclasses say what connecting means (``connected``) and what
+    to report (``went_up``, ``lost``, ``went_down``). The revocation feed and the wake-ups of the
+    mail and back-channel logout senders are listeners."""
 
-    def __init__(
-        self, dsn: str, wake: Callable[[], None], *, channel: str, application_name: str
-    ) -> None:
+    heartbeat_seconds = 5.0
+
+    def __init__(self, dsn: str, application_name: str) -> None:
         self._dsn = dsn
-        self._wake = wake
-        self._channel = channel
-        self._application_name = application_name
-        self.up = False
+        self._application_name = application_name  # as pg_stat_activity shows the connection
+
+    async def connected(self, conn: asyncpg.Connection) -> None:
+        """Listen on ``conn`` (within the connect timeout)."""
+        raise NotImplementedError
+
+    def went_up(self) -> None:
+        """Listening now."""
+
+    def lost(self, exc: BaseException) -> None:
+        """The connection failed (called while still counted as up)."""
+
+    def went_down(self) -> None:
+        """No longer listening (after ``lost``, or a connection that never came up)."""
 
     async def run(self) -> None:
         """Listen until cancelled; reconnect with backoff after any failure."""
@@ -48,29 +60,52 @@ class Wakeups:
                         command_timeout=HEARTBEAT_TIMEOUT,
                         server_settings={"application_name": self._application_name},
                     )
-                    await conn.add_listener(self._channel, self._notified)
-                self.up = True
-                self._wake()
+                    await self.connected(conn)
+                self.went_up()
                 backoff = BACKOFF_FIRST
                 while not conn.is_closed():
-                    await asyncio.sleep(HEARTBEAT_SECONDS)
+                    await asyncio.sleep(self.heartbeat_seconds)
                     async with asyncio.timeout(HEARTBEAT_TIMEOUT):  # a stalled server, too
                         await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.up:
-                    log.warning(
-                        "%s wake-ups lost their connection: %s",
-                        self._channel,
-                        exc.__class__.__name__,
-                    )
+                self.lost(exc)
             finally:
-                self.up = False
+                self.went_down()
                 if conn is not None:
                     conn.terminate()  # never waits on the server, never raises
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+
+class Wakeups(Listener):
+    """One connection listening on ``channel``: ``wake()`` is called at every notification, and
+    each time the connection is (re)established, since a notification may have been missed
+    while it was down. The senders poll as well, so a lost connection delays work by at most a
+    poll interval; this connection only makes the usual case immediate."""
+
+    def __init__(
+        self, dsn: str, wake: Callable[[], None], *, channel: str, application_name: str
+    ) -> None:
+        super().__init__(dsn, application_name)
+        self._wake = wake
+        self._channel = channel
+        self.up = False
+
+    async def connected(self, conn: asyncpg.Connection) -> None:
+        await conn.add_listener(self._channel, self._notified)
+
+    def went_up(self) -> None:
+        self.up = True
+        self._wake()
+
+    def lost(self, exc: BaseException) -> None:
+        if self.up:
+            log.warning("%s wake-ups lost their connection: %s", self._channel, type(exc).__name__)
+
+    def went_down(self) -> None:
+        self.up = False
 
     def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
         self._wake()
