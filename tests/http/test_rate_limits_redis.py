@@ -4,9 +4,10 @@ bucket holds, requests sent to both at once included; a Redis stalled or down le
 through within ``rate_limits.redis_timeout`` with one warning per outage, and limits apply again
 once it is back.
 
-The shared tests use the machine's Redis (``GATEWAY_TEST_REDIS_URL``, default
-redis://127.0.0.1:6379/0) under a key prefix of their own, and fail when it is not there; the
-outage test starts a private ``redis-server`` (never stopping the shared one). SECURITY-CHECKLIST
+The shared tests use the Redis in ``GATEWAY_TEST_REDIS_URL`` when it is set (under a key prefix
+of their own; they fail when it does not answer), else a private ``redis-server`` of their own,
+as the database tests use an embedded PostgreSQL; the outage test always starts a private one
+(never stopping a shared one). SECURITY-CHECKLIST
 items 137-141 (throttling answers 429 with ``Retry-After``, across every replica)."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.http.proxy_support import (
     send,
 )
 
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL")
 SHARED_LOG = "gateway.ratelimit.shared"
 CLIENTS_WITH_LIMITS = {
     **PROXY_CLIENTS,
@@ -53,8 +54,13 @@ def routes(burst: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def shared_redis() -> AsyncIterator[tuple[str, str]]:
-    """The machine's Redis and a key prefix for this test alone (its keys deleted after)."""
+async def shared_redis(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """A Redis and a key prefix for this test alone (its keys deleted after): the one in
+    ``GATEWAY_TEST_REDIS_URL``, else a private ``redis-server``."""
+    if REDIS_URL is None:
+        with private_redis(tmp_path / "redis") as server:
+            yield server.url, "gateway-test:"
+        return
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         async with asyncio.timeout(3):
@@ -62,8 +68,8 @@ async def shared_redis() -> AsyncIterator[tuple[str, str]]:
     except (RedisError, OSError, TimeoutError) as exc:
         await client.aclose()
         pytest.fail(
-            f"these tests need a Redis server at {REDIS_URL.split('@')[-1]} (set "
-            f"GATEWAY_TEST_REDIS_URL to another one): {type(exc).__name__}: {exc}"
+            f"GATEWAY_TEST_REDIS_URL names a Redis that does not answer "
+            f"({REDIS_URL.split('@')[-1]}): {type(exc).__name__}: {exc}"
         )
     prefix = f"gateway-test:{uuid.uuid4().hex}:"
     try:
