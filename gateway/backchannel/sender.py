@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from gateway.config.loader import Client, Config
 from gateway.config.model import BackchannelLogout
 from gateway.errors import GatewayError
 from gateway.oauth.oidc_backchannel import LOGOUT_TOKEN_TYP, is_delivered, logout_token_claims
+from gateway.outbox import RELEASE_TIMEOUT, OutboxSender
 from gateway.store import backchannel as store
 from gateway.store.backchannel import BackchannelWakeups, ClaimedLogout
 from gateway.store.pool import Executor
@@ -51,11 +51,8 @@ from gateway.tokens.keys import KeyRing
 
 log = logging.getLogger(__name__)
 BATCH = 10  # logouts claimed, and sent side by side, at a time
-MAX_BATCHES = 50  # per wake-up; the next wake-up goes on where this one stopped
 LEASE_MARGIN = 30  # seconds a lease outlasts the longest a POST may take
-BACKOFF_MAX = 30.0  # seconds between tries while the database is unavailable
 STOP_GRACE = 5.0  # seconds a stopping sender lets the POSTs under way finish
-RELEASE_TIMEOUT = 2.0  # for giving back every row still held, when stopping
 MAX_REASON = 300
 
 
@@ -89,9 +86,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:MAX_REASON]
 
 
-class LogoutSender:
-    """The outbox's sender in one process. ``run`` until ``stop``; ``wake`` to look now.
+class LogoutSender(OutboxSender[ClaimedLogout, BackchannelLogout]):
+    """The back-channel logout outbox's sender in one process (``gateway.outbox.OutboxSender``).
     ``keyring`` gives the signing keys in force (they rotate while the process runs)."""
+
+    name = "back-channel logout sender"
+    batch = BATCH
 
     def __init__(
         self,
@@ -101,62 +101,27 @@ class LogoutSender:
         clock: Clock,
         http: aiohttp.ClientSession,
     ) -> None:
+        super().__init__()
         self._holder = holder
         self._db = db
         self._keyring = keyring
         self._clock = clock
         self._http = http
-        self._wake = asyncio.Event()
-        self._stopping = False
-        # Claimed, outcome not recorded yet: given back when the sender stops.
-        self._holding: dict[uuid.UUID, ClaimedLogout] = {}
 
-    def wake(self) -> None:
-        self._wake.set()
+    def settings(self) -> BackchannelLogout:
+        return self._holder.current.gateway.backchannel_logout
 
-    async def run(self) -> None:
-        """Deliver due logouts until ``stop``; never ends otherwise."""
-        failures = 0
-        while not self._stopping:
-            settings = self._holder.current.gateway.backchannel_logout
-            self._wake.clear()
-            try:
-                await self._drain(settings)
-            except GatewayError as exc:  # the database: unreachable, too slow, refusing
-                if not failures:
-                    log.warning("back-channel logout sender cannot use the database (%s)", exc)
-                failures += 1
-            except Exception:
-                log.exception("back-channel logout sender failed; retrying")
-                failures += 1
-            else:
-                if failures:
-                    log.info("back-channel logout sender uses the database again")
-                failures = 0
-            delay = settings.poll_interval
-            if failures:
-                delay = min(BACKOFF_MAX, settings.poll_interval * 2**failures)
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-
-    async def _drain(self, settings: BackchannelLogout) -> None:
-        """Claim and send batch after batch while logouts are due (bounded per wake-up)."""
+    async def claim(self, settings: BackchannelLogout) -> list[ClaimedLogout]:
         lease = math.ceil(settings.timeout) + LEASE_MARGIN
-        for _ in range(MAX_BATCHES):
-            if self._stopping:
-                return
-            claimed = await store.backchannel_claim(self._db, limit=BATCH, lease=lease)
-            self._holding.update((c.id, c) for c in claimed)
-            if not claimed or self._stopping:  # stopping: ``stop`` gives them back
-                return
-            await asyncio.gather(*(self._send(c, settings) for c in claimed))
-            if len(claimed) < BATCH:
-                return
-        self._wake.set()  # a backlog: go on at once, after a look around
+        return await store.backchannel_claim(self._db, limit=BATCH, lease=lease)
 
-    async def _send(self, claimed: ClaimedLogout, settings: BackchannelLogout) -> None:
+    def grace(self, sending: bool) -> float:
+        return STOP_GRACE if sending else RELEASE_TIMEOUT
+
+    async def release(self, claimed: ClaimedLogout) -> None:
+        await store.backchannel_release(self._db, claimed.id, claimed.claim)
+
+    async def send(self, claimed: ClaimedLogout, settings: BackchannelLogout) -> None:
         outcome = await self._attempt(claimed, settings)
         try:
             await self._record(claimed, outcome, settings)
@@ -170,7 +135,7 @@ class LogoutSender:
                 exc,
             )
         # Not in a finally: a send cancelled by ``stop`` stays held, and is given back.
-        self._holding.pop(claimed.id, None)
+        self.done(claimed)
 
     async def _attempt(self, claimed: ClaimedLogout, settings: BackchannelLogout) -> Outcome:
         config = self._holder.current
@@ -248,23 +213,6 @@ class LogoutSender:
                 outcome.reason,
                 next_at.isoformat(timespec="seconds") if next_at else "once due",
             )
-
-    async def stop(self, task: asyncio.Task[None]) -> None:
-        """Let the POSTs under way finish (within ``STOP_GRACE``), then give back the rows
-        still held."""
-        self._stopping = True
-        self._wake.set()
-        await asyncio.wait({task}, timeout=STOP_GRACE if self._holding else RELEASE_TIMEOUT)
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        held = list(self._holding.values())
-        self._holding.clear()
-        with contextlib.suppress(GatewayError, TimeoutError):
-            async with asyncio.timeout(RELEASE_TIMEOUT):
-                for claimed in held:
-                    await store.backchannel_release(self._db, claimed.id, claimed.claim)
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from gateway.config.model import Mail, MailServer
 from gateway.errors import GatewayError
 from gateway.mail.message import build_message
 from gateway.mail.outbox import open_content
+from gateway.outbox import RELEASE_TIMEOUT, OutboxSender
 from gateway.store import mail as store
 from gateway.store.mail import ClaimedMail, MailWakeups, listening
 from gateway.store.pool import Executor
@@ -51,11 +51,8 @@ from gateway.tokens.seal import Sealer
 
 log = logging.getLogger(__name__)
 BATCH = 5  # messages claimed, and sent side by side, at a time
-MAX_BATCHES = 50  # per wake-up; the next wake-up goes on where this one stopped
 LEASE_MARGIN = 30  # seconds a lease outlasts the longest a send may take
-BACKOFF_MAX = 30.0  # seconds between tries while the database is unavailable
 STOP_GRACE = 10.0  # seconds a stopping sender lets the sends under way finish
-RELEASE_TIMEOUT = 2.0  # for giving back every message still held, when stopping
 MAX_REASON = 300
 
 
@@ -206,8 +203,12 @@ class Outcome:
 SENT = Outcome(sent=True)
 
 
-class MailSender:
-    """The outbox's sender in one process. ``run`` until ``stop``; ``wake`` to look now."""
+class MailSender(OutboxSender[ClaimedMail, Mail]):
+    """The mail outbox's sender in one process (``gateway.outbox.OutboxSender``). An outcome
+    the database could not take is kept and recorded at the next round, while its lease lasts."""
+
+    name = "mail sender"
+    batch = BATCH
 
     def __init__(
         self,
@@ -218,78 +219,44 @@ class MailSender:
         workdir: Path,
         stop_grace: float = STOP_GRACE,
     ) -> None:
+        super().__init__()
         self._holder = holder
         self._stop_grace = stop_grace
         self._db = db
         self._master = master
         self._workdir = workdir
-        self._wake = asyncio.Event()
-        self._stopping = False
-        # Claimed, outcome not known yet: given back when the sender stops.
-        self._holding: dict[UUID, ClaimedMail] = {}
         # Outcome known, not recorded (the database was unavailable), with the monotonic time
         # after which the lease is over and recording would change nothing.
         self._unrecorded: dict[UUID, tuple[ClaimedMail, Outcome, float]] = {}
 
-    def wake(self) -> None:
-        self._wake.set()
+    def settings(self) -> Mail:
+        return self._holder.current.gateway.mail
 
-    async def run(self) -> None:
-        """Deliver due messages until ``stop``; never ends otherwise."""
-        failures = 0
-        database_down = False
-        while not self._stopping:
-            settings = self._holder.current.gateway.mail
-            self._wake.clear()
-            try:
-                await self._record_pending(settings)
-                await self._drain(settings)
-            except GatewayError as exc:  # the database: unreachable, too slow, refusing
-                if not database_down:
-                    log.warning("mail sender cannot use the database (%s); retrying", exc)
-                database_down = True
-                failures += 1
-            except Exception:
-                # Not one of ours: asyncpg, say, confused by a connection cut mid-statement.
-                log.exception("mail sender failed; retrying")
-                failures += 1
-            else:
-                if database_down:
-                    log.info("mail sender uses the database again")
-                database_down = False
-                failures = 0
-            delay = settings.poll_interval
-            if failures:
-                delay = min(BACKOFF_MAX, settings.poll_interval * 2**failures)
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
-            await self._sleep(delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-
-    async def _drain(self, settings: Mail) -> None:
-        """Claim and send batch after batch while messages are due (bounded per wake-up)."""
+    async def claim(self, settings: Mail) -> list[ClaimedMail]:
         lease = math.ceil(settings.send_deadline) + LEASE_MARGIN
-        for _ in range(MAX_BATCHES):
-            if self._stopping:
-                return
-            claimed = await store.mail_claim(self._db, limit=BATCH, lease=lease)
-            self._holding.update((c.id, c) for c in claimed)
-            if not claimed or self._stopping:  # stopping: ``stop`` gives them back
-                return
-            transport = transport_for(settings, self._workdir)
-            await asyncio.gather(*(self._send(c, transport, settings) for c in claimed))
-            if len(claimed) < BATCH:
-                return
-        self._wake.set()  # a backlog (after an outage): go on at once, after a look around
+        return await store.mail_claim(self._db, limit=BATCH, lease=lease)
 
-    async def _send(self, claimed: ClaimedMail, transport: Transport, settings: Mail) -> None:
+    def grace(self, sending: bool) -> float:
+        if sending:  # sends under way: they may finish
+            return min(self._stop_grace, self.settings().send_deadline + 1)
+        return min(self._stop_grace, RELEASE_TIMEOUT)  # perhaps a claim on its way back
+
+    async def catch_up(self, settings: Mail) -> None:
+        await self._record_pending(settings)
+
+    async def release(self, claimed: ClaimedMail) -> None:
+        if await store.mail_release(self._db, claimed.id, claimed.claim):
+            log.info("mail %s (%s) given back unsent", claimed.id, claimed.kind)
+
+    async def stopped(self) -> None:
+        await self._record_pending(self.settings())
+
+    async def send(self, claimed: ClaimedMail, settings: Mail) -> None:
+        transport = transport_for(settings, self._workdir)
         outcome = await self._attempt(claimed, transport, settings)
         lease_over = time.monotonic() + LEASE_MARGIN
         self._unrecorded[claimed.id] = (claimed, outcome, lease_over)
-        self._holding.pop(claimed.id, None)
+        self.done(claimed)
         try:
             await self._record(claimed, outcome, settings)
         except GatewayError as exc:
@@ -382,29 +349,6 @@ class MailSender:
             else:
                 await self._record(claimed, outcome, settings)
             self._unrecorded.pop(ident, None)
-
-    async def stop(self, task: asyncio.Task[None]) -> None:
-        """Let the sends under way finish (within their deadline, at most ``stop_grace``
-        seconds), then give back the messages still held and record what can be recorded."""
-        self._stopping = True
-        self._wake.set()  # a sleeping sender ends at once
-        if self._holding:  # sends under way: they may finish
-            grace = min(self._stop_grace, self._holder.current.gateway.mail.send_deadline + 1)
-        else:  # perhaps a claim on its way back: its messages are then given back below
-            grace = min(self._stop_grace, RELEASE_TIMEOUT)
-        await asyncio.wait({task}, timeout=grace)
-        if not task.done():  # a send past the grace, or a database that does not answer
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        held = list(self._holding.values())
-        self._holding.clear()
-        with contextlib.suppress(GatewayError, TimeoutError):
-            async with asyncio.timeout(RELEASE_TIMEOUT):
-                for claimed in held:
-                    if await store.mail_release(self._db, claimed.id, claimed.claim):
-                        log.info("mail %s (%s) given back unsent", claimed.id, claimed.kind)
-                await self._record_pending(self._holder.current.gateway.mail)
 
 
 @contextlib.asynccontextmanager
