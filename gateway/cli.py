@@ -300,16 +300,9 @@ async def _rotate(config: Config, dsn: str) -> KeyRing:
         return await ensure_signing_keys(conn, config, master, force=True)
 
 
-OUTBOX_COLUMNS = (
-    "ID",
-    "KIND",
-    "RECIPIENT",
-    "STATE",
-    "ATTEMPTS",
-    "LAST ERROR",
-    "NEXT ATTEMPT",
-    "CREATED",
-)
+# The columns every outbox table ends with (_outbox_command fills them).
+OUTBOX_STATE_COLUMNS = ("STATE", "ATTEMPTS", "LAST ERROR", "NEXT ATTEMPT", "CREATED")
+OUTBOX_COLUMNS = ("ID", "KIND", "RECIPIENT", *OUTBOX_STATE_COLUMNS)
 
 
 def cmd_mail_outbox(args: argparse.Namespace) -> int:
@@ -404,16 +397,7 @@ def _cell(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-LOGOUT_COLUMNS = (
-    "ID",
-    "CLIENT",
-    "SESSION",
-    "STATE",
-    "ATTEMPTS",
-    "LAST ERROR",
-    "NEXT ATTEMPT",
-    "CREATED",
-)
+LOGOUT_COLUMNS = ("ID", "CLIENT", "SESSION", *OUTBOX_STATE_COLUMNS)
 
 
 def cmd_logout_outbox(args: argparse.Namespace) -> int:
