@@ -130,12 +130,12 @@ def cmd_session_end(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"{args.session_id!r} is not a session id", EXIT_USAGE) from exc
 
-    async def work(conn: Any) -> UUID | None:
+    async def work(conn: Any) -> bool:
         return await store.session_end(conn, session_id, user_id=None, reason=ENDED_BY_OPERATOR,
                                        actor=ACTOR, ip=None, user_agent=None)  # fmt: skip
 
-    if _run(args, work) is None:
-        raise CommandError(f"there is no live session {session_id}")
+    if not _run(args, work):
+        raise CommandError(f"there is no session {session_id} to end (unknown, or ended already)")
     print(f"session {session_id} ended")
     return EXIT_OK
 

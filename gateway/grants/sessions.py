@@ -99,7 +99,7 @@ async def sessions_of(ctx: Context, user_id: UUID) -> list[SessionInfo]:
 async def end_own_session(ctx: Context, session: Session, target: UUID) -> bool:
     """End one of the signed-in user's own sessions (``daemon.session_end``, which goes through
     ``daemon.session_revoke``); False when it is not a live session of theirs."""
-    owner = await store.session_end(
+    return await store.session_end(
         ctx.db,
         target,
         user_id=session.user_id,
@@ -108,7 +108,6 @@ async def end_own_session(ctx: Context, session: Session, target: UUID) -> bool:
         ip=ctx.ip,
         user_agent=ctx.user_agent,
     )
-    return owner is not None
 
 
 async def end_other_sessions(ctx: Context, session: Session, *, keep_this: bool) -> int:

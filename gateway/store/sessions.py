@@ -210,11 +210,11 @@ async def session_end(
     actor: str | None,
     ip: str | None,
     user_agent: str | None,
-) -> UUID | None:
-    """``daemon.session_end``: the owner of the session it ended, None when there was no such
-    live session (of ``user_id``, when given)."""
+) -> bool:
+    """``daemon.session_end``: whether it ended the session (with ``user_id``: a live session of
+    that user; without: any session not ended yet)."""
     with sql_errors():
-        owner: UUID | None = await db.fetchval(
+        ended: bool = await db.fetchval(
             "SELECT daemon.session_end($1, $2, $3, $4, $5, $6)",
             session_id,
             user_id,
@@ -223,7 +223,7 @@ async def session_end(
             ip,
             user_agent,
         )
-    return owner
+    return ended
 
 
 async def session_end_all(

@@ -55,9 +55,10 @@ COMMENT ON FUNCTION daemon.session_list(uuid, boolean) IS
     'the last token issued or refreshed in it); with p_include_over also the ended (revoked) and '
     'expired ones housekeeping has not deleted yet. state: live, ended or expired.';
 
-CREATE OR REPLACE FUNCTION daemon.session_end(
+DROP FUNCTION IF EXISTS daemon.session_end(uuid, uuid, text, text, inet, text);  -- was uuid
+CREATE FUNCTION daemon.session_end(
     p_session_id uuid, p_user_id uuid, p_reason text, p_actor text, p_ip inet, p_user_agent text
-) RETURNS uuid
+) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -65,28 +66,20 @@ DECLARE
     v_user uuid;
 BEGIN
     SELECT s.user_id INTO v_user FROM auth.session s
-    WHERE s.id = p_session_id AND (p_user_id IS NULL OR s.user_id = p_user_id)
-      AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
-    IF NOT FOUND THEN
-        IF p_user_id IS NULL THEN
-            -- Perhaps the token handler's session at an external provider (sign-out ends it).
-            PERFORM daemon.audit_context(p_actor, p_ip, p_user_agent);
-            PERFORM daemon.session_revoke(p_session_id, p_reason);
-        END IF;
-        RETURN NULL;
+    WHERE s.id = p_session_id AND s.revoked_at IS NULL AND s.expires_at > daemon.now();
+    IF p_user_id IS NOT NULL AND v_user IS DISTINCT FROM p_user_id THEN
+        RETURN false;  -- not a live session of this user: nothing happens
     END IF;
     PERFORM daemon.audit_context(coalesce(p_actor, 'user:' || v_user), p_ip, p_user_agent);
-    IF NOT daemon.session_revoke(p_session_id, p_reason) THEN
-        RETURN NULL;  -- ended meanwhile by someone else
-    END IF;
-    RETURN v_user;
+    -- Without p_user_id (sign-out, an operator) whatever is not ended yet: a live session, one
+    -- past its end but never revoked, or the token handler's session at an external provider.
+    RETURN daemon.session_revoke(p_session_id, p_reason);
 END;
 $$;
 COMMENT ON FUNCTION daemon.session_end(uuid, uuid, text, text, inet, text) IS
-    'End one live session through daemon.session_revoke (only when it is p_user_id''s, unless '
-    'p_user_id is NULL, which also ends a token handler''s external session of that id), audited '
-    'with p_actor (default user:<owner>), p_ip and p_user_agent. Returns the owner, or NULL when '
-    'there was no such live session of a user.';
+    'End a session through daemon.session_revoke: with p_user_id only a live session of that '
+    'user, without it any session (or token handler external session) not ended yet; audited '
+    'with p_actor (default user:<owner>), p_ip and p_user_agent. True when it ended one.';
 
 CREATE OR REPLACE FUNCTION daemon.session_end_all(
     p_user_id uuid, p_except uuid, p_reason text, p_actor text, p_ip inet, p_user_agent text
