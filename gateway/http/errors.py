@@ -59,6 +59,15 @@ def json_error(
     return web.json_response(body, status=status, headers={**NO_STORE, **(headers or {})})
 
 
+def upstream_error_response(err: UpstreamError) -> web.Response:
+    """The JSON answer for an upstream failure (502, 504, a body refused with 408 or 413); after
+    a 408 the connection closes (the rest of the body may still be on its way)."""
+    response = json_error(err.status, err.error, err.description)
+    if err.status == 408:
+        response.force_close()
+    return response
+
+
 def render_oauth_error(err: oauth.OAuthError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(err, oauth.InvalidClientError):
@@ -136,9 +145,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except oauth.OAuthError as err:
         response = render_oauth_error(err)
     except UpstreamError as err:
-        response = json_error(err.status, err.error, err.description)
-        if err.status == 408:
-            response.force_close()
+        response = upstream_error_response(err)
     except InvalidInputError:
         response = json_error(400, "invalid_request", "a value in the request cannot be used")
     except RequestPayloadError:

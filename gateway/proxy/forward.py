@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 
 from gateway.errors import UpstreamError
 from gateway.http.context import grant_context
-from gateway.http.errors import json_error
+from gateway.http.errors import json_error, upstream_error_response
 from gateway.http.metrics import METRICS
 from gateway.keys import AUTHORITY, CONFIG
 from gateway.logs import redact
@@ -124,16 +124,14 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
         stale = presented.has_cookies
         return unauthorized(config, "sign in first", clear=stale, error=stale)
 
-    if route.websocket and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
-        return await proxy_websocket(exchange, target.url, principal)
     try:
+        if route.websocket and request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+            return await proxy_websocket(exchange, target.url, principal)
         return await _forward(exchange, target, principal)
     except UpstreamError as err:
         # The refresh done for this request rotated the refresh token: its cookies must reach
         # the browser even when the upstream then fails (502, 504, a body refused with 408/413).
-        response = json_error(err.status, err.error, err.description)
-        if err.status == 408:
-            response.force_close()
+        response = upstream_error_response(err)
         cookie_setter(exchange)(response)
         return response
 

@@ -34,7 +34,9 @@ async def proxy_websocket(
 ) -> web.StreamResponse:
     request, route, state = exchange.request, exchange.route, exchange.state
     if not web.WebSocketResponse().can_prepare(request).ok:
-        return json_error(400, "invalid_request", "not a valid WebSocket handshake")
+        refused = json_error(400, "invalid_request", "not a valid WebSocket handshake")
+        cookie_setter(exchange)(refused)  # a refresh done for this request still reaches it
+        return refused
     # The same headers as any proxied request: Bearer, identity, forwarding, request id.
     headers = CIMultiDict(upstream_headers(exchange, principal))
     claims: dict[str, Any] = dict(principal.claims) if principal else {}

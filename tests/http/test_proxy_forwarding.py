@@ -688,3 +688,37 @@ async def test_cross_site_websocket_handshake_is_refused(gw: Gateway) -> None:
     )
     await ws.close()
     assert len(gw.upstream.requests) == 1
+
+
+async def test_a_refresh_before_a_websocket_reaches_the_browser_when_the_upstream_fails(
+    gw: Gateway,
+) -> None:
+    """The handshake's access token had expired, so the gateway refreshed (rotating the
+    refresh token): when the upstream then refuses the WebSocket (502), or the handshake itself
+    is malformed (400), the answer still carries the renewed cookies, or the browser would keep
+    a spent refresh token (as on plain requests)."""
+    signed = await gw.sign_in()
+    gw.clock.advance(3601)  # past the access token's 3600 s
+    await gw.upstream.close()
+    session = gw.bare()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await session.ws_connect(
+            gw.url("/ws/chat/ws"),
+            headers={"Origin": APP, "Cookie": signed.cookie_header()},
+            timeout=WS_TIMEOUT,
+        )
+    assert refused.value.status == 502
+    assert refused.value.headers is not None
+    renewed = {c.split("=", 1)[0] for c in refused.value.headers.getall("Set-Cookie", [])}
+    assert AT in renewed, refused.value.headers
+
+    again = await gw.sign_in()
+    gw.clock.advance(3601)
+    malformed = await send(
+        gw,
+        "/ws/chat/ws",
+        cookies=again.cookie_header(),
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},  # no key, no version
+    )
+    assert malformed.status == 400, malformed.text
+    assert AT in {c.split("=", 1)[0] for c in malformed.set_cookies}
