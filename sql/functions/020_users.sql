@@ -1,3 +1,26 @@
+CREATE OR REPLACE FUNCTION daemon.user_names_check(
+    p_username text, p_email text, p_self uuid DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Sign-in takes a user name or an email: neither may name another account's other one
+    -- (p_self: the account these are for, when it exists already).
+    IF EXISTS (SELECT 1 FROM auth.users u
+               WHERE lower(u.email) = lower(p_username) AND u.id IS DISTINCT FROM p_self)
+       OR EXISTS (SELECT 1 FROM auth.users u
+                  WHERE lower(u.username) = lower(nullif(p_email, ''))
+                    AND u.id IS DISTINCT FROM p_self)
+    THEN
+        RAISE EXCEPTION 'a user with this name or email already exists' USING ERRCODE = 'GW001';
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION daemon.user_names_check(text, text, uuid) IS
+    'GW001 when the user name is another account''s email or the email another account''s user '
+    'name (sign-in takes either): every way an account is made or renamed checks it.';
+
 CREATE OR REPLACE FUNCTION daemon.user_add(
     p_username text, p_password_hash text, p_email text, p_name text
 ) RETURNS uuid
@@ -13,12 +36,7 @@ BEGIN
     IF p_password_hash IS NULL OR p_password_hash NOT LIKE '$argon2id$%' THEN
         RAISE EXCEPTION 'password hash must be argon2id' USING ERRCODE = 'GW002';
     END IF;
-    -- Sign-in takes a user name or an email: neither may name another account's other one.
-    IF EXISTS (SELECT 1 FROM auth.users u WHERE lower(u.email) = lower(p_username))
-       OR EXISTS (SELECT 1 FROM auth.users u WHERE lower(u.username) = lower(nullif(p_email, '')))
-    THEN
-        RAISE EXCEPTION 'a user with this name or email already exists' USING ERRCODE = 'GW001';
-    END IF;
+    PERFORM daemon.user_names_check(p_username, p_email);
     INSERT INTO auth.users (username, email, name, password_hash)
     VALUES (p_username, nullif(p_email, ''), nullif(p_name, ''), p_password_hash)
     RETURNING id INTO v_id;

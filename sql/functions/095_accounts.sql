@@ -47,6 +47,9 @@ BEGIN
                AND (v_user.id IS NULL OR u.id <> v_user.id OR NOT v_user.pending_verification)) THEN
         RAISE EXCEPTION 'a user with this name or email already exists' USING ERRCODE = 'GW001';
     END IF;
+    IF v_user.id IS NULL OR v_user.pending_verification THEN
+        PERFORM daemon.user_names_check(p_username, p_email, v_user.id);
+    END IF;
     IF v_user.id IS NOT NULL AND NOT v_user.pending_verification THEN
         IF p_notice_mail_id IS NOT NULL AND NOT v_user.locked THEN
             PERFORM daemon.mail_enqueue(p_notice_mail_id, 'account_exists', p_email,

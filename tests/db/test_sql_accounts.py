@@ -70,6 +70,21 @@ async def test_a_failed_registration_queues_nothing(db: asyncpg.Connection) -> N
     assert await db.fetchval("SELECT count(*) FROM mail.outbox") == 0
 
 
+async def test_an_email_that_is_another_accounts_user_name_is_refused(
+    db: asyncpg.Connection,
+) -> None:
+    """Sign-in takes a user name or an email (daemon.user_lookup prefers the name): a
+    registration whose email is an existing account's user name would make an account that can
+    never sign in by its email, so it is refused as daemon.user_add refuses it (review)."""
+    await db.execute(
+        "SELECT daemon.user_add('dora@accounts.example', $1, 'dora.real@accounts.example', 'D')",
+        HASH,
+    )
+    with pytest.raises(UserExistsError):
+        await register(db, "dora@accounts.example", "dora2", token())
+    assert await db.fetchval("SELECT count(*) FROM mail.outbox") == 0
+
+
 async def test_recovery_for_an_unknown_email_does_nothing(db: asyncpg.Connection) -> None:
     made = await store.account_recover(
         db, email="nobody@accounts.example", token_hash=token(), ttl=1800, continue_to=None,
