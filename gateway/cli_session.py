@@ -185,8 +185,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     since = parse_since(args.since, datetime.now(UTC)) if args.since is not None else None
 
     async def work(conn: Any) -> list[audit_store.AuditEvent]:
+        user_id = await _user_id(conn, args.user) if args.user is not None else None
         return await audit_store.audit_list(
-            conn, username=args.user, kinds=kinds, since=since, limit=args.limit
+            conn, user_id=user_id, kinds=kinds, since=since, limit=args.limit
         )
 
     events: list[audit_store.AuditEvent] = _run(args, work)

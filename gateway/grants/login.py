@@ -48,6 +48,7 @@ async def check_password(
     if not ok or account is None or usable_hash is None:
         await store.login_failure(
             ctx.db,
+            user_id=account.user_id if account is not None else None,
             login=username,
             client_id=client_id,
             origin=origin,

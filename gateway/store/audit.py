@@ -40,29 +40,21 @@ def _event(row: asyncpg.Record) -> AuditEvent:
 async def audit_list(
     db: Executor,
     *,
-    username: str | None,
+    user_id: UUID | None,
     kinds: tuple[str, ...] | None,
     since: datetime | None,
     limit: int,
 ) -> list[AuditEvent]:
-    """``daemon.audit_list``: the newest ``limit`` events, oldest first; ``UnknownUserError``
-    (GW003) for a user name that names nobody."""
+    """``daemon.audit_list``: the newest ``limit`` events (of ``user_id`` when given), oldest
+    first."""
     with sql_errors():
         rows = await db.fetch(
             "SELECT * FROM daemon.audit_list($1, $2, $3, $4)",
-            username,
+            user_id,
             list(kinds) if kinds is not None else None,
             since,
             limit,
         )
-    return [_event(row) for row in rows]
-
-
-async def audit_emit(db: Executor, limit: int) -> list[AuditEvent]:
-    """``daemon.audit_emit``: the next events to write to the log, the cursor moved past them
-    in the caller's transaction; empty when another process is the writer."""
-    with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.audit_emit($1)", limit)
     return [_event(row) for row in rows]
 
 
@@ -79,10 +71,3 @@ async def emit_audit_events(
             if events:
                 write(events)
     return len(events)
-
-
-async def audit_after(db: Executor, after_id: int, limit: int) -> list[AuditEvent]:
-    """``daemon.audit_after``: events after ``after_id``, oldest first."""
-    with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.audit_after($1, $2)", after_id, limit)
-    return [_event(row) for row in rows]

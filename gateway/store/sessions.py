@@ -155,16 +155,19 @@ async def consent_grant(
 async def login_failure(
     db: Executor,
     *,
+    user_id: UUID | None,
     login: str,
     client_id: str | None,
     origin: str,
     ip: str | None,
     user_agent: str | None,
 ) -> None:
-    """``daemon.login_failure``: audit a failed sign-in (never the password)."""
+    """``daemon.login_failure``: audit a failed sign-in (never the password); ``user_id``: the
+    account the name refers to, when there is one."""
     with sql_errors():
         await db.execute(
-            "SELECT daemon.login_failure($1, $2, $3, $4, $5)",
+            "SELECT daemon.login_failure($1, $2, $3, $4, $5, $6)",
+            user_id,
             login[:320],
             client_id,
             origin,

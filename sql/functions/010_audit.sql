@@ -40,26 +40,17 @@ COMMENT ON FUNCTION daemon.audit(text, uuid, text, uuid, inet, jsonb) IS
     'Record a security event; actor, User-Agent (and the address when p_ip is NULL) come from '
     'daemon.audit_context. Callers never pass secrets in p_detail.';
 
+DROP FUNCTION IF EXISTS daemon.audit_list(text, text[], timestamptz, integer);  -- by user id
 CREATE OR REPLACE FUNCTION daemon.audit_list(
-    p_username text, p_kinds text[], p_since timestamptz, p_limit integer
+    p_user_id uuid, p_kinds text[], p_since timestamptz, p_limit integer
 ) RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
                  client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_user uuid;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
         RAISE EXCEPTION 'limit must be 1 to 100000' USING ERRCODE = 'GW002';
-    END IF;
-    IF p_username IS NOT NULL THEN
-        SELECT u.id INTO v_user FROM auth.users u
-        WHERE lower(u.username) = lower(p_username) OR lower(u.email) = lower(p_username)
-        ORDER BY lower(u.username) = lower(p_username) DESC LIMIT 1;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'no such user' USING ERRCODE = 'GW003';
-        END IF;
     END IF;
     -- The newest p_limit events, returned oldest first (as a log reads).
     RETURN QUERY
@@ -67,7 +58,7 @@ BEGIN
             SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id,
                    e.ip, e.user_agent, e.detail
             FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
-            WHERE (v_user IS NULL OR e.user_id = v_user)
+            WHERE (p_user_id IS NULL OR e.user_id = p_user_id)
               AND (p_kinds IS NULL OR e.kind = ANY (p_kinds))
               AND (p_since IS NULL OR e.at >= p_since)
             ORDER BY e.id DESC
@@ -75,25 +66,12 @@ BEGIN
         ORDER BY newest.id;
 END;
 $$;
-COMMENT ON FUNCTION daemon.audit_list(text, text[], timestamptz, integer) IS
-    'The newest p_limit audit events (oldest first), of one user (name or email) and of some kinds '
-    'when given, since p_since when given. GW003 for an unknown user, GW002 for a bad limit.';
+COMMENT ON FUNCTION daemon.audit_list(uuid, text[], timestamptz, integer) IS
+    'The newest p_limit audit events (oldest first), of one user and of some kinds when given, '
+    'since p_since when given (the caller finds the user as every command does: '
+    'daemon.user_lookup). GW002 for a bad limit.';
 
-CREATE OR REPLACE FUNCTION daemon.audit_after(p_id bigint, p_limit integer)
-RETURNS TABLE (id bigint, at timestamptz, kind text, actor text, user_id uuid, username text,
-               client_id text, session_id uuid, ip inet, user_agent text, detail jsonb)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT e.id, e.at, e.kind, e.actor, e.user_id, u.username, e.client_id, e.session_id, e.ip,
-           e.user_agent, e.detail
-    FROM audit.event e LEFT JOIN auth.users u ON u.id = e.user_id
-    WHERE e.id > p_id
-    ORDER BY e.id
-    LIMIT p_limit;
-$$;
-COMMENT ON FUNCTION daemon.audit_after(bigint, integer) IS
-    'Audit events after id p_id, oldest first, at most p_limit: what the log follower writes next';
+DROP FUNCTION IF EXISTS daemon.audit_after(bigint, integer);  -- unused: the SIEM output follows by transaction (audit_emit)
 
 DROP FUNCTION IF EXISTS daemon.audit_emit(integer, integer);  -- by transaction now (0014)
 CREATE OR REPLACE FUNCTION daemon.audit_emit(p_limit integer)

@@ -2,35 +2,29 @@
 -- Ending a session always goes through daemon.session_revoke, the one place that ends sessions
 -- (token families, the revocation notice to every token handler, back-channel logout).
 
+DROP FUNCTION IF EXISTS daemon.login_failure(text, text, text, inet, text);  -- p_user_id added
 CREATE OR REPLACE FUNCTION daemon.login_failure(
-    p_login text, p_client_id text, p_origin text, p_ip inet, p_user_agent text
+    p_user_id uuid, p_login text, p_client_id text, p_origin text, p_ip inet, p_user_agent text
 ) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_user uuid;
 BEGIN
     PERFORM daemon.audit_context(NULL, p_ip, p_user_agent);
-    -- The account the name refers to, when there is one (as daemon.user_lookup finds it).
-    SELECT u.id INTO v_user FROM auth.users u
-    WHERE lower(u.username) = lower(p_login)
-       OR (position('@' IN p_login) > 0 AND lower(u.email) = lower(p_login))
-    ORDER BY lower(u.username) = lower(p_login) DESC
-    LIMIT 1;
-    -- The name as typed only when it names an account: an unknown "name" may be a password
-    -- typed into the wrong field, and the audit goes to operators and SIEMs.
-    PERFORM daemon.audit('login.failure', v_user, p_client_id, NULL, p_ip,
-                         CASE WHEN v_user IS NOT NULL
+    -- The name as typed only when it names an account (p_user_id: the caller looked it up):
+    -- an unknown "name" may be a password typed into the wrong field, and the audit goes to
+    -- operators and SIEMs.
+    PERFORM daemon.audit('login.failure', p_user_id, p_client_id, NULL, p_ip,
+                         CASE WHEN p_user_id IS NOT NULL
                               THEN jsonb_build_object('login', left(p_login, 128), 'origin', p_origin)
                               ELSE jsonb_build_object('login_length', length(p_login),
                                                       'origin', p_origin) END);
 END;
 $$;
-COMMENT ON FUNCTION daemon.login_failure(text, text, text, inet, text) IS
+COMMENT ON FUNCTION daemon.login_failure(uuid, text, text, text, inet, text) IS
     'Audit a failed sign-in (wrong password, unknown or locked account): login.failure with the '
-    'account it names and the name as typed (128 characters at most), or for an unknown name only '
-    'its length (it may be a password typed into the name field); never the password';
+    'account the caller found for the name (p_user_id) and the name as typed (128 characters at '
+    'most), or for an unknown name only its length; never the password';
 
 CREATE OR REPLACE FUNCTION daemon.session_list(p_user_id uuid, p_include_over boolean)
 RETURNS TABLE (session_id uuid, client_id text, app text, kind text, ip inet, user_agent text,
