@@ -13,7 +13,6 @@ first, then the oldest tenth: a busy process never drops every session at once.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from gateway.http.cookies import (
     parse_refresh,
     unseal_cookie,
 )
+from gateway.proxy.expiring import Expiring
 from gateway.tokens.external import parse_access_cookie, principal_claims
 from gateway.tokens.jwt import ACCESS_TOKEN_TYP, TokenInvalid, Verifier
 from gateway.tokens.seal import Sealer
@@ -51,34 +51,17 @@ class VerifiedTokens:
 
     def __init__(self, now: Now = time.time, limit: int = MAX_CACHED) -> None:
         self._now = now
-        self._limit = limit
-        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._entries: Expiring[bytes, Principal] = Expiring(limit)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> Principal | None:
-        digest = _digest(key)
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] <= self._now():
-            del self._entries[digest]
-            return None
-        return entry[1]
+        return self._entries.get(_digest(key), self._now())
 
     def put(self, key: str, principal: Principal) -> None:
-        if len(self._entries) >= self._limit:
-            self._make_room()
-        self._entries[_digest(key)] = (float(principal.claims["exp"]), principal)
-
-    def _make_room(self) -> None:
-        now = self._now()
-        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        excess = len(self._entries) - self._limit + max(1, self._limit // 10)
-        if excess > 0:  # the oldest first (a dict keeps insertion order)
-            for digest in list(itertools.islice(self._entries, excess)):
-                del self._entries[digest]
+        until = float(principal.claims["exp"])
+        self._entries.put(_digest(key), principal, until, self._now())
 
     def clear(self) -> None:
         self._entries.clear()

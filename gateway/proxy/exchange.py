@@ -23,6 +23,7 @@ from gateway.keys import REQUEST_ID
 from gateway.proxy import headers as hop
 from gateway.proxy.client import Timeouts
 from gateway.proxy.credentials import NOTHING, Presented, Principal, VerifiedTokens, split_cookies
+from gateway.proxy.expiring import Expiring
 from gateway.proxy.refresh import Deliveries, Refresher, Renewed
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.upstreams import Upstreams
@@ -64,19 +65,13 @@ class RefusedTokens:
 
     def __init__(self, now: Now = time.time) -> None:
         self._now = now
-        self._until: dict[str, float] = {}
+        self._until: Expiring[str, bool] = Expiring(self.LIMIT)
 
     def __contains__(self, token: str) -> bool:
-        until = self._until.get(token)
-        return until is not None and until > self._now()
+        return self._until.get(token, self._now()) is not None
 
     def add(self, token: str, expires: float) -> None:
-        if len(self._until) >= self.LIMIT:
-            now = self._now()
-            self._until = {k: v for k, v in self._until.items() if v > now}
-            if len(self._until) >= self.LIMIT:
-                self._until.clear()
-        self._until[token] = expires
+        self._until.put(token, True, expires, self._now())
 
 
 @dataclass

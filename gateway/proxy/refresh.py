@@ -24,6 +24,7 @@ from gateway.grants.issue import GENERATION_CLAIM, TokenResult
 from gateway.grants.refresh_token import refresh
 from gateway.http.cookies import RefreshCookie
 from gateway.oauth.errors import InvalidClientError
+from gateway.proxy.expiring import Expiring
 from gateway.tokens.external import ExternalTokens
 
 MAX_REMEMBERED = 10_000
@@ -35,13 +36,13 @@ Renewed = TokenResult | ExternalTokens
 class Refresher:
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Task[Renewed]] = {}
-        self._recent: dict[str, tuple[float, Renewed]] = {}
+        self._recent: Expiring[str, Renewed] = Expiring(MAX_REMEMBERED)
 
     async def refresh(self, ctx: Context, cookie: RefreshCookie) -> Renewed:
         key = cookie.token
-        remembered = self._recent.get(key)
-        if remembered is not None and remembered[0] > ctx.authority.clock.time():
-            return remembered[1]
+        remembered = self._recent.get(key, ctx.authority.clock.time())
+        if remembered is not None:
+            return remembered
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._refresh(ctx, cookie))
@@ -62,11 +63,9 @@ class Refresher:
             raise InvalidClientError("the client of this session is no longer configured")
         result = await refresh(ctx, client, cookie.token, for_token_handler=True)
         now = ctx.authority.clock.time()  # the grace is the database's, on the same clock
-        if len(self._recent) >= MAX_REMEMBERED:
-            self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
         # Never hand out a remembered access token after it expires.
         keep = min(ctx.settings.tokens.refresh_grace, max(result.expires_in - 1, 1))
-        self._recent[cookie.token] = (now + keep, result)
+        self._recent.put(cookie.token, result, now + keep, now)
         return result
 
 
