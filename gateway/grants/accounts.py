@@ -23,7 +23,6 @@ poisoning), and keep working until they expire even if the site's switch is turn
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -33,13 +32,13 @@ from gateway.config.loader import Config
 from gateway.config.model import SiteAccounts
 from gateway.grants import organizations
 from gateway.grants.context import Context
+from gateway.grants.issue import secret_hash
 from gateway.grants.organizations import (
     BadValue,
     UsernameTaken,
     check_email,
     check_name,
     new_token,
-    token_hash,
     well_formed,
 )
 from gateway.mail.message import OutgoingMail
@@ -148,8 +147,7 @@ async def register(
     if problem:
         raise BadValue(problem)
     await throttle_request(ctx, email)
-    loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
+    password_hash = await ctx.authority.hash_password(password)
     token, digest = new_token()
     expires = datetime.fromtimestamp(ctx.now + accounts.verify_ttl, UTC)
     issuer = ctx.issuer
@@ -208,7 +206,7 @@ async def open_link(ctx: Context, token: str | None, purpose: str) -> AccountLin
     or expired one."""
     if token is None or not well_formed(token):
         raise errors.AccountLinkUnknown("this link is not valid")
-    found = await store.account_link_lookup(ctx.db, token_hash(token), purpose)
+    found = await store.account_link_lookup(ctx.db, secret_hash(token), purpose)
     if found is None:
         raise errors.AccountLinkUnknown("this link is not valid")
     if found.state == "used":
@@ -222,7 +220,7 @@ async def verify(ctx: Context, token: str) -> LinkUsed:
     """Use a verification link: the account may sign in from now on."""
     if not well_formed(token):
         raise errors.AccountLinkUnknown("this link is not valid")
-    return await store.account_verify(ctx.db, token_hash(token))
+    return await store.account_verify(ctx.db, secret_hash(token))
 
 
 async def reset(ctx: Context, token: str, password: str) -> LinkUsed:
@@ -233,6 +231,5 @@ async def reset(ctx: Context, token: str, password: str) -> LinkUsed:
     problem = check_new_password(password)
     if problem:
         raise BadValue(problem)
-    loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
-    return await store.account_reset(ctx.db, token_hash(token), password_hash)
+    password_hash = await ctx.authority.hash_password(password)
+    return await store.account_reset(ctx.db, secret_hash(token), password_hash)

@@ -122,6 +122,11 @@ class Authority:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.passwords.verify, password_hash, password)
 
+    async def hash_password(self, password: str) -> str:
+        """A new password's argon2id hash, off the event loop (slow on purpose)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.passwords.hash, password)
+
 
 @dataclass(frozen=True)
 class Context:

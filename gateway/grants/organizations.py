@@ -11,10 +11,7 @@ in SQL (sql/functions/090_organizations.sql).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import re
-import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from gateway import errors
 from gateway.config.loader import Config
+from gateway.grants import issue
 from gateway.grants.context import Context
 from gateway.grants.live import live_token
 from gateway.mail.message import OutgoingMail
@@ -133,13 +131,9 @@ def check_role(role: str) -> str:
 
 
 def new_token() -> tuple[str, bytes]:
-    """An invitation token and the hash the database keeps."""
-    token = secrets.token_urlsafe(32)
-    return token, token_hash(token)
-
-
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+    """A link's token (invitation, account link) and the hash the database keeps."""
+    token = issue.new_secret()
+    return token, issue.secret_hash(token)
 
 
 def well_formed(token: str | None) -> bool:
@@ -332,7 +326,7 @@ async def open_invitation(ctx: Context, token: str | None) -> store.InvitationVi
     malformed, unknown, used, revoked or expired one, or one of a removed organisation."""
     if token is None or not well_formed(token):
         raise errors.InvitationUnknown("this invitation link is not valid")
-    view = await store.invitation_lookup(ctx.db, token_hash(token))
+    view = await store.invitation_lookup(ctx.db, issue.secret_hash(token))
     if view is None:
         raise errors.InvitationUnknown("this invitation link is not valid")
     unusable = UNUSABLE.get(view.state)
@@ -345,7 +339,7 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
     """Redeem an invitation by registering (``daemon.invitation_register``): the new user's id.
     ``BadValue`` for a name or password that cannot be used."""
     username = check_username(username)
-    view = await store.invitation_lookup(ctx.db, token_hash(token))
+    view = await store.invitation_lookup(ctx.db, issue.secret_hash(token))
     if "@" in username and (view is None or username.lower() != view.email.lower()):
         # Sign-in takes a user name or an email: a name that looks like an email must be yours.
         raise BadValue("a user name with @ must be your email address", "register_username_email")
@@ -356,14 +350,17 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
     problem = check_new_password(password)
     if problem:
         raise BadValue(problem, "register_password_bad")
-    loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(None, ctx.authority.passwords.hash, password)
+    password_hash = await ctx.authority.hash_password(password)
     try:
         return await store.invitation_register(
-            ctx.db, token_hash(token), username=username, name=name, password_hash=password_hash
+            ctx.db,
+            issue.secret_hash(token),
+            username=username,
+            name=name,
+            password_hash=password_hash,
         )
     except UserExistsError:
-        again = await store.invitation_lookup(ctx.db, token_hash(token))
+        again = await store.invitation_lookup(ctx.db, issue.secret_hash(token))
         if again is not None and again.user_id is not None:  # the email registered meanwhile
             raise errors.InvitationAccountExists("an account with this email exists") from None
         raise UsernameTaken("this user name is taken", "register_username_taken") from None
@@ -371,7 +368,7 @@ async def register(ctx: Context, token: str, *, username: str, name: str, passwo
 
 async def accept(ctx: Context, token: str, user_id: UUID) -> str:
     """Redeem an invitation with the signed-in account whose email it names; the alias."""
-    return await store.invitation_accept(ctx.db, token_hash(token), user_id)
+    return await store.invitation_accept(ctx.db, issue.secret_hash(token), user_id)
 
 
 # --- what the admin API does, each checked against the actor --------------------------------

@@ -106,7 +106,7 @@ def test_inviting_a_member_says_so(env: dict[str, str], database_url: str) -> No
 
     import asyncpg
 
-    from gateway.grants.organizations import token_hash
+    from gateway.grants.issue import secret_hash as token_hash
 
     async def accept() -> None:
         conn = await asyncpg.connect(database_url)

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from gateway.grants import organizations as orgs
+from gateway.grants.issue import secret_hash
 from gateway.keys import CONFIG
 from gateway.store import organizations as org_store
 from tests.http.checklist import serving
@@ -119,7 +120,7 @@ async def make_member(api: Client, database_url: str, alias: str, user: str, rol
         )  # fmt: skip
         token = made.link.rsplit("token=", 1)[1]
         user_id = await conn.fetchval("SELECT id FROM auth.users WHERE username = $1", user)
-        await org_store.invitation_accept(conn, orgs.token_hash(token), user_id)
+        await org_store.invitation_accept(conn, secret_hash(token), user_id)
     finally:
         await conn.close()
 
