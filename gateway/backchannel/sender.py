@@ -46,7 +46,7 @@ from gateway.store import backchannel as store
 from gateway.store.backchannel import BackchannelWakeups, ClaimedLogout
 from gateway.store.pool import Executor
 from gateway.store.wakeups import listening
-from gateway.tokens.jwt import mint, mint_hs256
+from gateway.tokens.jwt import mint_for
 from gateway.tokens.keys import KeyRing
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ def logout_token(
         now=now,
         jti=str(uuid.uuid4()),
     )
-    secret = client.config.client_secret
-    if client.config.algorithm == "HS256" and secret is not None:
-        return mint_hs256(claims, secret.get_secret_value().encode(), LOGOUT_TOKEN_TYP)
-    return mint(claims, ring.signing, LOGOUT_TOKEN_TYP)
+    return mint_for(claims, ring, LOGOUT_TOKEN_TYP, client.config.hs256_key)
 
 
 def _one_line(text: str) -> str:

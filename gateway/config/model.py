@@ -888,6 +888,14 @@ class AppConfig(Strict):
         return self.jwks_uri or self.cert_uri or self.auth_provider_x509_cert_url
 
     @property
+    def hs256_key(self) -> bytes | None:
+        """The key of this client's HS256 tokens (its secret), when its tokens are HS256; None:
+        the gateway's own signing key signs them."""
+        if self.algorithm == "HS256" and self.client_secret is not None:
+            return self.client_secret.get_secret_value().encode()
+        return None
+
+    @property
     def effective_token_delivery(self) -> str:
         """HS256 clients get their tokens in the body only: the gateway never accepts an HS256
         token back, so it sets no cookies for them."""

@@ -22,7 +22,7 @@ from gateway.oauth.rfc6749 import format_scope
 from gateway.store import organizations as org_store
 from gateway.store import sessions as session_store
 from gateway.store.sessions import Login
-from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint, mint_hs256
+from gateway.tokens.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, mint_for
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 SECRET_EXTRAS = frozenset({"secret"})
@@ -185,9 +185,7 @@ def mint_id_token(
 
 
 def _sign(ctx: Context, client: Client, claims: dict[str, Any], typ: str) -> str:
-    if client.config.algorithm == "HS256" and client.config.client_secret is not None:
-        return mint_hs256(claims, client.config.client_secret.get_secret_value().encode(), typ)
-    return mint(claims, ctx.authority.keyring.signing, typ)
+    return mint_for(claims, ctx.authority.keyring, typ, client.config.hs256_key)
 
 
 def user_profile(

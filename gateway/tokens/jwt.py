@@ -79,6 +79,14 @@ def mint(claims: Mapping[str, Any], key: SigningKey, typ: str) -> str:
     )
 
 
+def mint_for(claims: Mapping[str, Any], ring: KeyRing, typ: str, hs256_key: bytes | None) -> str:
+    """Signed as a client's tokens are: with its HS256 key when it has one, else the ring's
+    signing key."""
+    if hs256_key is not None:
+        return mint_hs256(claims, hs256_key, typ)
+    return mint(claims, ring.signing, typ)
+
+
 def mint_hs256(claims: Mapping[str, Any], secret: bytes, typ: str) -> str:
     return jwt.encode(dict(claims), secret, algorithm="HS256", headers={"typ": typ})
 
