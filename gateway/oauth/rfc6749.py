@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -186,10 +186,15 @@ class AuthorizationRequest:
         return "openid" in self.scope
 
 
-def build_redirect(uri: str, params: dict[str, str], *, fragment: bool) -> str:
-    """``uri`` with ``params`` added to its query (keeping what is there) or set as fragment."""
+def build_redirect(
+    uri: str, params: Mapping[str, str] | Sequence[tuple[str, str]], *, fragment: bool
+) -> str:
+    """``uri`` with ``params`` added to its query (keeping what is there) or set as fragment;
+    ``uri`` unchanged when there are none."""
     parts = urlsplit(uri)
     encoded = urlencode(params)
+    if not encoded:
+        return uri
     if fragment:
         return urlunsplit(parts._replace(fragment=encoded))
     query = f"{parts.query}&{encoded}" if parts.query else encoded

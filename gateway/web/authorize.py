@@ -280,10 +280,7 @@ def _site_login_page(
     request: web.Request, config: Config, auth_request: AuthorizationRequest
 ) -> str | None:
     """A site's own login page (``conf/sites``) for this host, if it has one."""
-    name = config.site_for_host(request.host or "")
-    if name is None:
-        return None
-    site_pages = config.sites[name].oauth2
+    site_pages = config.site_pages(request.host or "")
     if "secret" in auth_request.prompt:
         if site_pages.secret is not None:
             return site_pages.secret

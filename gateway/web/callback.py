@@ -14,12 +14,11 @@ The code is never logged (the access log has no query strings).
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
 from aiohttp import web
 
 from gateway.http import pages
 from gateway.keys import CONFIG
+from gateway.oauth.rfc6749 import build_redirect
 from gateway.web.authorize import redirect
 
 routes = web.RouteTableDef()
@@ -34,13 +33,4 @@ async def callback(request: web.Request) -> web.Response:
     pairs = list(request.query.items())
     if page is None:
         return pages.callback_page(request, pairs[:SHOWN_PARAMS])
-    return redirect(with_query(page, pairs))
-
-
-def with_query(page: str, pairs: list[tuple[str, str]]) -> str:
-    """``page`` with ``pairs`` appended to its query (percent-encoded again)."""
-    if not pairs:
-        return page
-    parts = urlsplit(page)
-    encoded = urlencode(pairs)
-    return urlunsplit(parts._replace(query=f"{parts.query}&{encoded}" if parts.query else encoded))
+    return redirect(build_redirect(page, pairs, fragment=False))
