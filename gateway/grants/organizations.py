@@ -275,10 +275,6 @@ class Actor:
     user_id: UUID | None
     display: str | None = None  # the user's name, for the invitation email
 
-    @property
-    def is_service(self) -> bool:
-        return self.user_id is None
-
 
 async def admin_actor(ctx: Context, token: str) -> Actor:
     """The caller behind a Bearer access token of this gateway that holds the management
