@@ -40,6 +40,7 @@ from gateway.oauth.params import Params
 from gateway.oauth.rfc7636 import s256
 from gateway.store import external
 from gateway.store import grants as grant_store
+from gateway.store import sessions as session_store
 from gateway.tokens.external import ExternalTokens, profile
 from gateway.tokens.jwt import ID_TOKEN_TYP, TokenInvalid, inspect
 from gateway.tokens.remote import verify_issued_token
@@ -627,7 +628,7 @@ async def mark_external_delivered(ctx: Context, predecessor: str) -> None:
 
 async def end_session(ctx: Context, session: str) -> None:
     """End an external session that was started but cannot be used."""
-    await external.external_session_end(ctx.db, uuid.UUID(session), "unusable")
+    await session_store.session_revoke(ctx.db, uuid.UUID(session), "unusable")
 
 
 async def end_external(ctx: Context, refresh_token: str, source: str) -> None:

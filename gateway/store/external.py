@@ -27,13 +27,6 @@ async def external_session_start(
     return expires
 
 
-async def external_session_end(db: Executor, session_id: UUID, reason: str) -> bool:
-    """End a session (as ``daemon.session_revoke`` does for any session); False if it was over."""
-    with sql_errors():
-        ended: bool = await db.fetchval("SELECT daemon.session_revoke($1, $2)", session_id, reason)
-    return ended
-
-
 @dataclass(frozen=True)
 class Claim:
     """``outcome``: claimed, pending, done, replayed, refused or ended (the session is over)."""
