@@ -235,9 +235,8 @@ def _done(request: web.Request, key: str, continue_to: str | None) -> web.Respon
 
 
 async def _link_page(
-    request: web.Request, purpose: str, token: str | None, **kw: Any
+    request: web.Request, ctx: Context, purpose: str, token: str | None, **kw: Any
 ) -> web.Response:
-    ctx = grant_context(request)
     try:
         found = await accounts.open_link(ctx, token, purpose)
     except errors.AccountLinkUnusable as exc:
@@ -254,8 +253,9 @@ async def _link_page(
     )  # fmt: skip
 
 
-async def _posted_link(request: web.Request, purpose: str) -> tuple[str, Params] | web.Response:
-    ctx = grant_context(request)
+async def _posted_link(
+    request: web.Request, ctx: Context, purpose: str
+) -> tuple[str, Params] | web.Response:
     form = parse_form(await read_body(request))
     try:
         fields = LINK_FORM.open(request, ctx, form.get("flow"))
@@ -268,15 +268,17 @@ async def _posted_link(request: web.Request, purpose: str) -> tuple[str, Params]
 
 @routes.get(accounts.VERIFY_PATH)
 async def verify_get(request: web.Request) -> web.StreamResponse:
-    return await _link_page(request, accounts.VERIFY, request.query.get("token"))
+    return await _link_page(
+        request, grant_context(request), accounts.VERIFY, request.query.get("token")
+    )
 
 
 @routes.post(accounts.VERIFY_PATH)
 async def verify_post(request: web.Request) -> web.StreamResponse:
-    posted = await _posted_link(request, accounts.VERIFY)
+    ctx = grant_context(request)  # one per request: one database budget, one configuration
+    posted = await _posted_link(request, ctx, accounts.VERIFY)
     if isinstance(posted, web.Response):
         return posted
-    ctx = grant_context(request)
     try:
         used = await accounts.verify(ctx, posted[0])
     except errors.AccountLinkUnusable as exc:
@@ -286,23 +288,25 @@ async def verify_post(request: web.Request) -> web.StreamResponse:
 
 @routes.get(accounts.RESET_PATH)
 async def reset_get(request: web.Request) -> web.StreamResponse:
-    return await _link_page(request, accounts.RESET, request.query.get("token"))
+    return await _link_page(
+        request, grant_context(request), accounts.RESET, request.query.get("token")
+    )
 
 
 @routes.post(accounts.RESET_PATH)
 async def reset_post(request: web.Request) -> web.StreamResponse:
-    posted = await _posted_link(request, accounts.RESET)
+    ctx = grant_context(request)  # one per request: one database budget, one configuration
+    posted = await _posted_link(request, ctx, accounts.RESET)
     if isinstance(posted, web.Response):
         return posted
     token, form = posted
-    ctx = grant_context(request)
     password = form.get("password", "")
     try:
         if password != form.get("password_again", ""):
             raise accounts.BadValue(pages.texts(request)["account_passwords_differ"])
         used = await accounts.reset(ctx, token, password)
     except accounts.BadValue as exc:
-        return await _link_page(request, accounts.RESET, token, status=400, error=str(exc))
+        return await _link_page(request, ctx, accounts.RESET, token, status=400, error=str(exc))
     except errors.AccountLinkUnusable as exc:
         return _problem(request, ctx, exc.state, accounts.RESET)
     return _done(request, "account_reset_done", used.continue_to)
