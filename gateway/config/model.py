@@ -149,25 +149,29 @@ def check_backchannel_logout_uri(value: str) -> str:
     return value
 
 
+def check_path_or_url(value: str, example: str, *, query: bool = True) -> str:
+    """An absolute path on this gateway's host (``example``; a query only when ``query``), or an
+    https URL (``check_provider_url``); never a fragment, a backslash or a scheme-relative
+    ``//``."""
+    if value.startswith("/") and not value.startswith("//"):
+        refused = "#\\" if query else "?#\\"
+        if any(ch in value for ch in refused) or any(ord(ch) < 0x21 for ch in value):
+            raise ValueError(f"must be a plain path such as {example}, or an https URL")
+        return value
+    return check_provider_url(value)
+
+
 def check_initiate_login_uri(value: str) -> str:
     """OIDC Registration 2: https (http only on loopback), no fragment; or a path of this
     gateway such as ``/login/start`` (the token handler's own sign-in)."""
-    if value.startswith("/") and not value.startswith("//"):
-        if any(ch in value for ch in "#\\") or any(ord(ch) < 0x21 for ch in value):
-            raise ValueError("must be a plain path such as /login/start, or an https URL")
-        return value
-    return check_provider_url(value)
+    return check_path_or_url(value, "/login/start")
 
 
 def check_endpoint(value: str) -> str:
     """An app's endpoint key: an https URL (an external provider's endpoint), or an absolute path
     such as ``/oauth2/token``, the reference's way of naming this gateway's own endpoint (only
     in ``default.json``, checked by the loader)."""
-    if value.startswith("/") and not value.startswith("//"):
-        if any(ch in value for ch in "?#\\") or any(ord(ch) < 0x21 for ch in value):
-            raise ValueError("must be a plain path such as /oauth2/token, or an https URL")
-        return value
-    return check_provider_url(value)
+    return check_path_or_url(value, "/oauth2/token", query=False)
 
 
 def is_path(value: str | None) -> bool:
@@ -937,11 +941,7 @@ BUILTIN_IDENTIFIER = "/oauth2/identifier"
 def check_site_page(value: str) -> str:
     """A site's page: an https URL (http only on loopback), or an absolute path on the host the
     request came to (``/signin/``); never a fragment, user info or a scheme-relative ``//``."""
-    if value.startswith("/") and not value.startswith("//"):
-        if any(ch in value for ch in "#\\") or any(ord(ch) < 0x21 for ch in value):
-            raise ValueError("must be a plain path such as /signin/, or an https URL")
-        return value
-    return check_provider_url(value)
+    return check_path_or_url(value, "/signin/")
 
 
 SitePage = Annotated[str, AfterValidator(check_site_page)]
