@@ -23,6 +23,7 @@ from gateway.command import (
     EXIT_USAGE,
     CommandError,
     Parser,
+    iso,
 )
 from gateway.command import connected as _connected
 from gateway.command import load as _load
@@ -375,15 +376,11 @@ def _outbox_json(entry: mail_store.OutboxEntry) -> dict[str, Any]:
         "state": entry.state,
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "next_attempt_at": _iso(entry.next_attempt_at),
-        "created_at": _iso(entry.created_at),
-        "sent_at": _iso(entry.sent_at),
-        "failed_at": _iso(entry.failed_at),
+        "next_attempt_at": iso(entry.next_attempt_at),
+        "created_at": iso(entry.created_at),
+        "sent_at": iso(entry.sent_at),
+        "failed_at": iso(entry.failed_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _when(moment: datetime | None) -> str:
@@ -430,10 +427,10 @@ def _logout_json(entry: logout_store.LogoutEntry) -> dict[str, Any]:
         "state": entry.state,
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "next_attempt_at": _iso(entry.next_attempt_at),
-        "created_at": _iso(entry.created_at),
-        "sent_at": _iso(entry.sent_at),
-        "failed_at": _iso(entry.failed_at),
+        "next_attempt_at": iso(entry.next_attempt_at),
+        "created_at": iso(entry.created_at),
+        "sent_at": iso(entry.sent_at),
+        "failed_at": iso(entry.failed_at),
     }
 
 

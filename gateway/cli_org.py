@@ -8,22 +8,17 @@ used). Messages go to stderr in one line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
 from gateway import errors
 from gateway.authority import build_master
-from gateway.command import EXIT_OK, EXIT_USAGE, CommandError
-from gateway.command import connected as _connected
-from gateway.command import load as _load
-from gateway.command import locate as _locate
+from gateway.command import EXIT_OK, EXIT_USAGE, CommandError, run_on_database
 from gateway.command import print_table as _print_table
 from gateway.config.loader import Config
 from gateway.errors import InvitationUnusable, OrganizationError
 from gateway.grants import organizations as orgs
 from gateway.store import organizations as store
-from gateway.store.migrate import migrate
 from gateway.themes import Themes
 
 ACTOR = "cli"
@@ -31,22 +26,12 @@ ACTOR = "cli"
 
 def _run(args: argparse.Namespace, work: Any) -> Any:
     """Run ``work(config, conn)`` against the configured database; errors as one line."""
-    config = _load(args)
-    location = _locate(config)
-
-    async def go() -> Any:
-        async with _connected(config, location.dsn) as conn:
-            await migrate(conn)
-            return await work(config, conn)
-
     try:
-        return asyncio.run(go())
+        return run_on_database(args, work)
     except orgs.BadValue as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
     except (OrganizationError, InvitationUnusable) as exc:
         raise CommandError(_explain(exc, args)) from exc
-    finally:
-        location.close()
 
 
 def _explain(exc: Exception, args: argparse.Namespace) -> str:

@@ -9,17 +9,13 @@ in one line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from gateway.command import EXIT_OK, EXIT_USAGE, CommandError
-from gateway.command import connected as _connected
-from gateway.command import load as _load
-from gateway.command import locate as _locate
+from gateway.command import EXIT_OK, EXIT_USAGE, CommandError, iso, run_on_database
 from gateway.command import print_table as _print_table
 from gateway.config.loader import Config
 from gateway.grants.audit_log import audit_json
@@ -28,7 +24,6 @@ from gateway.grants.sessions import ENDED_BY_OPERATOR
 from gateway.store import audit as audit_store
 from gateway.store import sessions as store
 from gateway.store.errors import InvalidInputError, UnknownUserError
-from gateway.store.migrate import migrate
 
 ACTOR = "cli"
 RELATIVE = re.compile(r"^(\d{1,6})([smhd])$")
@@ -38,22 +33,16 @@ KIND = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 
 def _run(args: argparse.Namespace, work: Any) -> Any:
     """Run ``work(conn)`` against the configured database; errors as one line."""
-    config: Config = _load(args)
-    location = _locate(config)
 
-    async def go() -> Any:
-        async with _connected(config, location.dsn) as conn:
-            await migrate(conn)
-            return await work(conn)
+    async def on(_config: Config, conn: Any) -> Any:
+        return await work(conn)
 
     try:
-        return asyncio.run(go())
+        return run_on_database(args, on)
     except UnknownUserError as exc:
         raise CommandError(f"there is no user {getattr(args, 'user', '')!r}") from exc
     except InvalidInputError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
-    finally:
-        location.close()
 
 
 async def _user_id(conn: Any, name: str) -> UUID:
@@ -61,10 +50,6 @@ async def _user_id(conn: Any, name: str) -> UUID:
     if account is None:
         raise UnknownUserError("there is no such user")
     return account.user_id
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _when(moment: datetime) -> str:
@@ -108,10 +93,10 @@ def _session_json(s: store.SessionInfo) -> dict[str, Any]:
         "device": describe_device(s.user_agent),
         "user_agent": s.user_agent,
         "address": s.ip,
-        "started": _iso(s.created_at),
-        "last_used": _iso(s.last_seen_at),
-        "expires": _iso(s.expires_at),
-        "ended": _iso(s.revoked_at),
+        "started": iso(s.created_at),
+        "last_used": iso(s.last_seen_at),
+        "expires": iso(s.expires_at),
+        "ended": iso(s.revoked_at),
         "ended_reason": s.revoked_reason,
         "state": s.state,
     }

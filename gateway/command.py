@@ -4,16 +4,21 @@ configuration, finding and connecting to the database, printing a table."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from gateway.config.loader import DEFAULT_CONFIG, Config, config_path_from_env, load_config
 from gateway.errors import ConfigError, StoreError
+from gateway.store.migrate import migrate
 from gateway.store.pool import Connection, DatabaseLocation, connect, locate_database
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -64,6 +69,30 @@ async def connected(config: Config, dsn: str) -> AsyncIterator[Connection]:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def run_on_database(
+    args: argparse.Namespace, work: Callable[[Config, Connection], Awaitable[T]]
+) -> T:
+    """``work(config, conn)`` on the configured database, migrated first (a command's one
+    connection; the embedded PostgreSQL, if started for it, stopped after)."""
+    config = load(args)
+    location = locate(config)
+
+    async def go() -> T:
+        async with connected(config, location.dsn) as conn:
+            await migrate(conn)
+            return await work(config, conn)
+
+    try:
+        return asyncio.run(go())
+    finally:
+        location.close()
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A time in JSON output."""
+    return moment.isoformat() if moment is not None else None
 
 
 def printable(cell: str) -> str:
