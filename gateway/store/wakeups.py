@@ -28,7 +28,7 @@ class Listener:
     to report (``went_up``, ``lost``, ``went_down``). The revocation feed and the wake-ups of the
     mail and back-channel logout senders are listeners."""
 
-    heartbeat_seconds = 5.0
+    heartbeat_seconds = HEARTBEAT_SECONDS
 
     def __init__(self, dsn: str, application_name: str) -> None:
         self._dsn = dsn
