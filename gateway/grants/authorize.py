@@ -131,14 +131,7 @@ async def _issue(
             params["id_token"] = issue.mint_id_token(
                 ctx,
                 client,
-                user=issue.user_profile(
-                    session.user_id,
-                    session.username,
-                    session.email,
-                    session.name,
-                    holder.organizations,
-                    email_verified=holder.email_verified,
-                ),
+                user=holder.profile(),
                 scope=request.scope,
                 session_id=session.session_id,
                 family_id=family_id,

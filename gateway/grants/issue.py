@@ -188,27 +188,6 @@ def _sign(ctx: Context, client: Client, claims: dict[str, Any], typ: str) -> str
     return mint_for(claims, ctx.authority.keyring, typ, client.config.hs256_key)
 
 
-def user_profile(
-    user_id: UUID,
-    username: str | None,
-    email: str | None,
-    name: str | None,
-    organizations: tuple[str, ...] | None = None,
-    *,
-    email_verified: bool = False,
-) -> dict[str, Any]:
-    profile: dict[str, Any] = {
-        "sub": str(user_id),
-        "username": username,
-        "email": email,
-        "email_verified": email_verified,
-        "name": name,
-    }
-    if organizations is not None:
-        profile["organization"] = list(organizations)
-    return profile
-
-
 @dataclass(frozen=True)
 class Holder:
     """Whom user tokens are for: the user's id and the claims tokens may carry
@@ -220,6 +199,19 @@ class Holder:
     name: str | None
     organizations: tuple[str, ...] | None = None
     email_verified: bool = False  # the address was shown to reach the user (a link they used)
+
+    def profile(self) -> dict[str, Any]:
+        """The user's claims as oidc.user_claims and the ID token take them."""
+        profile: dict[str, Any] = {
+            "sub": str(self.user_id),
+            "username": self.username,
+            "email": self.email,
+            "email_verified": self.email_verified,
+            "name": self.name,
+        }
+        if self.organizations is not None:
+            profile["organization"] = list(self.organizations)
+        return profile
 
 
 async def holder(
@@ -282,14 +274,7 @@ def user_tokens(
         id_token = mint_id_token(
             ctx,
             client,
-            user=user_profile(
-                holder.user_id,
-                holder.username,
-                holder.email,
-                holder.name,
-                holder.organizations,
-                email_verified=holder.email_verified,
-            ),
+            user=holder.profile(),
             scope=scope,
             session_id=session_id,
             family_id=family_id,

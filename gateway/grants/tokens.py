@@ -43,15 +43,7 @@ async def userinfo(ctx: Context, token: str) -> dict[str, Any]:
         status.name,
         email_verified=bool(status.email_verified),
     )
-    user = issue.user_profile(
-        holder.user_id,
-        holder.username,
-        holder.email,
-        holder.name,
-        holder.organizations,
-        email_verified=holder.email_verified,
-    )
-    return oidc.user_claims(user, scope)
+    return oidc.user_claims(holder.profile(), scope)
 
 
 async def revoke(ctx: Context, client: Client, params: Params) -> None:
