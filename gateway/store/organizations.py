@@ -93,7 +93,7 @@ async def org_list(db: Executor, admin: UUID | None = None) -> list[Organization
 
 async def org_get(db: Executor, alias: str) -> Organization | None:
     with sql_errors():
-        rows = await db.fetch("SELECT * FROM daemon.org_list(NULL) WHERE alias = $1", alias)
+        rows = await db.fetch("SELECT * FROM daemon.org_list(NULL, $1)", alias)
     return _organization(rows[0]) if rows else None
 
 

@@ -71,7 +71,8 @@ $$;
 COMMENT ON FUNCTION daemon.org_remove(text, text) IS
     'Remove an organisation: its members leave it; its invitations say it is gone';
 
-CREATE OR REPLACE FUNCTION daemon.org_list(p_admin uuid)
+DROP FUNCTION IF EXISTS daemon.org_list(uuid);  -- p_alias added
+CREATE OR REPLACE FUNCTION daemon.org_list(p_admin uuid, p_alias text DEFAULT NULL)
 RETURNS TABLE (alias text, name text, domains text[], members bigint, pending bigint,
                created_at timestamptz)
 LANGUAGE sql STABLE
@@ -84,13 +85,15 @@ AS $$
            o.created_at
     FROM auth.organization o
     WHERE o.removed_at IS NULL
+      AND (p_alias IS NULL OR o.alias = p_alias)
       AND (p_admin IS NULL OR EXISTS (
           SELECT 1 FROM auth.membership a
           WHERE a.organization_id = o.id AND a.user_id = p_admin AND a.role = 'admin'))
     ORDER BY o.alias;
 $$;
-COMMENT ON FUNCTION daemon.org_list(uuid) IS
-    'The live organisations with their counts (those p_admin administers, when given)';
+COMMENT ON FUNCTION daemon.org_list(uuid, text) IS
+    'The live organisations with their counts (those p_admin administers, when given; the one '
+    'with alias p_alias, when given)';
 
 CREATE OR REPLACE FUNCTION daemon.org_members(p_alias text)
 RETURNS TABLE (user_id uuid, username text, email text, name text, role text,
