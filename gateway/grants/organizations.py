@@ -331,12 +331,14 @@ async def open_invitation(ctx: Context, token: str | None) -> store.InvitationVi
     return view
 
 
-async def register(ctx: Context, token: str, *, username: str, name: str, password: str) -> UUID:
+async def register(
+    ctx: Context, token: str, *, email: str, username: str, name: str, password: str
+) -> UUID:
     """Redeem an invitation by registering (``daemon.invitation_register``): the new user's id.
-    ``BadValue`` for a name or password that cannot be used."""
+    ``email``: the invited one (``open_invitation`` read it). ``BadValue`` for a name or password
+    that cannot be used."""
     username = check_username(username)
-    view = await store.invitation_lookup(ctx.db, issue.secret_hash(token))
-    if "@" in username and (view is None or username.lower() != view.email.lower()):
+    if "@" in username and username.lower() != email.lower():
         # Sign-in takes a user name or an email: a name that looks like an email must be yours.
         raise BadValue("a user name with @ must be your email address", "register_username_email")
     try:

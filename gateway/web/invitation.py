@@ -131,7 +131,7 @@ async def invitation_post(request: web.Request) -> web.StreamResponse:
         return await _page(request, ctx, token, view, message=text, status=409)
     try:
         if view.user_id is None:
-            user_id = await _register(ctx, token, form)
+            user_id = await _register(ctx, token, view.email, form)
         else:
             user_id = await _join(request, ctx, token, view, form)
     except orgs.BadValue as exc:
@@ -165,12 +165,13 @@ class _WrongPassword(Exception):  # noqa: N818 - an answer, raised from a helper
         return page
 
 
-async def _register(ctx: Context, token: str, form: Params) -> UUID:
+async def _register(ctx: Context, token: str, email: str, form: Params) -> UUID:
     if form.get("password", "") != form.get("password_again", ""):
         raise orgs.BadValue("the two passwords are not the same", "register_password_mismatch")
     return await orgs.register(
         ctx,
         token,
+        email=email,
         username=form.get("username", ""),
         name=form.get("name", ""),
         password=form.get("password", ""),
