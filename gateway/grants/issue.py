@@ -223,11 +223,12 @@ async def holder(
     name: str | None,
     *,
     email_verified: bool = False,
+    organizations: tuple[str, ...] | None = None,
 ) -> Holder:
     """The holder of user tokens; with the ``organization`` scope, the organisations the user
     belongs to now (Keycloak 26's ``organization`` claim: a list of aliases)."""
-    organizations = None
-    if oidc.ORGANIZATION_SCOPE in scope:
+    if organizations is None and oidc.ORGANIZATION_SCOPE in scope:
+        # Unless the grant's own statement read them (daemon.refresh_token does).
         organizations = await org_store.user_organizations(ctx.db, user_id)
     return Holder(user_id, username, email, name, organizations, email_verified)
 

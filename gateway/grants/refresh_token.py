@@ -79,6 +79,7 @@ async def refresh(
             rotation.email,
             rotation.name,
             email_verified=rotation.email_verified,
+            organizations=rotation.organizations,
         )
         return issue.user_tokens(
             ctx,

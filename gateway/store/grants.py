@@ -40,6 +40,8 @@ class Rotation:
     email: str | None = None
     name: str | None = None
     email_verified: bool = False
+    # The "organization" claim when the scope asks for it (read in the same statement).
+    organizations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ async def refresh_token(
         row["email"],
         row["name"],
         bool(row["email_verified"]),
+        tuple(row["organizations"]) if row["organizations"] is not None else None,
     )
 
 

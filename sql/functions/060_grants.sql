@@ -179,7 +179,8 @@ CREATE FUNCTION daemon.refresh_token(
     p_ip inet DEFAULT NULL, p_user_agent text DEFAULT NULL, p_guard text[] DEFAULT NULL
 ) RETURNS TABLE (status text, family_id uuid, session_id uuid, user_id uuid, scope text[],
                  successor_sealed text, auth_time timestamptz, generation integer,
-                 username text, email text, name text, email_verified boolean)
+                 username text, email text, name text, email_verified boolean,
+                 organizations text[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -234,6 +235,7 @@ BEGIN
             family_id := f.id; session_id := f.session_id; user_id := f.user_id;
             scope := coalesce(p_scope, f.scope); successor_sealed := f.successor_sealed;
             auth_time := v_session.auth_time; generation := f.generation;
+            organizations := daemon.organizations_claim(f.user_id, scope);
             PERFORM daemon.audit('refresh', f.user_id, f.client_id, f.session_id, p_ip,
                                  jsonb_build_object('status', status, 'generation', f.generation));
             RETURN NEXT;
@@ -283,6 +285,7 @@ BEGIN
     family_id := f.id; session_id := f.session_id; user_id := f.user_id;
     scope := coalesce(p_scope, f.scope); successor_sealed := NULL;
     auth_time := v_session.auth_time; generation := f.generation + 1;
+    organizations := daemon.organizations_claim(f.user_id, scope);
     RETURN NEXT;
 END;
 $$;

@@ -378,3 +378,17 @@ AS $$
 $$;
 COMMENT ON FUNCTION daemon.user_organizations(uuid) IS
     'The aliases of the organisations a user belongs to (the "organization" claim)';
+
+-- The "organization" claim of user tokens when the scope asks for it (Keycloak 26): read in the
+-- grant's own statement (daemon.refresh_token), so a refresh stays one round trip.
+CREATE OR REPLACE FUNCTION daemon.organizations_claim(p_user_id uuid, p_scope text[])
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_user_id IS NOT NULL AND 'organization' = ANY (p_scope)
+                THEN daemon.user_organizations(p_user_id) END;
+$$;
+COMMENT ON FUNCTION daemon.organizations_claim(uuid, text[]) IS
+    'The user''s organisation aliases when p_scope has "organization", else NULL';
+

@@ -350,6 +350,29 @@ async def test_the_organization_scope_puts_the_aliases_in_every_token(
     assert identity["organization"] == ["acme", "globex"]
     info = await api.get("/oauth2/userinfo", headers=bearer(body["access_token"]))
     assert (await info.json())["organization"] == ["acme", "globex"]
+    # A refresh reads them again, in its own statement: a new membership is in the new token.
+    offline = await api.post(
+        "/oauth2/token",
+        data={"grant_type": "password", "username": "alice", "password": USERS["alice"][0],
+              "scope": "openid organization", "access_type": "offline"},
+        headers=basic("hub", "hub-secret-0123456789"),
+    )  # fmt: skip
+    assert offline.status == 200, await offline.text()
+    assert (await create(api, service, "initech", "Initech")).status == 201
+    await make_member(api, database_url, "initech", "alice", "member")
+    refreshed = await api.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": (await offline.json())["refresh_token"],
+        },
+        headers=basic("hub", "hub-secret-0123456789"),
+    )
+    assert refreshed.status == 200, await refreshed.text()
+    renewed = jwt.decode(
+        (await refreshed.json())["access_token"], options={"verify_signature": False}
+    )
+    assert renewed["organization"] == ["acme", "globex", "initech"]
 
     without = await user_tokens(api, "alice", "openid profile")
     assert "organization" not in jwt.decode(
