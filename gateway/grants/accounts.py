@@ -41,14 +41,12 @@ from gateway.grants.organizations import (
     new_token,
     well_formed,
 )
-from gateway.mail.message import OutgoingMail
-from gateway.mail.outbox import seal_mail
 from gateway.oauth.errors import SlowDownError
 from gateway.passwords import check_new_password
 from gateway.store import accounts as store
 from gateway.store import throttle
 from gateway.store.errors import UserExistsError
-from gateway.themes import Theme, render_mail
+from gateway.themes import Theme
 from gateway.tokens.seal import Sealer
 
 REGISTER_PATH = "/oauth2/account/register"
@@ -119,11 +117,7 @@ async def throttle_request(ctx: Context, email: str) -> None:
 
 
 def _mail(mail: AccountMail, kind: str, to: str, **context: object) -> store.QueuedMail:
-    rendered = render_mail(mail.theme, kind, mail.lang, **context)
-    message = OutgoingMail(
-        kind=kind, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html
-    )
-    return seal_mail(mail.master, message)
+    return organizations.sealed_mail(mail.theme, mail.lang, mail.master, kind, to, **context)
 
 
 async def register(

@@ -130,6 +130,18 @@ def check_role(role: str) -> str:
     return role
 
 
+def sealed_mail(
+    theme: Theme, lang: str, master: Sealer, kind: str, to: str, **context: object
+) -> tuple[UUID, str]:
+    """A mail of ``kind`` rendered from the theme's template and sealed for the outbox (its
+    id and sealed content), for the SQL function that queues it with its change."""
+    rendered = render_mail(theme, kind, lang, **context)
+    message = OutgoingMail(
+        kind=kind, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html
+    )
+    return seal_mail(master, message)
+
+
 def new_token() -> tuple[str, bytes]:
     """A link's token (invitation, account link) and the hash the database keeps."""
     token = issue.new_secret()
@@ -201,10 +213,12 @@ async def invite(
     queued = None
     if mail is not None:
         expires = datetime.fromtimestamp((time.time() if now is None else now) + ttl, UTC)
-        rendered = render_mail(
+        mail_id, sealed = sealed_mail(
             mail.theme,
-            "invitation",
             mail.lang,
+            mail.master,
+            "invitation",
+            email,
             organization_name=organization.name,
             inviter=mail.inviter,
             link=link,
@@ -212,14 +226,6 @@ async def invite(
             role=role,
             client_name=client.app if client is not None else None,
         )
-        message = OutgoingMail(
-            kind="invitation",
-            to=email,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-        )
-        mail_id, sealed = seal_mail(mail.master, message)
         queued = (mail_id, email, sealed)
     invited = await store.org_invite(
         db,
