@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -15,7 +16,6 @@ from aiohttp import web
 from gateway import keys
 from gateway.authority import build_master, ensure_signing_keys
 from gateway.backchannel.sender import LogoutSender
-from gateway.backchannel.sender import sending as sending_logouts
 from gateway.clock import Clock
 from gateway.config.holder import ConfigHolder
 from gateway.config.loader import Config
@@ -29,7 +29,8 @@ from gateway.http.cors import setup_cors
 from gateway.http.errors import REQUEST_IDS, RequestIds, gateway_middleware, prepare_response
 from gateway.http.metrics import METRICS, Metrics
 from gateway.http.pages import setup_themes
-from gateway.mail.sender import MailSender, sending
+from gateway.mail.sender import MailSender
+from gateway.outbox import OutboxSender, running
 from gateway.passwords import Passwords
 from gateway.proxy.exchange import PROXY, ProxyState
 from gateway.proxy.forward import proxy
@@ -40,9 +41,11 @@ from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.shared import SharedBuckets
 from gateway.store import sessions as user_store
 from gateway.store import users as user_writes
+from gateway.store.backchannel import CHANNEL as LOGOUT_CHANNEL
 from gateway.store.clients import sync_configured_clients
 from gateway.store.errors import UserExistsError
 from gateway.store.housekeeping import describe_deleted, housekeep_config
+from gateway.store.mail import CHANNEL as MAIL_CHANNEL
 from gateway.store.pool import BoundedPool, create_pool
 from gateway.web import (
     accounts,
@@ -187,30 +190,22 @@ async def _audit_log(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _mail(app: web.Application) -> AsyncIterator[None]:
-    """The outbox's sender (every process: the claims' leases keep replicas from sending one
-    message twice). Last in ``cleanup_ctx``, so it stops first, while the pool still works."""
-    holder = app[keys.CONFIG]
-    database = holder.current.gateway.database
-    db = BoundedPool(app[keys.POOL], database.command_timeout, clock=app[keys.CLOCK])
-    sender = MailSender(holder, db, app[keys.AUTHORITY].master, workdir=Path.cwd())
-    async with sending(sender, app[keys.DATABASE_URL]):
-        yield
-
-
-async def _backchannel_logout(app: web.Application) -> AsyncIterator[None]:
-    """The back-channel logout sender (every process, as the mail sender), with the one
-    ``aiohttp.ClientSession`` it POSTs logout tokens through. After the mail sender in
-    ``cleanup_ctx``, so it stops first, while the pool still works."""
+async def _outboxes(app: web.Application) -> AsyncIterator[None]:
+    """The outboxes' senders, mail and back-channel logout (every process: the claims' leases
+    keep replicas from sending one row twice), woken through one listening connection, with the
+    one ``aiohttp.ClientSession`` logout tokens are POSTed through. Last in ``cleanup_ctx``, so
+    they stop first, while the pool still works."""
     holder = app[keys.CONFIG]
     database = holder.current.gateway.database
     db = BoundedPool(app[keys.POOL], database.command_timeout, clock=app[keys.CLOCK])
     authority = app[keys.AUTHORITY]
+    mail = MailSender(holder, db, authority.master, workdir=Path.cwd())
     async with aiohttp.ClientSession(
         trust_env=False, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
     ) as http:
-        sender = LogoutSender(holder, db, lambda: authority.keyring, app[keys.CLOCK], http)
-        async with sending_logouts(sender, app[keys.DATABASE_URL]):
+        logouts = LogoutSender(holder, db, lambda: authority.keyring, app[keys.CLOCK], http)
+        senders: dict[str, OutboxSender[Any, Any]] = {MAIL_CHANNEL: mail, LOGOUT_CHANNEL: logouts}
+        async with running(senders, app[keys.DATABASE_URL]):
             yield
 
 
@@ -304,8 +299,7 @@ def create_app(holder: ConfigHolder, *, database_url: str) -> web.Application:
     app.cleanup_ctx.append(_reload)
     app.cleanup_ctx.append(_housekeeping)
     app.cleanup_ctx.append(_audit_log)
-    app.cleanup_ctx.append(_mail)
-    app.cleanup_ctx.append(_backchannel_logout)
+    app.cleanup_ctx.append(_outboxes)
     app[REQUEST_IDS] = RequestIds()
     app.on_response_prepare.append(prepare_response)
     app[METRICS] = Metrics()

@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from gateway.errors import GatewayError
+from gateway.store.wakeups import Wakeups, listening
 
 log = logging.getLogger(__name__)
 MAX_BATCHES = 50  # per wake-up; the next wake-up goes on where this one stopped
@@ -148,3 +149,15 @@ class OutboxSender(Generic[C, S]):
                 for claimed in held:
                     await self.release(claimed)
                 await self.stopped()
+
+
+@contextlib.asynccontextmanager
+async def running(senders: Mapping[str, OutboxSender[Any, Any]], dsn: str) -> AsyncIterator[None]:
+    """Run each sender, woken by ``NOTIFY`` on its channel (the mapping's key) through one
+    listening connection for all of them, for the duration of the block; stop them all after."""
+    async with listening(Wakeups(dsn, {channel: s.wake for channel, s in senders.items()})):
+        tasks = {channel: asyncio.create_task(s.run()) for channel, s in senders.items()}
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(s.stop(tasks[channel]) for channel, s in senders.items()))

@@ -23,7 +23,6 @@ client; never the logout token.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -41,11 +40,10 @@ from gateway.config.loader import Client, Config
 from gateway.config.model import BackchannelLogout
 from gateway.errors import GatewayError
 from gateway.oauth.oidc_backchannel import LOGOUT_TOKEN_TYP, is_delivered, logout_token_claims
-from gateway.outbox import RELEASE_TIMEOUT, OutboxSender
+from gateway.outbox import RELEASE_TIMEOUT, OutboxSender, running
 from gateway.store import backchannel as store
-from gateway.store.backchannel import BackchannelWakeups, ClaimedLogout
+from gateway.store.backchannel import ClaimedLogout
 from gateway.store.pool import Executor
-from gateway.store.wakeups import listening
 from gateway.tokens.jwt import mint_for
 from gateway.tokens.keys import KeyRing
 
@@ -214,10 +212,6 @@ class LogoutSender(OutboxSender[ClaimedLogout, BackchannelLogout]):
 
 @contextlib.asynccontextmanager
 async def sending(sender: LogoutSender, dsn: str) -> AsyncIterator[LogoutSender]:
-    """Run ``sender``, woken by ``NOTIFY gateway_backchannel_logout``, for the block."""
-    async with listening(BackchannelWakeups(dsn, sender.wake)):
-        task = asyncio.create_task(sender.run())
-        try:
-            yield sender
-        finally:
-            await sender.stop(task)
+    """Run ``sender`` alone, woken by ``NOTIFY gateway_backchannel_logout``, for the block."""
+    async with running({store.CHANNEL: sender}, dsn):
+        yield sender

@@ -43,9 +43,9 @@ from gateway.config.model import Mail, MailServer
 from gateway.errors import GatewayError
 from gateway.mail.message import build_message
 from gateway.mail.outbox import open_content
-from gateway.outbox import RELEASE_TIMEOUT, OutboxSender
+from gateway.outbox import RELEASE_TIMEOUT, OutboxSender, running
 from gateway.store import mail as store
-from gateway.store.mail import ClaimedMail, MailWakeups, listening
+from gateway.store.mail import ClaimedMail
 from gateway.store.pool import Executor
 from gateway.tokens.seal import Sealer
 
@@ -353,10 +353,6 @@ class MailSender(OutboxSender[ClaimedMail, Mail]):
 
 @contextlib.asynccontextmanager
 async def sending(sender: MailSender, dsn: str) -> AsyncIterator[MailSender]:
-    """Run ``sender``, woken by ``NOTIFY gateway_mail``, for the duration of the block."""
-    async with listening(MailWakeups(dsn, sender.wake)):
-        task = asyncio.create_task(sender.run())
-        try:
-            yield sender
-        finally:
-            await sender.stop(task)
+    """Run ``sender`` alone, woken by ``NOTIFY gateway_mail``, for the duration of the block."""
+    async with running({store.CHANNEL: sender}, dsn):
+        yield sender

@@ -1,25 +1,21 @@
 """The back-channel logout outbox: the store functions named after ``daemon.backchannel_*``
-(sql/functions/100_backchannel_logout.sql, where the state machine is drawn), and the wake-up
-feed.
+(sql/functions/100_backchannel_logout.sql, where the state machine is drawn).
 
 Rows are queued by a trigger on ``auth.session`` in the transaction that ends a session, which
-announces them with ``NOTIFY gateway_backchannel_logout``; ``BackchannelWakeups`` keeps one
-connection listening for it in every process that sends.
+announces them with ``NOTIFY gateway_backchannel_logout`` (``CHANNEL``); every process that sends
+listens for it (``gateway.store.wakeups.Wakeups``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
-from gateway.store.wakeups import Wakeups
 
 CHANNEL = "gateway_backchannel_logout"
-APPLICATION_NAME = "gateway back-channel logout wake-ups"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +105,3 @@ async def backchannel_outbox(db: Executor, *, include_done: bool, limit: int) ->
             "SELECT * FROM daemon.backchannel_outbox($1, $2)", include_done, limit
         )
     return [LogoutEntry(**dict(row)) for row in rows]
-
-
-class BackchannelWakeups(Wakeups):
-    """One connection listening on ``gateway_backchannel_logout``."""
-
-    def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
-        super().__init__(dsn, wake, channel=CHANNEL, application_name=APPLICATION_NAME)

@@ -1,26 +1,21 @@
 """The mail outbox: the store functions named after ``daemon.mail_*``
-(sql/functions/090_mail.sql, where the state machine is drawn), and the wake-up feed.
+(sql/functions/090_mail.sql, where the state machine is drawn).
 
-``daemon.mail_enqueue`` and ``daemon.mail_requeue`` announce new work with
-``NOTIFY gateway_mail``; ``MailWakeups`` keeps one connection listening for it in every process
-that sends (``gateway.store.wakeups``), so a message queued by any replica goes out at once
-rather than at the next poll.
+``daemon.mail_enqueue`` and ``daemon.mail_requeue`` announce new work with ``NOTIFY gateway_mail``
+(``CHANNEL``); every process that sends listens for it (``gateway.store.wakeups.Wakeups``), so a
+message queued by any replica goes out at once rather than at the next poll.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from gateway.store.errors import sql_errors
 from gateway.store.pool import Executor
-from gateway.store.wakeups import Wakeups, listening
 
-__all__ = ["ClaimedMail", "MailWakeups", "OutboxEntry", "listening"]
 CHANNEL = "gateway_mail"
-APPLICATION_NAME = "gateway mail wake-ups"  # as pg_stat_activity shows the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +109,3 @@ async def mail_outbox(db: Executor, *, include_sent: bool, limit: int) -> list[O
     with sql_errors():
         rows = await db.fetch("SELECT * FROM daemon.mail_outbox($1, $2)", include_sent, limit)
     return [OutboxEntry(**dict(row)) for row in rows]
-
-
-class MailWakeups(Wakeups):
-    """One connection listening on ``gateway_mail`` (``gateway.store.wakeups``)."""
-
-    def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
-        super().__init__(dsn, wake, channel=CHANNEL, application_name=APPLICATION_NAME)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import asyncpg
 
@@ -18,6 +18,7 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+APPLICATION_NAME = "gateway outbox wake-ups"  # as pg_stat_activity shows the connection
 
 
 class Listener:
@@ -80,35 +81,43 @@ class Listener:
 
 
 class Wakeups(Listener):
-    """One connection listening on ``channel``: ``wake()`` is called at every notification, and
-    each time the connection is (re)established, since a notification may have been missed
-    while it was down. The senders poll as well, so a lost connection delays work by at most a
-    poll interval; this connection only makes the usual case immediate."""
+    """One connection listening on every channel of ``channels``: each notification calls its
+    channel's wake function, and every one is called each time the connection is
+    (re)established, since a notification may have been missed while it was down. The senders
+    poll as well, so a lost connection delays work by at most a poll interval; this connection
+    only makes the usual case immediate. One per process, for all the outboxes."""
 
     def __init__(
-        self, dsn: str, wake: Callable[[], None], *, channel: str, application_name: str
+        self,
+        dsn: str,
+        channels: Mapping[str, Callable[[], None]],
+        *,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         super().__init__(dsn, application_name)
-        self._wake = wake
-        self._channel = channel
+        self._channels = dict(channels)
         self.up = False
 
     async def connected(self, conn: asyncpg.Connection) -> None:
-        await conn.add_listener(self._channel, self._notified)
+        for channel in self._channels:
+            await conn.add_listener(channel, self._notified)
 
     def went_up(self) -> None:
         self.up = True
-        self._wake()
+        for wake in self._channels.values():
+            wake()
 
     def lost(self, exc: BaseException) -> None:
         if self.up:
-            log.warning("%s wake-ups lost their connection: %s", self._channel, type(exc).__name__)
+            log.warning("outbox wake-ups lost their connection: %s", type(exc).__name__)
 
     def went_down(self) -> None:
         self.up = False
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._wake()
+    def _notified(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
+        wake = self._channels.get(channel)
+        if wake is not None:
+            wake()
 
 
 @contextlib.asynccontextmanager

@@ -45,10 +45,8 @@ FORBIDDEN: dict[str, set[str]] = {
     # The back-channel logout sender: a background task beside the mail sender; it talks
     # HTTP to clients (aiohttp's client), never to the faces or their plumbing.
     "gateway.backchannel": {"asyncpg", "gateway.grants", "gateway.http"} | FACES | ENTRY,
-    # The outbox senders' shared loop: asyncio and the error classes only.
-    "gateway.outbox": {"aiohttp", "asyncpg", "gateway.store", "gateway.grants", "gateway.http"}
-    | FACES
-    | ENTRY,
+    # The outbox senders' shared loop: asyncio, the errors and the wake-ups' connection.
+    "gateway.outbox": {"aiohttp", "asyncpg", "gateway.grants", "gateway.http"} | FACES | ENTRY,
     # Rate-limit buckets (in the process, or in Redis through aiocache): called by the use
     # cases and by the token handler, so it stands beside store and imports neither.
     "gateway.ratelimit": {"aiohttp", "asyncpg", "gateway.store", "gateway.grants", "gateway.http"}
