@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +24,7 @@ from gateway.command import (
     CommandError,
     Parser,
     iso,
+    run_on_database,
 )
 from gateway.command import connected as _connected
 from gateway.command import load as _load
@@ -310,7 +311,7 @@ def cmd_mail_outbox(args: argparse.Namespace) -> int:
     """The outbox: messages not sent yet (queued, being sent, failed), or ``--all``."""
     return _outbox_command(
         args,
-        lambda config, dsn: _mail_outbox(config, dsn, args.all, args.limit),
+        lambda conn: mail_store.mail_outbox(conn, include_sent=args.all, limit=args.limit),
         _outbox_json,
         OUTBOX_COLUMNS,
         lambda e: (str(e.id), e.kind, e.recipient),
@@ -320,7 +321,7 @@ def cmd_mail_outbox(args: argparse.Namespace) -> int:
 
 def _outbox_command(
     args: argparse.Namespace,
-    fetch: Callable[[Config, str], Coroutine[Any, Any, Sequence[Any]]],
+    fetch: Callable[[Any], Awaitable[Sequence[Any]]],
     to_json: Callable[[Any], dict[str, Any]],
     columns: tuple[str, ...],
     first_cells: Callable[[Any], tuple[str, ...]],
@@ -330,12 +331,11 @@ def _outbox_command(
     last error and times, as a table or JSON."""
     if args.limit < 1:
         raise CommandError("--limit must be at least 1", EXIT_USAGE)
-    config = _load(args)
-    location = _locate(config)
-    try:
-        entries: Sequence[Any] = asyncio.run(fetch(config, location.dsn))
-    finally:
-        location.close()
+
+    async def on(_config: Config, conn: Any) -> Sequence[Any]:
+        return await fetch(conn)
+
+    entries = run_on_database(args, on)
     if args.json:
         print(json.dumps([to_json(e) for e in entries], indent=2))
         return EXIT_OK
@@ -358,14 +358,6 @@ def _outbox_command(
     if len(entries) == args.limit:
         print(f"(the first {args.limit}; see more with --limit)", file=sys.stderr)
     return EXIT_OK
-
-
-async def _mail_outbox(
-    config: Config, dsn: str, include_sent: bool, limit: int
-) -> list[mail_store.OutboxEntry]:
-    async with _connected(config, dsn) as conn:
-        await migrate(conn)
-        return await mail_store.mail_outbox(conn, include_sent=include_sent, limit=limit)
 
 
 def _outbox_json(entry: mail_store.OutboxEntry) -> dict[str, Any]:
@@ -401,20 +393,12 @@ def cmd_logout_outbox(args: argparse.Namespace) -> int:
     """Back-channel logouts not delivered yet (queued, being sent, failed), or ``--all``."""
     return _outbox_command(
         args,
-        lambda config, dsn: _logout_outbox(config, dsn, args.all, args.limit),
+        lambda conn: logout_store.backchannel_outbox(conn, include_done=args.all, limit=args.limit),
         _logout_json,
         LOGOUT_COLUMNS,
         lambda e: (str(e.id), e.client_id, str(e.session_id)),
         "logouts",
     )
-
-
-async def _logout_outbox(
-    config: Config, dsn: str, include_done: bool, limit: int
-) -> list[logout_store.LogoutEntry]:
-    async with _connected(config, dsn) as conn:
-        await migrate(conn)
-        return await logout_store.backchannel_outbox(conn, include_done=include_done, limit=limit)
 
 
 def _logout_json(entry: logout_store.LogoutEntry) -> dict[str, Any]:
